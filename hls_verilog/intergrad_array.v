@@ -1,0 +1,152 @@
+/*
+ * intergrad: ROWS x COLS systolic array with input skew and output de-skew.
+ *
+ * A beat (left lanes, top lanes, valid) is registered on an array step, then top lane m
+ * is delayed m steps into column m and left lane n is delayed n steps into row n, so
+ * sample t meets PE(n, m) at step t + 1 + n + m.  Row n's partial sum leaves PE(n, COLS-1)
+ * and is delayed ROWS-1-n steps so the whole output vector of sample t is aligned on
+ * `out_row` during step t + ROWS + COLS.
+ */
+
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module intergrad_array #
+(
+    // PE rows
+    parameter ROWS = 8,
+    // PE columns
+    parameter COLS = 8,
+    // input element width
+    parameter DATA_W = 16,
+    // accumulator width
+    parameter ACC_W = 32,
+    // two multipliers per PE (1) or one time-shared (0)
+    parameter DUAL_MAC = 1
+)
+(
+    input  wire                        clk,
+    input  wire                        rst,
+
+    // control
+    input  wire                        adv,
+    input  wire                        acc_go,
+    input  wire                        psum_on,
+    input  wire                        mul_h,
+    input  wire                        acc_clear,
+    input  wire                        pipe_clear,
+    input  wire                        wsel,
+    input  wire [7:0]                  rows_act,
+    input  wire [7:0]                  cols_act,
+
+    // weight load: one row (top lanes) or, transposed, one column (left lanes)
+    input  wire                        w_we,
+    input  wire                        w_bank,
+    input  wire                        w_transpose,
+    input  wire [7:0]                  w_idx,
+    input  wire [ROWS*DATA_W-1:0]      w_left,
+    input  wire [COLS*DATA_W-1:0]      w_top,
+
+    // data beat entering on this step
+    input  wire [ROWS*DATA_W-1:0]      in_left,
+    input  wire [COLS*DATA_W-1:0]      in_top,
+    input  wire                        in_valid,
+
+    // aligned output vector, accumulators, MACs this cycle
+    output wire [ROWS*ACC_W-1:0]       out_row,
+    output wire [ROWS*COLS*ACC_W-1:0]  acc_flat,
+    output reg  [$clog2(2*ROWS*COLS+1)-1:0] mac_total
+);
+
+localparam MAC_W = $clog2(2*ROWS*COLS+1);
+
+// registered input beat
+reg [ROWS*DATA_W-1:0] in_left_reg;
+reg [COLS*DATA_W-1:0] in_top_reg;
+reg                   in_valid_reg;
+
+always @(posedge clk) begin
+    if (adv) begin
+        in_left_reg <= in_left;
+        in_top_reg <= in_top;
+        in_valid_reg <= in_valid;
+    end
+    if (rst || pipe_clear) begin
+        in_valid_reg <= 1'b0;
+    end
+end
+
+// links: v[n][m] is the vertical input of PE(n, m); row n+1 reads PE(n, m)'s output
+wire [DATA_W-1:0] v_link  [0:ROWS][0:COLS-1];
+wire              vv_link [0:ROWS][0:COLS-1];
+wire [DATA_W-1:0] h_link  [0:ROWS-1][0:COLS];
+wire [ACC_W-1:0]  p_link  [0:ROWS-1][0:COLS];
+wire [1:0]        mac_cnt [0:ROWS-1][0:COLS-1];
+
+genvar n, m;
+
+// input skew
+generate
+    for (m = 0; m < COLS; m = m + 1) begin : g_skew_top
+        intergrad_delay #(.WIDTH(DATA_W), .DEPTH(m)) u_d (
+            .clk(clk), .clr(1'b0), .en(adv),
+            .d(in_top_reg[m*DATA_W +: DATA_W]), .q(v_link[0][m]));
+        intergrad_delay #(.WIDTH(1), .DEPTH(m)) u_v (
+            .clk(clk), .clr(rst | pipe_clear), .en(adv),
+            .d(in_valid_reg), .q(vv_link[0][m]));
+    end
+    for (n = 0; n < ROWS; n = n + 1) begin : g_skew_left
+        intergrad_delay #(.WIDTH(DATA_W), .DEPTH(n)) u_d (
+            .clk(clk), .clr(1'b0), .en(adv),
+            .d(in_left_reg[n*DATA_W +: DATA_W]), .q(h_link[n][0]));
+        assign p_link[n][0] = {ACC_W{1'b0}};
+    end
+endgenerate
+
+// PE grid
+generate
+    for (n = 0; n < ROWS; n = n + 1) begin : g_row
+        for (m = 0; m < COLS; m = m + 1) begin : g_col
+            wire pe_en = (n < rows_act) && (m < cols_act);
+            wire pe_we = w_we && (w_transpose ? (w_idx == m) : (w_idx == n));
+            wire [DATA_W-1:0] pe_wd = w_transpose ? w_left[n*DATA_W +: DATA_W]
+                                                  : w_top[m*DATA_W +: DATA_W];
+            intergrad_pe #(.DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC)) u_pe (
+                .clk(clk), .rst(rst),
+                .adv(adv), .acc_go(acc_go), .psum_on(psum_on), .mul_h(mul_h),
+                .en(pe_en), .acc_clear(acc_clear), .pipe_clear(pipe_clear), .wsel(wsel),
+                .w_we(pe_we), .w_bank(w_bank), .w_data(pe_wd),
+                .v_in(v_link[n][m]), .v_in_valid(vv_link[n][m]),
+                .v_out(v_link[n+1][m]), .v_out_valid(vv_link[n+1][m]),
+                .h_in(h_link[n][m]), .h_out(h_link[n][m+1]),
+                .p_in(p_link[n][m]), .p_out(p_link[n][m+1]),
+                .acc_out(acc_flat[(n*COLS+m)*ACC_W +: ACC_W]),
+                .mac_count(mac_cnt[n][m]));
+        end
+    end
+endgenerate
+
+// output de-skew
+generate
+    for (n = 0; n < ROWS; n = n + 1) begin : g_deskew
+        intergrad_delay #(.WIDTH(ACC_W), .DEPTH(ROWS-1-n)) u_d (
+            .clk(clk), .clr(1'b0), .en(adv),
+            .d(p_link[n][COLS]), .q(out_row[n*ACC_W +: ACC_W]));
+    end
+endgenerate
+
+// MACs performed this cycle
+integer i, j;
+always @* begin
+    mac_total = {MAC_W{1'b0}};
+    for (i = 0; i < ROWS; i = i + 1) begin
+        for (j = 0; j < COLS; j = j + 1) begin
+            mac_total = mac_total + {{(MAC_W-2){1'b0}}, mac_cnt[i][j]};
+        end
+    end
+end
+
+endmodule
+
+`resetall

