@@ -1,0 +1,137 @@
+"""How a GEMM pass maps onto jobs of the core: the one tiling used by the scheduler (to run
+it) and by the analytical model (to count it).
+
+Fully-connected layer, batch B, N inputs, M outputs; X (B, N), W (N, M), dY (B, M).
+
+=========  ======  ========================  ===============  =========================
+pass       mode    stationary S (rows x cols) left lanes        top lanes / output
+=========  ======  ========================  ===============  =========================
+``fwd``    WS      W^T tile (m x n), loaded   --               X[:, n]   -> Y[:, m] part
+                   with TRANSPOSE
+``dx``     WS      W tile (n x m)             --               dY[:, m]  -> dX[:, n] part
+``dw``     OS      acc (n x m)                X[:, n]          dY[:, m]  -> drain dW tile
+``ig``     IG      W tile (n x m)             X[:, n]          dY[:, m]  -> dX part, dW
+=========  ======  ========================  ===============  =========================
+
+Partial outputs of WS/IG tiles along the reduction dimension are summed on the host (the
+sum of ACC_W-wrapped partials, wrapped again, equals the wrapped exact sum).  A batch longer
+than the BATCH register (65535) is split into chunks; OS/IG chunks of one tile keep
+accumulating in the PEs and only the last one drains.  With ``double_buffer`` every job but
+the last of a pass carries the next tile's weights (PRELOAD) and the next job SWAPs them in,
+so weight loading overlaps the flush and drain of the previous tile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .golden import Job, expected_counters
+from .spec import ArrayConfig
+
+MAX_BATCH = 0xFFFF
+PASSES = ("fwd", "dx", "dw", "ig")
+SCHEDULES = {
+    # backward-pass schedules; the forward pass is the same for both
+    "baseline": ("dx", "dw"),
+    "intergrad": ("ig",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TileJob:
+    """One job of a pass: which tile of which operands it touches."""
+
+    pass_: str
+    job: Job
+    r0: int       # first array row's index in the row operand (m for fwd, n otherwise)
+    c0: int       # first array column's index in the column operand (n for fwd, m otherwise)
+    b0: int       # first batch row of this chunk
+    next_tile: tuple[int, int] | None = None  # (r0, c0) of the preloaded weights, if PRELOAD
+
+
+def pass_dims(pass_: str, N: int, M: int) -> tuple[int, int]:
+    """(rows, cols) extent of the stationary operand of a pass."""
+    if pass_ not in PASSES:
+        raise ValueError(f"unknown pass {pass_!r}; known: {', '.join(PASSES)}")
+    return (M, N) if pass_ == "fwd" else (N, M)
+
+
+def plan_pass(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
+              double_buffer: bool = True) -> list[TileJob]:
+    """Jobs of one GEMM pass of a B x N x M fully-connected layer, in execution order."""
+    for name, v in (("B", B), ("N", N), ("M", M)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    rows, cols = pass_dims(pass_, N, M)
+    R, C = cfg.rows, cfg.cols
+    mode = {"fwd": "WS", "dx": "WS", "dw": "OS", "ig": "IG"}[pass_]
+    uses_w = mode in ("WS", "IG")
+    tiles = [(r0, c0) for r0 in range(0, rows, R) for c0 in range(0, cols, C)]
+    chunks = [(b0, min(MAX_BATCH, B - b0)) for b0 in range(0, B, MAX_BATCH)]
+    out: list[TileJob] = []
+    for ti, (r0, c0) in enumerate(tiles):
+        ra, ca = min(R, rows - r0), min(C, cols - c0)
+        nxt = tiles[ti + 1] if ti + 1 < len(tiles) else None
+        for ci, (b0, bl) in enumerate(chunks):
+            first, last = ci == 0, ci == len(chunks) - 1
+            flags = set()
+            if uses_w and first:
+                flags.add("SWAP" if (double_buffer and ti > 0) else "LOAD_W")
+            if uses_w and last and double_buffer and nxt is not None:
+                nra, nca = min(R, rows - nxt[0]), min(C, cols - nxt[1])
+                if nra <= ra and nca <= ca:  # the driver zero-pads it to this job's shape
+                    flags.add("PRELOAD")
+            if mode in ("OS", "IG"):
+                if first:
+                    flags.add("ACC_CLEAR")
+                if last:
+                    flags.add("DRAIN")
+            if pass_ == "fwd" and flags & {"LOAD_W", "PRELOAD"}:
+                flags.add("TRANSPOSE")
+            out.append(TileJob(pass_, Job(mode, bl, ra, ca, frozenset(flags)), r0, c0, b0,
+                               nxt if "PRELOAD" in flags else None))
+    # a tile whose predecessor could not preload it (different edge shape) loads itself
+    fixed: list[TileJob] = []
+    preloaded = False
+    for tj in out:
+        f = set(tj.job.flags)
+        if "SWAP" in f and not preloaded:
+            f.discard("SWAP")
+            f.add("LOAD_W")
+            if tj.pass_ == "fwd":
+                f.add("TRANSPOSE")
+        if f & {"LOAD_W", "SWAP"}:
+            preloaded = False
+        if "PRELOAD" in f:
+            preloaded = True
+        j = tj.job
+        fixed.append(dataclasses.replace(tj, job=Job(j.mode, j.batch, j.rows_act, j.cols_act,
+                                                     frozenset(f))))
+    return fixed
+
+
+def plan_training_step(cfg: ArrayConfig, B: int, N: int, M: int, schedule: str = "intergrad",
+                       double_buffer: bool = True, forward: bool = True) -> list[TileJob]:
+    """Jobs of forward + backward of one FC layer under a backward schedule."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+    jobs: list[TileJob] = []
+    if forward:
+        jobs += plan_pass(cfg, "fwd", B, N, M, double_buffer)
+    for p in SCHEDULES[schedule]:
+        jobs += plan_pass(cfg, p, B, N, M, double_buffer)
+    return jobs
+
+
+def plan_counters(cfg: ArrayConfig, jobs: list[TileJob]) -> dict[str, int]:
+    """Closed-form counter totals (stall-free busy cycles) of a job list."""
+    tot: dict[str, int] = {}
+    for tj in jobs:
+        for k, v in expected_counters(cfg, tj.job).items():
+            tot[k] = tot.get(k, 0) + v
+    return tot
+
+
+def num_tiles(cfg: ArrayConfig, pass_: str, N: int, M: int) -> int:
+    rows, cols = pass_dims(pass_, N, M)
+    return math.ceil(rows / cfg.rows) * math.ceil(cols / cfg.cols)
