@@ -1,0 +1,111 @@
+"""Job-level driver of one intergrad core on any Device backend."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import spec
+from .device.base import Device, DeviceError
+from .golden import Job, JobError, pack_beats, unpack_beats
+from .spec import ArrayConfig
+
+
+class CoreError(DeviceError):
+    """The core finished a job with its STATUS.ERROR bit set."""
+
+    def __init__(self, msg: str, cause: str):
+        super().__init__(msg)
+        self.cause = cause
+
+
+class Accelerator:
+    """Programs jobs into the core and streams their data through the device.
+
+    The hardware build (array size, widths) is read back from the ID and configuration
+    registers, so the host never assumes it.
+    """
+
+    def __init__(self, device: Device, timeout: float = 30.0):
+        self.device = device
+        self.timeout = timeout
+        magic = device.read(spec.REG["ID"].offset)
+        if magic != spec.ID_MAGIC:
+            raise DeviceError(f"no intergrad core at this device: ID reads 0x{magic:08X}, "
+                              f"expected 0x{spec.ID_MAGIC:08X}")
+        self.version = device.read(spec.REG["VERSION"].offset)
+        a = device.read(spec.REG["CFG_ARRAY"].offset)
+        w = device.read(spec.REG["CFG_WIDTH"].offset)
+        self.cfg = ArrayConfig(
+            rows=spec.unpack_field("CFG_ARRAY", "ROWS", a),
+            cols=spec.unpack_field("CFG_ARRAY", "COLS", a),
+            data_w=spec.unpack_field("CFG_WIDTH", "DATA_W", w),
+            acc_w=spec.unpack_field("CFG_WIDTH", "ACC_W", w),
+            dual_mac=spec.unpack_field("CFG_ARRAY", "DUAL_MAC", a),
+        )
+        dcfg = getattr(device, "cfg", None)
+        if dcfg is not None and dcfg != self.cfg:
+            raise DeviceError(f"device reports build {self.cfg}, backend was opened for {dcfg}")
+        self._shadow: dict[str, int] = {}
+        self.preloaded = False
+        self.soft_reset()
+
+    # -- registers --------------------------------------------------------------------
+    def _wr(self, name: str, value: int, cache: bool = True) -> None:
+        if cache and self._shadow.get(name) == value:
+            return
+        self.device.write(spec.REG[name].offset, value)
+        self._shadow[name] = value
+
+    def soft_reset(self) -> None:
+        self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
+        self.preloaded = False
+
+    def reset_counters(self) -> None:
+        self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", CNT_RESET=1))
+
+    def counters(self) -> dict[str, int]:
+        return self.device.counters()
+
+    def status(self) -> dict[str, int]:
+        return self.device.status()
+
+    # -- jobs ---------------------------------------------------------------------------
+    def run_job(self, job: Job, lanes: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        """Run one job; ``lanes`` are its input beats as (n, in_lanes) integers.  Returns the
+        output beats as (n, out_lanes) int64."""
+        cfg = self.cfg
+        try:
+            job.validate(cfg, self.preloaded)
+        except JobError as e:
+            raise JobError(e.name, f"job {job.mode} B={job.batch} "
+                                   f"{job.rows_act}x{job.cols_act}: {e}") from None
+        lanes = np.asarray(lanes)
+        if lanes.shape != (job.in_beats(), cfg.in_lanes):
+            raise ValueError(f"job needs {job.in_beats()} input beats of {cfg.in_lanes} lanes, "
+                             f"got array of shape {lanes.shape}")
+        self._wr("MODE", spec.pack_fields("MODE", MODE=spec.MODES[job.mode],
+                                          FLAGS=spec.flags_word(*job.flags)))
+        self._wr("BATCH", job.batch)
+        self._wr("SHAPE", spec.pack_fields("SHAPE", ROWS_ACT=job.rows_act, COLS_ACT=job.cols_act))
+        self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", START=1))
+        data = pack_beats(lanes, cfg.data_w, cfg.in_axis_bits)
+        raw = self.device.transfer(data, job.out_beats(), self.timeout if timeout is None else timeout)
+        st = self.device.status()
+        if st["ERROR"]:
+            cause = spec.error_name(st["ERR_CAUSE"])
+            self.soft_reset()
+            raise CoreError(f"core reported {cause} for job {job.mode} B={job.batch} "
+                            f"{job.rows_act}x{job.cols_act} flags={sorted(job.flags)}: "
+                            f"{spec.ERRORS.get(cause, (0, ''))[1]}", cause)
+        if job.has("SWAP") or job.has("LOAD_W"):
+            self.preloaded = False
+        if job.has("PRELOAD"):
+            self.preloaded = True
+        return unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
+
+    def describe(self) -> dict:
+        c = self.cfg
+        return {"backend": getattr(self.device, "backend", "?"),
+                "id": f"0x{spec.ID_MAGIC:08X}",
+                "version": f"{self.version >> 24}.{(self.version >> 16) & 0xFF}.{self.version & 0xFFFF}",
+                "array": f"{c.rows}x{c.cols}", "data_w": c.data_w, "acc_w": c.acc_w,
+                "dual_mac": c.dual_mac}
