@@ -1,0 +1,112 @@
+"""Closed-form, vectorized counter totals of one GEMM pass tiled onto the array.
+
+A pass is described by the extent of the array-resident operand (``rows_ext`` x ``cols_ext``),
+the streamed length ``T`` (data beats per tile) and the job mode (WS, OS, IG).  The tiling
+is the one of :mod:`intergrad.plan` (row-major tiles, batch chunks of at most 65535 beats,
+weight preload double buffering), but summed in closed form over whole numpy arrays of
+layers instead of job by job.  For the passes that :mod:`intergrad.plan` defines, the totals
+equal ``plan_counters`` exactly (``tests/test_model.py`` checks this on random shapes).
+
+Derivation, per tile t (nr x nc tiles, edge tiles r_last x c_last):
+
+* ``steps_t = L_t + T + (nch - 1) F + max(F + D_t, P_t)`` summed over the ``nch`` chunks
+  of the tile (only the first chunk loads, only the last preloads and drains);
+  ``P_t <= max(R, C) < F = R + C``, so the ``max`` is always ``F + D_t``;
+* every tile's weights enter exactly once: by LOAD_W in its own first job, or by PRELOAD in
+  the previous tile's last job.  A preload is impossible only when the next tile is larger
+  than the current one, which in row-major order happens at each row end when the last
+  column tile is narrower than C (``nc > 1`` and ``c_last < C``): ``nr - 1`` times;
+* a weight beat carries one row of S (``rows_act`` beats) or, with TRANSPOSE, one column
+  (``cols_act`` beats); a preload uses the current tile's beat count (zero-padded).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: BATCH register limit: longer streams are split into chunks (see intergrad.plan).
+MAX_BATCH = 0xFFFF
+MODES = ("WS", "OS", "IG")
+#: counter names this module returns, as in intergrad.spec.COUNTERS
+COUNTER_KEYS = ("steps", "busy_cycles", "macs", "in_beats", "wload_beats", "out_beats", "jobs")
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: bool = False,
+                  dual_mac: int = 1, double_buffer: bool = True, max_batch: int = MAX_BATCH
+                  ) -> dict[str, np.ndarray]:
+    """Counter totals of one pass (per group), vectorized over layers.
+
+    ``rows_ext``, ``cols_ext``, ``T``: int arrays (or scalars) of the stationary / output
+    tile extent on the array rows and columns and the streamed length.  ``wb_cols``: weight
+    beats carry columns (TRANSPOSE, beat count = cols_act).  Returns int64 arrays keyed like
+    the RTL counters (``busy_cycles`` stall-free) plus element counts used by the memory model:
+
+    ``w_elems`` weights delivered, ``in_data_elems`` data-lane elements streamed in,
+    ``out_elems`` result elements streamed out, ``psum_elems`` partial results of WS/IG
+    tiles that must be added to an earlier partial (reduction split over column tiles),
+    ``tiles``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    r = np.asarray(rows_ext, dtype=np.int64)
+    c = np.asarray(cols_ext, dtype=np.int64)
+    T = np.asarray(T, dtype=np.int64)
+    if np.any(r < 1) or np.any(c < 1) or np.any(T < 1):
+        raise ValueError("pass extents and stream length must be >= 1")
+    F = R + C
+    nr, nc = _cdiv(r, R), _cdiv(c, C)
+    r_last, c_last = r - (nr - 1) * R, c - (nc - 1) * C
+    tiles = nr * nc
+    nch = _cdiv(T, max_batch)
+    uses_w = mode in ("WS", "IG")
+    drains = mode in ("OS", "IG")
+
+    if uses_w:
+        if wb_cols:   # beats per tile = cols_act
+            total_wb = nr * c
+            wb_first, wb_last_tile = np.minimum(C, c), c_last
+        else:         # beats per tile = rows_act
+            total_wb = nc * r
+            wb_first, wb_last_tile = np.minimum(R, r), r_last
+        if double_buffer:
+            fail = (nc > 1) & (c_last != C)
+            nf = np.where(fail, nr - 1, 0)
+            if wb_cols:
+                wb_fail_src = nf * c_last        # tiles (i, nc-1), i < nr-1
+                wb_fail_dst = nf * C             # tiles (i+1, 0), full width
+            else:
+                wb_fail_src = nf * R             # full-height rows i < nr-1
+                wb_fail_dst = np.where(nf > 0, r - R, 0)  # rows 1..nr-1
+            L = wb_first + wb_fail_dst
+            P = total_wb - wb_last_tile - wb_fail_src
+        else:
+            L, P = total_wb, np.zeros_like(total_wb)
+    else:
+        L = P = np.zeros_like(tiles)
+    D = nc * r if drains else np.zeros_like(tiles)
+    run = tiles * (T + nch * F)           # data beats plus flushes of all jobs
+    steps = L + run + D
+    slow = run if (mode == "IG" and not dual_mac) else np.zeros_like(run)
+    data_out = tiles * T if mode != "OS" else np.zeros_like(tiles)
+    if mode == "WS":
+        in_data = nr * T * c               # top lanes: cols_act per beat
+    else:
+        in_data = T * (nc * r + nr * c)    # left rows_act + top cols_act per beat
+    out_elems = (nc * T * r if mode != "OS" else 0) + (r * c if drains else 0)
+    return {
+        "steps": steps,
+        "busy_cycles": steps + slow,
+        "macs": T * r * c * (2 if mode == "IG" else 1),
+        "in_beats": L + P + tiles * T,
+        "wload_beats": L + P,
+        "out_beats": data_out + D,
+        "jobs": tiles * nch,
+        "w_elems": r * c if uses_w else np.zeros_like(tiles),
+        "in_data_elems": in_data,
+        "out_elems": np.asarray(out_elems, dtype=np.int64) + np.zeros_like(tiles),
+        "psum_elems": (nc - 1) * T * r if uses_w else np.zeros_like(tiles),
+        "tiles": tiles,
+    }

@@ -1,0 +1,202 @@
+"""Whole training step (forward, backward, weight update) of a network on one design:
+cycles, accesses per memory level, MACs, utilization and energy, per layer and pass.
+
+Everything is vectorized over the network's conv / fc layers (numpy int64 arrays), so a
+whole zoo network profiles in milliseconds.  Levels (see docs/model.md):
+
+* **stream**: the array's AXI-Stream beats and bytes (weights, data lanes, results), exactly
+  as the RTL counts them;
+* **buffer**: an on-chip SRAM buffer that feeds the array: every element entering the array
+  is a read, every result leaving it a write, and partial sums of a reduction split over
+  column tiles are read back once to be added;
+* **dram**: off-chip traffic.  ``memory="buffer"`` (default): compulsory traffic, each
+  operand tensor of a pass read once and each result written once (the buffer holds the
+  reuse);  ``memory="stream"``: no buffer, the array streams from DRAM (this project's board,
+  where the DMA reads DRAM directly): DRAM words = stream bytes;
+* **reg**: PE register reads / writes per MAC (table ``REG_PER_MAC``), weight-bank writes and
+  accumulator drain reads.
+
+Energy = counts x an :class:`~intergrad.model.tables.EnergyTable`.  Words are ``word_bits``
+wide: an ACC_W-bit partial sum costs ``acc_w / word_bits`` word accesses.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .counts import MAX_BATCH, pass_counters
+from .dataflows import Dataflow, layout
+from .tables import EnergyTable, load_energy
+
+#: PE register (reads, writes) per MAC: WS reads S, v, p_in and writes p_out, v_out; OS reads
+#: h, v, acc and writes acc, h_out, v_out; one InterGrad step (two MACs) reads S, v, h, p_in,
+#: acc and writes p_out, acc, v_out, h_out: the shared dY operand is read and forwarded once.
+REG_PER_MAC = {"WS": (3.0, 2.0), "OS": (3.0, 3.0), "IG": (2.5, 2.0)}
+METRICS = ("cycles", "busy_cycles", "stall_cycles", "steps", "macs", "in_beats", "out_beats",
+           "wload_beats", "jobs", "stream_bytes", "stream_elems", "buffer_reads",
+           "buffer_writes", "dram_reads", "dram_writes", "reg_reads", "reg_writes",
+           "host_ops", "energy_mac", "energy_reg", "energy_buffer", "energy_dram",
+           "energy_host", "energy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Array:
+    """An array and its system: size, widths, double buffering, stream bandwidth, memory."""
+
+    rows: int = 8
+    cols: int = 8
+    data_w: int = 16
+    acc_w: int = 32
+    double_buffer: bool = True
+    bandwidth: float | None = None   # bytes/cycle per stream direction; None: one beat/cycle
+    memory: str = "buffer"           # "buffer" or "stream" (see module doc)
+    max_batch: int = MAX_BATCH
+
+    def __post_init__(self):
+        if self.rows < 1 or self.cols < 1:
+            raise ValueError(f"array size must be >= 1x1, got {self.rows}x{self.cols}")
+        if self.memory not in ("buffer", "stream"):
+            raise ValueError(f"memory must be 'buffer' or 'stream', got {self.memory!r}")
+        if self.bandwidth is not None and self.bandwidth <= 0:
+            raise ValueError("bandwidth must be > 0 bytes/cycle")
+
+    @property
+    def in_beat_bytes(self) -> int:
+        return ((self.rows + self.cols) * self.data_w + 7) // 8
+
+    @property
+    def out_beat_bytes(self) -> int:
+        return (max(self.rows, self.cols) * self.acc_w + 7) // 8
+
+    @property
+    def size(self) -> str:
+        return f"{self.rows}x{self.cols}"
+
+
+@dataclasses.dataclass
+class Result:
+    """Profile of one network on one design: per-layer, per-pass metric arrays and totals."""
+
+    network: str
+    dataflow: Dataflow
+    array: Array
+    batch: int
+    energy_table: EnergyTable
+    layers: list           # GEMM layer names
+    passes: dict           # pass -> {metric: int/float array over layers}
+    host: dict             # host-side totals (pooling, BN, activations, SGD update)
+
+    def total(self, metric: str) -> float:
+        t = sum(float(p[metric].sum()) for p in self.passes.values())
+        return t + float(self.host.get(metric, 0))
+
+    def totals(self) -> dict[str, float]:
+        t = {m: self.total(m) for m in METRICS}
+        a = self.array
+        t["pes"] = a.rows * a.cols
+        t["utilization"] = t["macs"] / max(1.0, t["cycles"] * a.rows * a.cols
+                                           * self.dataflow.mults_per_pe)
+        t["mem_accesses"] = (t["buffer_reads"] + t["buffer_writes"] + t["dram_reads"]
+                             + t["dram_writes"])
+        return t
+
+    def layer_rows(self):
+        """Per-layer, per-pass rows (dicts) for CSV output."""
+        for p, d in self.passes.items():
+            for i, name in enumerate(self.layers):
+                row = {"dataflow": self.dataflow.name, "array": self.array.size,
+                       "batch": self.batch, "layer": name, "pass": p}
+                row.update({m: d[m][i].item() for m in METRICS})
+                yield row
+        row = {"dataflow": self.dataflow.name, "array": self.array.size, "batch": self.batch,
+               "layer": "(host: pool/bn/act/add, SGD update)", "pass": "host"}
+        row.update({m: self.host.get(m, 0) for m in METRICS})
+        yield row
+
+
+def _dram_pass(pass_: str, X, Y, W) -> tuple:
+    """Compulsory (reads, writes) in elements of one pass: X, Y activations, W weights."""
+    return {"fwd": (X + W, Y), "dx": (Y + W, X), "dw": (X + Y, W),
+            "ig": (X + Y + W, X + W)}[pass_]
+
+
+def profile(net, dataflow: Dataflow, array: Array, batch: int,
+            energy: EnergyTable | None = None, fused_update: bool = False) -> Result:
+    """Profile one training step of ``net`` (a :class:`intergrad.zoo.Network`) at ``batch``."""
+    if int(batch) != batch or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    e = energy or load_energy()
+    A = net.arrays()
+    G, P, N, M = A["G"], A["P"], A["N"], A["M"]
+    Bt = batch * P
+    R, C = array.rows, array.cols
+    fd = array.data_w / e.word_bits          # words per data element
+    fa = array.acc_w / e.word_bits           # words per accumulator element
+    X, Y, W = batch * A["in_elems"], batch * A["out_elems"], A["weights"]
+    passes = {}
+    for p, mode in dataflow.passes:
+        r, c, T, wbc = layout(p, mode, Bt, N, M)
+        k = pass_counters(R, C, r, c, T, mode, wb_cols=wbc, dual_mac=dataflow.dual_mac,
+                          double_buffer=array.double_buffer, max_batch=array.max_batch)
+        d = {key: G * k[key] for key in ("steps", "busy_cycles", "macs", "in_beats",
+                                         "out_beats", "wload_beats", "jobs")}
+        in_bytes = d["in_beats"] * array.in_beat_bytes
+        out_bytes = d["out_beats"] * array.out_beat_bytes
+        if array.bandwidth:
+            bound = np.maximum(np.ceil(in_bytes / array.bandwidth),
+                               np.ceil(out_bytes / array.bandwidth)).astype(np.int64)
+            d["cycles"] = np.maximum(d["busy_cycles"], bound)
+        else:
+            d["cycles"] = d["busy_cycles"].copy()
+        d["stall_cycles"] = d["cycles"] - d["busy_cycles"]
+        d["stream_bytes"] = in_bytes + out_bytes
+        in_el = G * (k["w_elems"] + k["in_data_elems"])
+        out_el = G * k["out_elems"]
+        psum = G * k["psum_elems"]
+        d["stream_elems"] = in_el + out_el
+        if array.memory == "buffer":
+            d["buffer_reads"] = in_el * fd + psum * fa
+            d["buffer_writes"] = out_el * fa
+            rd, wr = _dram_pass(p, X, Y, W)
+            d["dram_reads"], d["dram_writes"] = rd * fd, wr * fd
+        else:
+            d["buffer_reads"] = np.zeros(len(G))
+            d["buffer_writes"] = np.zeros(len(G))
+            d["dram_reads"] = in_bytes * 8 / e.word_bits
+            d["dram_writes"] = out_bytes * 8 / e.word_bits
+        rr, rw = REG_PER_MAC[mode]
+        drain = G * r * c if mode in ("OS", "IG") else 0
+        d["reg_reads"] = d["macs"] * rr + drain * fa
+        d["reg_writes"] = d["macs"] * rw + G * k["w_elems"]
+        d["host_ops"] = np.zeros(len(G))
+        passes[p] = d
+    host = _host(net, batch, W.sum(), e, fd, fused_update and "ig" in dataflow.modes)
+    for d in passes.values():
+        d["energy_mac"] = d["macs"] * e.mac
+        d["energy_reg"] = (d["reg_reads"] + d["reg_writes"]) * e.reg
+        d["energy_buffer"] = (d["buffer_reads"] + d["buffer_writes"]) * e.buffer
+        d["energy_dram"] = (d["dram_reads"] + d["dram_writes"]) * e.dram
+        d["energy_host"] = np.zeros(len(G))
+        d["energy"] = d["energy_mac"] + d["energy_reg"] + d["energy_buffer"] + d["energy_dram"]
+    names = [l.name for l in net.gemm_layers]
+    return Result(net.name, dataflow, array, batch, e, names, passes, host)
+
+
+def _host(net, batch, weights, e: EnergyTable, fd: float, fused: bool) -> dict:
+    """Host-side work: pooling, BN, activations, residual adds (forward and backward) and the
+    SGD update ``W -= lr * dW`` (reads W and dW, writes W; 2 ops per weight).  With a fused
+    update (beyond the paper, not in the RTL) the PEs update W in place after an InterGrad
+    pass: no host SGD traffic."""
+    h = net.host_totals()
+    ops = batch * (h["fwd_ops"] + h["bwd_ops"])
+    reads, writes = batch * h["reads"], batch * h["writes"]
+    if not fused:
+        ops += 2 * weights
+        reads += 2 * weights
+        writes += weights
+    out = {"host_ops": float(ops), "dram_reads": reads * fd, "dram_writes": writes * fd}
+    out["energy_host"] = ops * e.host_op
+    out["energy_dram"] = (out["dram_reads"] + out["dram_writes"]) * e.dram
+    out["energy"] = out["energy_host"] + out["energy_dram"]
+    return out
