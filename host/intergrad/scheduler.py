@@ -194,8 +194,8 @@ class Scheduler:
     def fc_backward(self, X, W, dY, schedule: str = "intergrad", layer: str = "fc",
                     need_dx: bool = True):
         """(dX, dW) of Y = X W given dY, as separate WS + OS passes ('baseline') or one
-        InterGrad pass ('intergrad').  dX is None when not needed (baseline skips its pass;
-        InterGrad computes it anyway)."""
+        InterGrad pass ('intergrad').  With ``need_dx=False`` (a first layer) both schedules
+        run the OS pass alone and dX is None."""
         if schedule not in SCHEDULES:
             raise ValueError(f"{layer}: unknown schedule {schedule!r}; choose one of "
                              f"{', '.join(SCHEDULES)}")
@@ -208,10 +208,10 @@ class Scheduler:
         if need_dx:
             self._headroom(dY, W, M, layer, "dY W^T")
         dX = None
-        if schedule == "intergrad":
+        if not need_dx:  # only dW: one OS pass in either schedule
+            _, dW = self._run(layer, "dw", schedule, B, N, M, X=X, dY=dY)
+        elif schedule == "intergrad":
             dX, dW = self._run(layer, "ig", schedule, B, N, M, X=X, W=W, dY=dY)
-            if not need_dx:
-                dX = None
         else:
             if need_dx:
                 dX, _ = self._run(layer, "dx", schedule, B, N, M, W=W, dY=dY)

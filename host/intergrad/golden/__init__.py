@@ -59,10 +59,10 @@ def check_fits(a, bits: int, what: str = "value") -> np.ndarray:
     arr = arr.astype(np.int64)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if arr.size and (arr.min() < lo or arr.max() > hi):
-        bad = np.argwhere((arr < lo) | (arr > hi))[0]
+        bad = tuple(int(i) for i in np.argwhere((arr < lo) | (arr > hi))[0])
         raise OverflowError(
-            f"{what} does not fit in {bits}-bit signed: element {tuple(bad)} = "
-            f"{arr[tuple(bad)]} (range {lo}..{hi})")
+            f"{what} does not fit in {bits}-bit signed: element {bad} = "
+            f"{arr[bad]} (range {lo}..{hi})")
     return arr
 
 
