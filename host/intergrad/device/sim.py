@@ -71,7 +71,7 @@ def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False) 
         obj = tmp / "obj"
         cmd = [str(vbin), "--cc", "--build", "-j", "2", "-O3",
                "--Mdir", str(obj), "--top-module", rtl.TOP, "--prefix", "Vintergrad_top",
-               "-Wno-fatal", "-I" + str(rtl.rtl_dir()),
+               "-Wno-fatal", "-I" + str(rtl.rtl_dir()), "--x-assign", "fast", "--x-initial", "fast", "--noassert",
                "-CFLAGS", "-fPIC -O3 -std=c++17", "-MAKEFLAGS", "OPT_FAST=-O3 OPT_SLOW=-O1"]
         if trace:
             cmd.append("--trace")

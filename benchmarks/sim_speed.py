@@ -1,0 +1,84 @@
+"""Simulated-hardware speed: the Verilator C++ backend vs the same job driven cycle by cycle
+through cocotb, measured side by side in one run on this machine.
+
+    python benchmarks/sim_speed.py [--array 8x8] [--b-cpp 60000] [--b-cocotb 20000]
+
+Prints simulated cycles per second for each and their ratio.  The job is an InterGrad job
+(weights, B beats of X and dY, B dX beats, drain) on the default array, no stalls.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from intergrad import rtl
+from intergrad.device.sim import SimDevice
+from intergrad.driver import Accelerator
+from intergrad.golden import ArrayModel, Job
+from intergrad.spec import ArrayConfig
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpp_rate(cfg: ArrayConfig, B: int, reps: int = 5) -> dict:
+    dev = SimDevice(cfg, verbose=True)
+    acc = Accelerator(dev)
+    m = ArrayModel(cfg)
+    job = Job("IG", B, cfg.rows, cfg.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    rng = np.random.default_rng(0)
+    lanes = m.job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
+                        left=rng.integers(-99, 99, (B, cfg.rows)),
+                        top=rng.integers(-99, 99, (B, cfg.cols)))
+    expect = m.run(job, lanes)
+    rates, cpu_rates = [], []
+    for _ in range(reps):
+        c0, t0, p0 = dev.cycle, time.perf_counter(), time.process_time()
+        out = acc.run_job(job, lanes)
+        n = dev.cycle - c0
+        rates.append(n / (time.perf_counter() - t0))
+        cpu_rates.append(n / (time.process_time() - p0))
+        m2 = ArrayModel(cfg)
+        assert np.array_equal(out, m2.run(job, lanes)) or np.array_equal(out, expect)
+    dev.close()
+    return {"cycles": n, "rate": statistics.median(rates), "cpu_rate": statistics.median(cpu_rates)}
+
+
+def cocotb_rate(cfg: ArrayConfig, B: int) -> dict:
+    build = HERE.parent / "sim_build" / f"bench_verilator_{cfg.rows}x{cfg.cols}"
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "res.json"
+        total, failed = rtl.run_cocotb("verilator", cfg, build, "bench_cocotb_speed",
+                                       HERE / "cocotb",
+                                       extra_env={"IG_BENCH_B": str(B), "IG_BENCH_OUT": str(out)})
+        if failed or not out.exists():
+            raise SystemExit("cocotb benchmark failed")
+        r = json.loads(out.read_text())
+    return {"cycles": r["cycles"], "rate": r["cycles"] / r["wall"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--array", default="8x8")
+    ap.add_argument("--b-cpp", type=int, default=60000)
+    ap.add_argument("--b-cocotb", type=int, default=20000)
+    a = ap.parse_args(argv)
+    cfg = ArrayConfig.parse(a.array)
+    cb = cocotb_rate(cfg, a.b_cocotb)
+    cp = cpp_rate(cfg, a.b_cpp)
+    print(f"\nsimulated-hardware speed, {cfg.rows}x{cfg.cols} array, InterGrad job, no stalls:")
+    print(f"  C++ harness (intergrad sim backend): {cp['cycles']:>8} cycles/job, "
+          f"{cp['rate'] / 1e6:6.2f} M cycles/s wall (median of 5), {cp['cpu_rate'] / 1e6:.2f} M/s CPU")
+    print(f"  cocotb, cycle by cycle from Python : {cb['cycles']:>8} cycles/job, "
+          f"{cb['rate'] / 1e6:6.3f} M cycles/s wall")
+    print(f"  ratio: the C++ backend is {cp['rate'] / cb['rate']:.0f}x faster")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
