@@ -220,20 +220,30 @@ intergrad_array #(
     .mac_total(mac_total)
 );
 
-// drain row, masked to the active columns, and the data row, padded to the output width
-reg [OUT_AXIS_W-1:0] drain_vec;
-reg [OUT_AXIS_W-1:0] data_vec;
-integer k;
-always @* begin
-    drain_vec = {OUT_AXIS_W{1'b0}};
-    data_vec = {OUT_AXIS_W{1'b0}};
-    for (k = 0; k < COLS; k = k + 1) begin
-        if (k < job_cols) begin
-            drain_vec[k*ACC_W +: ACC_W] = acc_flat[(drain_idx*COLS + k)*ACC_W +: ACC_W];
+// output beats: a row of the accumulators (masked to the active columns) or the aligned
+// data row; functions evaluated only in the clocked branch that loads the output register
+function [OUT_AXIS_W-1:0] drain_beat;
+    input [ROWS*COLS*ACC_W-1:0] accs;
+    input [7:0] row;
+    input [7:0] ncols;
+    integer k;
+    begin
+        drain_beat = {OUT_AXIS_W{1'b0}};
+        for (k = 0; k < COLS; k = k + 1) begin
+            if (k < ncols) begin
+                drain_beat[k*ACC_W +: ACC_W] = accs[(row*COLS + k)*ACC_W +: ACC_W];
+            end
         end
     end
-    data_vec[ROWS*ACC_W-1:0] = out_row;
-end
+endfunction
+
+function [OUT_AXIS_W-1:0] data_beat;
+    input [ROWS*ACC_W-1:0] row_vec;
+    begin
+        data_beat = {OUT_AXIS_W{1'b0}};
+        data_beat[ROWS*ACC_W-1:0] = row_vec;
+    end
+endfunction
 
 // ---------------------------------------------------------------- sequencing
 always @(posedge clk) begin
@@ -251,10 +261,10 @@ always @(posedge clk) begin
     if (go && need_out && !abort) begin
         m_axis_tvalid <= 1'b1;
         if (data_out) begin
-            m_axis_tdata <= data_vec;
+            m_axis_tdata <= data_beat(out_row);
             m_axis_tlast <= (dout_cnt == 16'd1) && !f_drain;
         end else begin
-            m_axis_tdata <= drain_vec;
+            m_axis_tdata <= drain_beat(acc_flat, drain_idx, job_cols);
             m_axis_tlast <= drain_cnt == 8'd1;
         end
     end

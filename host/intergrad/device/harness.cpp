@@ -75,15 +75,18 @@ inline void tick(Sim* s) {
 #endif
     s->ctx->timeInc(5);
     s->top->clk = 0;
+#if VM_TRACE
+    if (s->vcd) {  // tracing only: settle and dump the falling edge too
+        s->top->eval();
+        s->vcd->dump(s->ctx->time());
+    }
+#endif
     s->ctx->timeInc(5);
     s->cycle++;
 }
 
 inline void cycle(Sim* s) {
     s->top->eval();
-#if VM_TRACE
-    if (s->vcd) s->vcd->dump(s->ctx->time() - 5);
-#endif
     tick(s);
 }
 
