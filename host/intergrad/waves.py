@@ -125,9 +125,10 @@ def _set(waves: Waves, sigs, t: int, bits: str) -> None:
 
 
 def plot(waves: Waves, names: list[str], t0: int | None = None, t1: int | None = None,
-         labels: dict | None = None, ax=None, cycle: int | None = None):
+         labels: dict | None = None, ax=None, cycle: int | None = None, signed: bool = True):
     """Stacked digital waveform of ``names`` between t0 and t1 (VCD time units).
-    Vectors are drawn as buses with their values (hex) written in."""
+    Vectors are drawn as buses with their values written in (two's-complement decimal when
+    ``signed``, else hex)."""
     import matplotlib.pyplot as plt
 
     t0 = 0 if t0 is None else t0
@@ -152,9 +153,10 @@ def plot(waves: Waves, names: list[str], t0: int | None = None, t1: int | None =
                                 alpha=0.15, lw=0)
                 ax.plot([a / unit, b / unit], [y + 0.1, y + 0.1], color="tab:green", lw=0.8)
                 ax.plot([a / unit, b / unit], [y + 0.7, y + 0.7], color="tab:green", lw=0.8)
-                if (b - a) / max(t1 - t0, 1) > 0.02:
-                    ax.text((a + b) / 2 / unit, y + 0.4, f"{v:x}", ha="center", va="center",
-                            fontsize=7)
+                if (b - a) / max(t1 - t0, 1) > 0.025:
+                    sv = v - (1 << s.width) if signed and v >> (s.width - 1) else v
+                    ax.text((a + b) / 2 / unit, y + 0.4, f"{sv}" if signed else f"{v:x}",
+                            ha="center", va="center", fontsize=7)
         lab = (labels or {}).get(name, name.split(".")[-1])
         ax.text(t0 / unit, y + 0.4, lab + "  ", ha="right", va="center", fontsize=8)
     ax.set_yticks([])

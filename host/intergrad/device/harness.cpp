@@ -67,7 +67,13 @@ inline void get_bytes(const T& port, uint8_t* dst, size_t nbytes) {
 // One clock cycle.  The caller sets the inputs and calls eval() (which also settles the
 // falling edge of the previous cycle) before sampling handshakes; tick() then makes the
 // rising edge and leaves clk low without evaluating, to save one eval per cycle.
+// Traced, a cycle [T, T+10) shows the settled pre-edge values at T (what handshakes on the
+// edge) and the rising edge at T+5.
 inline void tick(Sim* s) {
+#if VM_TRACE
+    if (s->vcd) s->vcd->dump(s->ctx->time());
+#endif
+    s->ctx->timeInc(5);
     s->top->clk = 1;
     s->top->eval();
 #if VM_TRACE
@@ -75,13 +81,6 @@ inline void tick(Sim* s) {
 #endif
     s->ctx->timeInc(5);
     s->top->clk = 0;
-#if VM_TRACE
-    if (s->vcd) {  // tracing only: settle and dump the falling edge too
-        s->top->eval();
-        s->vcd->dump(s->ctx->time());
-    }
-#endif
-    s->ctx->timeInc(5);
     s->cycle++;
 }
 
