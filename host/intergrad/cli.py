@@ -15,13 +15,15 @@ def _open(args, cfg: ArrayConfig | None = None):
     from .device import open_device
     from .driver import Accelerator
 
-    kw = {}
+    from .device import board_present
+
     backend = args.backend
-    if backend in ("sim", "auto"):
-        from .device import board_present
-        if backend == "sim" or not board_present():
-            kw["cfg"] = cfg
-    dev = open_device(backend, **kw)
+    if backend == "auto":
+        backend = "pynq" if board_present() else "sim"
+    if backend == "sim":
+        dev = open_device("sim", cfg=cfg)
+    else:
+        dev = open_device("pynq", bitfile=getattr(args, "bitfile", None))
     return dev, Accelerator(dev)
 
 
@@ -198,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="simulated array size RxC (the board reports its own)")
         p.add_argument("--dual-mac", type=int, choices=[0, 1], default=spec.DEFAULT_DUAL_MAC,
                        help="simulated InterGrad PE: two multipliers (1) or one shared (0)")
+        p.add_argument("--bitfile", default=None,
+                       help="overlay bitstream on the board (default: overlay/intergrad.bit)")
         p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("train", help="train the digits CNN with its GEMMs on the array")
