@@ -121,13 +121,12 @@ def lenet5() -> Network:
     return b.build()
 
 
-def digits_cnn() -> Network:
-    b = Builder("digits_cnn", 1, 8, 8, "intergrad's small CNN for the scikit-learn 8x8 digits")
-    x = b.conv((1, 8, 8), 8, 3, p=1, bias=True, bn=False)
+def digits_cnn(channels: int = 8) -> Network:
+    b = Builder("digits_cnn", 1, 8, 8, "intergrad.nn.DigitsCNN (scikit-learn 8x8 digits): "
+                "conv3x3(1->8, pad 1) -> ReLU -> maxpool2 -> FC(128 -> 10)")
+    x = b.conv((1, 8, 8), channels, 3, p=1, bias=True, bn=False, name="conv1")
     x = b.pool(x, 2)
-    x = b.conv(x, 16, 3, p=1, bias=True, bn=False)
-    x = b.pool(x, 2)
-    b.fc(x, 10)
+    b.fc(x, 10, name="fc")
     return b.build()
 
 
