@@ -79,6 +79,15 @@ def main(argv=None) -> int:
             cells.append(f"{bt['cycles'] / ig['cycles']:13.2f} {bt['mem'] / ig['mem']:13.2f}")
         L.append(f"  {net_name + '.' + l.name:28s} {f'{l.N}x{l.M}':>11s}  " + "  ".join(cells))
     L.append("  (x = baseline / intergrad for the backward pass: > 1 means InterGrad is better)")
+    fc2 = zoo.get("alexnet").gemm_layers[6]
+    L.append(f"  batch dependence, alexnet.fc2 ({fc2.N}x{fc2.M}), same ratios (not used for any "
+             "other figure):")
+    for b in (1, 8, 32, 256, 4096):
+        res = compare(Network(fc2.name, [fc2]), list(BASELINES) + ["intergrad"], arr, b)
+        ig = backward_totals(res[-1])
+        cells = [f"{backward_totals(r)['cycles'] / ig['cycles']:13.2f} "
+                 f"{backward_totals(r)['mem'] / ig['mem']:13.2f}" for r in res[:-1]]
+        L.append(f"  {'batch ' + str(b):28s} {'':>11s}  " + "  ".join(cells))
     L.append("")
 
     # 2. full CNNs, same array size

@@ -97,6 +97,18 @@ def test_chunking_boundaries():
             assert {k: int(got[k]) for k in RTL_KEYS} == {k: want[k] for k in RTL_KEYS}
 
 
+def test_step_decomposition():
+    rng = np.random.default_rng(1)
+    r, c, T = (rng.integers(1, 300, 40) for _ in range(3))
+    for mode in ("WS", "OS", "IG"):
+        k = pass_counters(8, 16, r, c, T * 1000, mode, max_batch=MAX_SMALL)
+        assert np.array_equal(k["steps"], k["load_steps"] + k["tiles"] * T * 1000
+                              + k["fill_drain_steps"])
+
+
+MAX_SMALL = 70000
+
+
 def test_vectorized_equals_scalar():
     rng = np.random.default_rng(0)
     r, c, T = (rng.integers(1, 200, 50) for _ in range(3))

@@ -47,7 +47,9 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
     ``w_elems`` weights delivered, ``in_data_elems`` data-lane elements streamed in,
     ``out_elems`` result elements streamed out, ``psum_elems`` partial results of WS/IG
     tiles that must be added to an earlier partial (reduction split over column tiles),
-    ``tiles``.
+    ``tiles`` (folds), ``load_steps`` (weight loading not hidden by a
+    preload) and ``fill_drain_steps`` (flushes and drains): ``steps = load_steps + tiles * T +
+    fill_drain_steps``.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
@@ -109,4 +111,6 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
         "out_elems": np.asarray(out_elems, dtype=np.int64) + np.zeros_like(tiles),
         "psum_elems": (nc - 1) * T * r if uses_w else np.zeros_like(tiles),
         "tiles": tiles,
+        "load_steps": L + np.zeros_like(tiles),   # weight-load steps not hidden by preload
+        "fill_drain_steps": run - tiles * T + D,  # pipeline fill/flush and drain steps
     }

@@ -33,7 +33,8 @@ from .tables import EnergyTable, load_energy
 #: h, v, acc and writes acc, h_out, v_out; one InterGrad step (two MACs) reads S, v, h, p_in,
 #: acc and writes p_out, acc, v_out, h_out: the shared dY operand is read and forwarded once.
 REG_PER_MAC = {"WS": (3.0, 2.0), "OS": (3.0, 3.0), "IG": (2.5, 2.0)}
-METRICS = ("cycles", "busy_cycles", "stall_cycles", "steps", "macs", "in_beats", "out_beats",
+METRICS = ("cycles", "busy_cycles", "stall_cycles", "steps", "folds", "load_steps",
+           "fill_drain_steps", "macs", "in_beats", "out_beats",
            "wload_beats", "jobs", "stream_bytes", "stream_elems", "buffer_reads",
            "buffer_writes", "dram_reads", "dram_writes", "reg_reads", "reg_writes",
            "host_ops", "energy_mac", "energy_reg", "energy_buffer", "energy_dram",
@@ -140,7 +141,9 @@ def profile(net, dataflow: Dataflow, array: Array, batch: int,
         k = pass_counters(R, C, r, c, T, mode, wb_cols=wbc, dual_mac=dataflow.dual_mac,
                           double_buffer=array.double_buffer, max_batch=array.max_batch)
         d = {key: G * k[key] for key in ("steps", "busy_cycles", "macs", "in_beats",
-                                         "out_beats", "wload_beats", "jobs")}
+                                         "out_beats", "wload_beats", "jobs", "load_steps",
+                                         "fill_drain_steps")}
+        d["folds"] = G * k["tiles"]
         in_bytes = d["in_beats"] * array.in_beat_bytes
         out_bytes = d["out_beats"] * array.out_beat_bytes
         if array.bandwidth:
