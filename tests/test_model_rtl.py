@@ -9,20 +9,12 @@ import pytest
 from intergrad.driver import Accelerator
 from intergrad.model import DATAFLOWS, Array, profile
 from intergrad.scheduler import Scheduler, conv2d_backward, conv2d_forward
-from intergrad.spec import ArrayConfig
 from intergrad.zoo import Layer, Network
 
-# the builds test_driver_sim.py uses (cached in sim_build/)
-SIM_CFGS = [ArrayConfig(8, 8, 16, 32, 1), ArrayConfig(4, 6, 16, 32, 0)]
+# the simulated core fixture (and its cached builds) of the driver tests
+from test_driver_sim import dev  # noqa: F401  (a pytest fixture, used by name)
+
 EXACT = ("steps", "macs", "in_beats", "out_beats", "wload_beats", "jobs")
-
-
-@pytest.fixture(scope="module", params=SIM_CFGS, ids=lambda c: f"{c.rows}x{c.cols}m{c.dual_mac}")
-def dev(request):
-    from intergrad.device.sim import SimDevice
-    d = SimDevice(request.param, verbose=False)
-    yield d
-    d.close()
 
 
 def _model_pass(cfg, layer, batch, schedule, pass_):
