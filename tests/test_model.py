@@ -155,6 +155,23 @@ def test_single_multiplier_intergrad_time():
     assert extra == k
 
 
+def test_skip_first_dx():
+    net = get("resnet50")
+    a = Array(16, 16)
+    for name in ("wsos", "ws", "intergrad"):
+        full = profile(net, DATAFLOWS[name], a, 4)
+        skip = profile(net, DATAFLOWS[name], a, 4, first_dx=False)
+        if "dx" in full.passes:
+            assert skip.total("cycles") == full.total("cycles") - full.passes["dx"]["cycles"][0]
+            assert skip.passes["dx"]["macs"][0] == 0
+        else:
+            ig0 = full.passes["ig"]
+            assert skip.passes["ig"]["macs"][0] == 0 and skip.passes["dw"]["macs"][0] > 0
+            assert skip.passes["dw"]["macs"][1:].sum() == 0
+            assert skip.total("macs") == full.total("macs") - ig0["macs"][0] / 2
+        assert skip.total("dram_reads") < full.total("dram_reads")
+
+
 def test_bandwidth_stalls():
     net = get("lenet5")
     free = profile(net, DATAFLOWS["wsos"], Array(8, 8), 8).totals()

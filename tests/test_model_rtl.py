@@ -17,17 +17,17 @@ from test_driver_sim import dev  # noqa: F401  (a pytest fixture, used by name)
 EXACT = ("steps", "macs", "in_beats", "out_beats", "wload_beats", "jobs")
 
 
-def _model_pass(cfg, layer, batch, schedule, pass_):
+def _model_pass(cfg, layer, batch, schedule, pass_, first_dx=True):
     name = {"baseline": "wsos"}.get(schedule, "intergrad" if cfg.dual_mac else "intergrad1")
     res = profile(Network("one", [layer]), DATAFLOWS[name],
-                  Array(cfg.rows, cfg.cols, cfg.data_w, cfg.acc_w), batch)
+                  Array(cfg.rows, cfg.cols, cfg.data_w, cfg.acc_w), batch, first_dx=first_dx)
     return {k: int(v[0]) for k, v in res.passes[pass_].items() if k in EXACT + ("busy_cycles",)}
 
 
-def _check(cfg, report, layer, batch):
+def _check(cfg, report, layer, batch, first_dx=True):
     assert len(report)
     for rec in report:
-        want = _model_pass(cfg, layer, batch, rec.schedule, rec.pass_)
+        want = _model_pass(cfg, layer, batch, rec.schedule, rec.pass_, first_dx)
         got = rec.counters
         for k in EXACT:
             assert got[k] == want[k], (rec.layer, rec.pass_, rec.schedule, k, got[k], want[k])
@@ -49,6 +49,12 @@ def test_model_equals_simulated_rtl_fc(dev, stalls):
             s.fc_backward(X, W, dY, schedule=sched)
         # the forward record is checked against either design (the same WS pass)
         _check(cfg, s.report, Layer("fc", "fc", N, 1, 1, M, 1, 1), B)
+        # a first layer: no dX, the dW pass alone (OS) in both schedules
+        s = Scheduler(Accelerator(dev))
+        for sched in ("baseline", "intergrad"):
+            s.fc_backward(X, W, dY, schedule=sched, need_dx=False)
+        assert {r.pass_ for r in s.report} == {"dw"}
+        _check(cfg, s.report, Layer("fc", "fc", N, 1, 1, M, 1, 1), B, first_dx=False)
     dev.set_stalls(0.0, 0.0)
 
 

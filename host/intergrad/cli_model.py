@@ -73,6 +73,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fused-update", action="store_true",
                    help="InterGrad applies W -= lr*dW in the PEs (beyond the paper; not in "
                         "the RTL)")
+    p.add_argument("--skip-first-dx", action="store_true",
+                   help="no dX for the first conv/fc layer (nothing needs it; intergrad.nn "
+                        "skips it too)")
     p.add_argument("--csv", metavar="OUT", help="write per-layer, per-pass results as CSV")
     p.add_argument("--plot", metavar="OUT.png", help="write a figure")
 
@@ -119,7 +122,7 @@ def cmd_profile(a) -> int:
     net, dfs, energy, area = _load_inputs(a)
     t0 = time.perf_counter()
     res = compare(net, dfs, _array(a, *a.array), a.batch, energy, a.iso_area, area,
-                  a.fused_update)
+                  a.fused_update, not a.skip_first_dx)
     dt = time.perf_counter() - t0
     print(f"{net.summary()}")
     print(f"batch {a.batch}, memory={a.memory}, energy table {energy.name} ({energy.unit}), "
@@ -137,7 +140,7 @@ def cmd_profile(a) -> int:
 def _sweep_point(args):
     a, net, dfs, energy, area, (rows, cols), batch = args
     res = compare(net, dfs, _array(a, rows, cols), batch, energy, a.iso_area, area,
-                  a.fused_update)
+                  a.fused_update, not a.skip_first_dx)
     out = []
     for r in res:
         t = r.totals()

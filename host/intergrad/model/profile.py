@@ -123,23 +123,56 @@ def _dram_pass(pass_: str, X, Y, W) -> tuple:
 
 
 def profile(net, dataflow: Dataflow, array: Array, batch: int,
-            energy: EnergyTable | None = None, fused_update: bool = False) -> Result:
-    """Profile one training step of ``net`` (a :class:`intergrad.zoo.Network`) at ``batch``."""
+            energy: EnergyTable | None = None, fused_update: bool = False,
+            first_dx: bool = True) -> Result:
+    """Profile one training step of ``net`` (a :class:`intergrad.zoo.Network`) at ``batch``.
+
+    ``first_dx=False`` skips dX of the first conv / fc layer (nothing consumes it), as
+    ``intergrad.nn`` does: that layer's backward is its dW pass alone, which an InterGrad
+    design runs in OS mode (as the scheduler does with ``need_dx=False``)."""
     if int(batch) != batch or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     e = energy or load_energy()
-    A = net.arrays()
-    G, P, N, M = A["G"], A["P"], A["N"], A["M"]
-    Bt = batch * P
-    R, C = array.rows, array.cols
-    fd = array.data_w / e.word_bits          # words per data element
-    fa = array.acc_w / e.word_bits           # words per accumulator element
-    X, Y, W = batch * A["in_elems"], batch * A["out_elems"], A["weights"]
-    passes = {}
-    for p, mode in dataflow.passes:
-        r, c, T, wbc = layout(p, mode, Bt, N, M)
-        k = pass_counters(R, C, r, c, T, mode, wb_cols=wbc, dual_mac=dataflow.dual_mac,
-                          double_buffer=array.double_buffer, max_batch=array.max_batch)
+    ctx = _Ctx(net.arrays(), array, batch, e, dataflow.dual_mac)
+    passes = {p: ctx.pass_metrics(p, mode) for p, mode in dataflow.passes}
+    if not first_dx:
+        first = np.arange(len(ctx.G)) == 0
+        for p in ("dx", "ig"):
+            if p in passes:
+                passes[p] = {k: np.where(first, 0, v) for k, v in passes[p].items()}
+        if "ig" in passes:
+            dw = ctx.pass_metrics("dw", "OS")
+            passes["dw"] = {k: np.where(first, v, 0) for k, v in dw.items()}
+    host = _host(net, batch, ctx.W.sum(), e, ctx.fd, fused_update and "ig" in dataflow.modes)
+    for d in passes.values():
+        d["energy_mac"] = d["macs"] * e.mac
+        d["energy_reg"] = (d["reg_reads"] + d["reg_writes"]) * e.reg
+        d["energy_buffer"] = (d["buffer_reads"] + d["buffer_writes"]) * e.buffer
+        d["energy_dram"] = (d["dram_reads"] + d["dram_writes"]) * e.dram
+        d["energy_host"] = np.zeros(len(ctx.G))
+        d["energy"] = d["energy_mac"] + d["energy_reg"] + d["energy_buffer"] + d["energy_dram"]
+    names = [l.name for l in net.gemm_layers]
+    return Result(net.name, dataflow, array, batch, e, names, passes, host)
+
+
+class _Ctx:
+    """Per-network arrays shared by the passes of one profile."""
+
+    def __init__(self, A: dict, array: Array, batch: int, e: EnergyTable, dual_mac: int):
+        self.G, self.N, self.M = A["G"], A["N"], A["M"]
+        self.Bt = batch * A["P"]
+        self.array, self.e, self.dual_mac = array, e, dual_mac
+        self.fd = array.data_w / e.word_bits     # words per data element
+        self.fa = array.acc_w / e.word_bits      # words per accumulator element
+        self.X, self.Y, self.W = batch * A["in_elems"], batch * A["out_elems"], A["weights"]
+
+    def pass_metrics(self, p: str, mode: str) -> dict:
+        """Counts of one pass of every layer (metric -> array over layers)."""
+        G, array, e, fd, fa = self.G, self.array, self.e, self.fd, self.fa
+        r, c, T, wbc = layout(p, mode, self.Bt, self.N, self.M)
+        k = pass_counters(array.rows, array.cols, r, c, T, mode, wb_cols=wbc,
+                          dual_mac=self.dual_mac, double_buffer=array.double_buffer,
+                          max_batch=array.max_batch)
         d = {key: G * k[key] for key in ("steps", "busy_cycles", "macs", "in_beats",
                                          "out_beats", "wload_beats", "jobs", "load_steps",
                                          "fill_drain_steps")}
@@ -161,7 +194,7 @@ def profile(net, dataflow: Dataflow, array: Array, batch: int,
         if array.memory == "buffer":
             d["buffer_reads"] = in_el * fd + psum * fa
             d["buffer_writes"] = out_el * fa
-            rd, wr = _dram_pass(p, X, Y, W)
+            rd, wr = _dram_pass(p, self.X, self.Y, self.W)
             d["dram_reads"], d["dram_writes"] = rd * fd, wr * fd
         else:
             d["buffer_reads"] = np.zeros(len(G))
@@ -173,17 +206,7 @@ def profile(net, dataflow: Dataflow, array: Array, batch: int,
         d["reg_reads"] = d["macs"] * rr + drain * fa
         d["reg_writes"] = d["macs"] * rw + G * k["w_elems"]
         d["host_ops"] = np.zeros(len(G))
-        passes[p] = d
-    host = _host(net, batch, W.sum(), e, fd, fused_update and "ig" in dataflow.modes)
-    for d in passes.values():
-        d["energy_mac"] = d["macs"] * e.mac
-        d["energy_reg"] = (d["reg_reads"] + d["reg_writes"]) * e.reg
-        d["energy_buffer"] = (d["buffer_reads"] + d["buffer_writes"]) * e.buffer
-        d["energy_dram"] = (d["dram_reads"] + d["dram_writes"]) * e.dram
-        d["energy_host"] = np.zeros(len(G))
-        d["energy"] = d["energy_mac"] + d["energy_reg"] + d["energy_buffer"] + d["energy_dram"]
-    names = [l.name for l in net.gemm_layers]
-    return Result(net.name, dataflow, array, batch, e, names, passes, host)
+        return d
 
 
 def _host(net, batch, weights, e: EnergyTable, fd: float, fused: bool) -> dict:
