@@ -39,6 +39,8 @@ def totals_table(results: list[Result]) -> str:
 def savings_table(results: list[Result]) -> str:
     s = savings(results)
     if not s:
+        if any("ig" in r.dataflow.modes for r in results):
+            return "(no baseline design among the dataflows: no savings to show)"
         return "(no InterGrad design among the dataflows: no savings to show)"
     tgt = next(r.dataflow.name for r in results if "ig" in r.dataflow.modes)
     rows = [(f"{tgt} vs", "cycles", "mem accesses", "DRAM reads", "buffer reads", "energy")]
@@ -122,7 +124,8 @@ def plot_profile(results: list[Result], path, title: str = "") -> Path:
     ax[1, 1].set_xlabel("conv / fc layer index")
     ax[1, 1].set_ylabel(f"backward cycles / {results[0].dataflow.name}")
     ax[1, 1].set_title("(d) per-layer backward cycles")
-    ax[1, 1].legend(fontsize=8)
+    if len(results) > 1:
+        ax[1, 1].legend(fontsize=8)
     r0 = results[0]
     fig.suptitle(title or f"{r0.network}: one training step, batch {r0.batch} "
                  f"(forward, dX, dW, SGD update)")
