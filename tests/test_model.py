@@ -282,4 +282,6 @@ def test_layer_rows_cover_totals():
     rows = list(r.layer_rows())
     assert sum(x["energy"] for x in rows) == pytest.approx(r.totals()["energy"])
     assert len(rows) == 2 * len(r.layers) + 1
+    assert all(0 <= x["utilization"] <= 1 for x in rows)
+    assert max(x["utilization"] for x in rows) > 0
     assert dataclasses.asdict(r.array)["rows"] == 8

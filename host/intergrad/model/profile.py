@@ -109,10 +109,14 @@ class Result:
                 row = {"dataflow": self.dataflow.name, "array": self.array.size,
                        "batch": self.batch, "layer": name, "pass": p}
                 row.update({m: d[m][i].item() for m in METRICS})
+                peak = row["cycles"] * self.array.rows * self.array.cols \
+                    * self.dataflow.mults_per_pe
+                row["utilization"] = row["macs"] / peak if peak else 0.0
                 yield row
         row = {"dataflow": self.dataflow.name, "array": self.array.size, "batch": self.batch,
                "layer": "(host: pool/bn/act/add, SGD update)", "pass": "host"}
         row.update({m: self.host.get(m, 0) for m in METRICS})
+        row["utilization"] = 0.0
         yield row
 
 
