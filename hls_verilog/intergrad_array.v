@@ -82,9 +82,21 @@ wire [DATA_W-1:0] v_link  [0:ROWS][0:COLS-1];
 wire              vv_link [0:ROWS][0:COLS-1];
 wire [DATA_W-1:0] h_link  [0:ROWS-1][0:COLS];
 wire [ACC_W-1:0]  p_link  [0:ROWS-1][0:COLS];
-wire [1:0]        mac_cnt [0:ROWS-1][0:COLS-1];
+wire [ROWS*COLS-1:0] fire;  // PE(n, m) holds valid data inside the active tile
 
 genvar n, m;
+
+// active tile: row n / column m take part when below ROWS_ACT / COLS_ACT
+wire [ROWS-1:0] row_en;
+wire [COLS-1:0] col_en;
+generate
+    for (n = 0; n < ROWS; n = n + 1) begin : g_row_en
+        assign row_en[n] = n < rows_act;
+    end
+    for (m = 0; m < COLS; m = m + 1) begin : g_col_en
+        assign col_en[m] = m < cols_act;
+    end
+endgenerate
 
 // input skew
 generate
@@ -108,21 +120,20 @@ endgenerate
 generate
     for (n = 0; n < ROWS; n = n + 1) begin : g_row
         for (m = 0; m < COLS; m = m + 1) begin : g_col
-            wire pe_en = (n < rows_act) && (m < cols_act);
-            wire pe_we = w_we && (w_transpose ? (w_idx == m) : (w_idx == n));
-            wire [DATA_W-1:0] pe_wd = w_transpose ? w_left[n*DATA_W +: DATA_W]
-                                                  : w_top[m*DATA_W +: DATA_W];
-            intergrad_pe #(.DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC)) u_pe (
+            intergrad_pe #(.DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC),
+                           .ROW(n), .COL(m)) u_pe (
                 .clk(clk), .rst(rst),
                 .adv(adv), .acc_go(acc_go), .psum_on(psum_on), .mul_h(mul_h),
-                .en(pe_en), .acc_clear(acc_clear), .pipe_clear(pipe_clear), .wsel(wsel),
-                .w_we(pe_we), .w_bank(w_bank), .w_data(pe_wd),
+                .en(row_en[n] & col_en[m]), .acc_clear(acc_clear), .pipe_clear(pipe_clear),
+                .wsel(wsel),
+                .w_we(w_we), .w_bank(w_bank), .w_transpose(w_transpose), .w_idx(w_idx),
+                .w_left(w_left[n*DATA_W +: DATA_W]), .w_top(w_top[m*DATA_W +: DATA_W]),
                 .v_in(v_link[n][m]), .v_in_valid(vv_link[n][m]),
                 .v_out(v_link[n+1][m]), .v_out_valid(vv_link[n+1][m]),
                 .h_in(h_link[n][m]), .h_out(h_link[n][m+1]),
                 .p_in(p_link[n][m]), .p_out(p_link[n][m+1]),
                 .acc_out(acc_flat[(n*COLS+m)*ACC_W +: ACC_W]),
-                .mac_count(mac_cnt[n][m]));
+                .fire_out(fire[n*COLS+m]));
         end
     end
 endgenerate
@@ -136,15 +147,23 @@ generate
     end
 endgenerate
 
-// MACs performed this cycle
-integer i, j;
-always @* begin
-    mac_total = {MAC_W{1'b0}};
-    for (i = 0; i < ROWS; i = i + 1) begin
-        for (j = 0; j < COLS; j = j + 1) begin
-            mac_total = mac_total + {{(MAC_W-2){1'b0}}, mac_cnt[i][j]};
+// MACs performed this cycle: every firing PE does one psum MAC on an array step (WS, IG)
+// and one accumulate MAC on an accumulate cycle (OS, IG)
+function [MAC_W-1:0] popcount;
+    input [ROWS*COLS-1:0] bits;
+    integer b;
+    begin
+        popcount = {MAC_W{1'b0}};
+        for (b = 0; b < ROWS*COLS; b = b + 1) begin
+            popcount = popcount + {{(MAC_W-1){1'b0}}, bits[b]};
         end
     end
+endfunction
+
+wire [MAC_W-1:0] n_fire = popcount(fire);
+always @* begin
+    mac_total = ((adv && psum_on) ? n_fire : {MAC_W{1'b0}}) +
+                (acc_go ? n_fire : {MAC_W{1'b0}});
 end
 
 endmodule

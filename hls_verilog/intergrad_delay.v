@@ -29,23 +29,29 @@ module intergrad_delay #
 generate
     if (DEPTH == 0) begin : g_wire
         assign q = d;
-    end else begin : g_regs
-        reg [WIDTH-1:0] sr [0:DEPTH-1];
-        integer i;
+    end else if (DEPTH == 1) begin : g_one
+        reg [WIDTH-1:0] sr;
         always @(posedge clk) begin
             if (en) begin
-                sr[0] <= d;
-                for (i = 1; i < DEPTH; i = i + 1) begin
-                    sr[i] <= sr[i-1];
-                end
+                sr <= d;
             end
             if (clr) begin
-                for (i = 0; i < DEPTH; i = i + 1) begin
-                    sr[i] <= {WIDTH{1'b0}};
-                end
+                sr <= {WIDTH{1'b0}};
             end
         end
-        assign q = sr[DEPTH-1];
+        assign q = sr;
+    end else begin : g_regs
+        // stages packed in one vector, newest in the low bits: one wide shift per step
+        reg [WIDTH*DEPTH-1:0] sr;
+        always @(posedge clk) begin
+            if (en) begin
+                sr <= {sr[WIDTH*(DEPTH-1)-1:0], d};
+            end
+            if (clr) begin
+                sr <= {WIDTH*DEPTH{1'b0}};
+            end
+        end
+        assign q = sr[WIDTH*DEPTH-1 -: WIDTH];
     end
 endgenerate
 

@@ -23,7 +23,10 @@ module intergrad_pe #
     // accumulator / partial-sum width (signed), at least 2*DATA_W
     parameter ACC_W = 32,
     // 1: two multipliers (psum and acc MAC in one cycle); 0: one time-shared multiplier
-    parameter DUAL_MAC = 1
+    parameter DUAL_MAC = 1,
+    // this PE's row and column in the array (selects the weight-load beats it takes)
+    parameter ROW = 0,
+    parameter COL = 0
 )
 (
     input  wire                     clk,
@@ -41,10 +44,14 @@ module intergrad_pe #
     input  wire                     pipe_clear, // drop the valid bits (abort / soft reset)
     input  wire                     wsel,       // active weight bank
 
-    // weight load into one bank
+    // weight load into one bank: beat w_idx carries row w_idx of S in w_top (or, transposed,
+    // column w_idx of S in w_left); this PE takes its lane when the index is its row (column)
     input  wire                     w_we,
     input  wire                     w_bank,
-    input  wire [DATA_W-1:0]        w_data,
+    input  wire                     w_transpose,
+    input  wire [7:0]               w_idx,
+    input  wire [DATA_W-1:0]        w_left,
+    input  wire [DATA_W-1:0]        w_top,
 
     // vertical link
     input  wire [DATA_W-1:0]        v_in,
@@ -58,9 +65,9 @@ module intergrad_pe #
     input  wire [ACC_W-1:0]         p_in,
     output reg  [ACC_W-1:0]         p_out,
 
-    // accumulator and MAC activity (for the MAC counter)
+    // accumulator, and whether this PE holds valid data in the active tile (MAC counter)
     output wire [ACC_W-1:0]         acc_out,
-    output wire [1:0]               mac_count
+    output wire                     fire_out
 );
 
 localparam PROD_W = 2 * DATA_W;
@@ -103,31 +110,41 @@ generate
 endgenerate
 
 assign acc_out = acc;
-assign mac_count = {1'b0, adv & psum_on & fire} + {1'b0, acc_go & fire};
+assign fire_out = fire;
 
 always @(posedge clk) begin
-    if (w_we && !w_bank) begin
-        w0 <= w_data;
+    if (w_we) begin
+        if (w_transpose ? (w_idx == COL[7:0]) : (w_idx == ROW[7:0])) begin
+            if (w_bank) begin
+                w1 <= w_transpose ? w_left : w_top;
+            end else begin
+                w0 <= w_transpose ? w_left : w_top;
+            end
+        end
     end
-    if (w_we && w_bank) begin
-        w1 <= w_data;
-    end
+end
 
+always @(posedge clk) begin
     if (acc_clear) begin
         acc <= {ACC_W{1'b0}};
     end else if (acc_go && fire) begin
         acc <= acc + acc_term;
     end
+end
 
+always @(posedge clk) begin
     if (adv) begin
         v_out <= v_in;
-        v_out_valid <= v_in_valid;
         h_out <= h_in;
         p_out <= (psum_on && fire) ? p_in + psum_term : p_in;
     end
+end
 
+always @(posedge clk) begin
     if (rst || pipe_clear) begin
         v_out_valid <= 1'b0;
+    end else if (adv) begin
+        v_out_valid <= v_in_valid;
     end
 end
 
