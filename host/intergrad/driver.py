@@ -6,7 +6,6 @@ import numpy as np
 from . import spec
 from .device.base import Device, DeviceError
 from .golden import Job, JobError, pack_beats, unpack_beats
-from .spec import ArrayConfig
 
 
 class CoreError(DeviceError):
@@ -32,15 +31,8 @@ class Accelerator:
             raise DeviceError(f"no intergrad core at this device: ID reads 0x{magic:08X}, "
                               f"expected 0x{spec.ID_MAGIC:08X}")
         self.version = device.read(spec.REG["VERSION"].offset)
-        a = device.read(spec.REG["CFG_ARRAY"].offset)
-        w = device.read(spec.REG["CFG_WIDTH"].offset)
-        self.cfg = ArrayConfig(
-            rows=spec.unpack_field("CFG_ARRAY", "ROWS", a),
-            cols=spec.unpack_field("CFG_ARRAY", "COLS", a),
-            data_w=spec.unpack_field("CFG_WIDTH", "DATA_W", w),
-            acc_w=spec.unpack_field("CFG_WIDTH", "ACC_W", w),
-            dual_mac=spec.unpack_field("CFG_ARRAY", "DUAL_MAC", a),
-        )
+        self.cfg = spec.config_from_registers(device.read(spec.REG["CFG_ARRAY"].offset),
+                                              device.read(spec.REG["CFG_WIDTH"].offset))
         dcfg = getattr(device, "cfg", None)
         if dcfg is not None and dcfg != self.cfg:
             raise DeviceError(f"device reports build {self.cfg}, backend was opened for {dcfg}")

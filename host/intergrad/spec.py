@@ -230,6 +230,15 @@ def flags_word(*names: str) -> int:
     return w
 
 
+def config_from_registers(cfg_array: int, cfg_width: int) -> ArrayConfig:
+    """The build configuration a core reports in its CFG_ARRAY and CFG_WIDTH registers."""
+    return ArrayConfig(rows=unpack_field("CFG_ARRAY", "ROWS", cfg_array),
+                       cols=unpack_field("CFG_ARRAY", "COLS", cfg_array),
+                       data_w=unpack_field("CFG_WIDTH", "DATA_W", cfg_width),
+                       acc_w=unpack_field("CFG_WIDTH", "ACC_W", cfg_width),
+                       dual_mac=unpack_field("CFG_ARRAY", "DUAL_MAC", cfg_array))
+
+
 def error_name(code: int) -> str:
     for name, (c, _) in ERRORS.items():
         if c == code:

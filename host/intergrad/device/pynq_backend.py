@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from .. import spec
-from ..spec import ArrayConfig
 from .base import Device, DeviceError, DeviceTimeout
 
 #: VLNV of the core in the block design (a module reference of hls_verilog/intergrad_top.v)
@@ -101,15 +100,10 @@ class PynqDevice(Device):
                                   f"{', '.join(sorted(names))})")
         self.core = getattr(self.overlay, CORE_CELL)
         self.dma = getattr(self.overlay, DMA_CELL)
-        a = self.core.read_reg("CFG_ARRAY")
-        w = self.core.read_reg("CFG_WIDTH")
         if self.core.read_reg("ID") != spec.ID_MAGIC:
             raise DeviceError(f"'{CORE_CELL}' does not read back the intergrad ID")
-        self.cfg = ArrayConfig(spec.unpack_field("CFG_ARRAY", "ROWS", a),
-                               spec.unpack_field("CFG_ARRAY", "COLS", a),
-                               spec.unpack_field("CFG_WIDTH", "DATA_W", w),
-                               spec.unpack_field("CFG_WIDTH", "ACC_W", w),
-                               spec.unpack_field("CFG_ARRAY", "DUAL_MAC", a))
+        self.cfg = spec.config_from_registers(self.core.read_reg("CFG_ARRAY"),
+                                              self.core.read_reg("CFG_WIDTH"))
         self.poll_interval = poll_interval
         self._inbuf = None
         self._outbuf = None
