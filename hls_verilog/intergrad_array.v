@@ -35,6 +35,7 @@ module intergrad_array #
     input  wire                        psum_on,
     input  wire                        mul_h,
     input  wire                        acc_clear,
+    input  wire                        acc_save,
     input  wire                        pipe_clear,
     input  wire                        wsel,
     input  wire [7:0]                  rows_act,
@@ -56,6 +57,7 @@ module intergrad_array #
     // aligned output vector, accumulators, MACs this cycle
     output wire [ROWS*ACC_W-1:0]       out_row,
     output wire [ROWS*COLS*ACC_W-1:0]  acc_flat,
+    output wire [ROWS*COLS*ACC_W-1:0]  saved_flat,
     output reg  [$clog2(2*ROWS*COLS+1)-1:0] mac_total
 );
 
@@ -124,7 +126,8 @@ generate
                            .ROW(n), .COL(m)) u_pe (
                 .clk(clk), .rst(rst),
                 .adv(adv), .acc_go(acc_go), .psum_on(psum_on), .mul_h(mul_h),
-                .en(row_en[n] & col_en[m]), .acc_clear(acc_clear), .pipe_clear(pipe_clear),
+                .en(row_en[n] & col_en[m]), .acc_clear(acc_clear), .acc_save(acc_save),
+                .pipe_clear(pipe_clear),
                 .wsel(wsel),
                 .w_we(w_we), .w_bank(w_bank), .w_transpose(w_transpose), .w_idx(w_idx),
                 .w_left(w_left[n*DATA_W +: DATA_W]), .w_top(w_top[m*DATA_W +: DATA_W]),
@@ -133,6 +136,7 @@ generate
                 .h_in(h_link[n][m]), .h_out(h_link[n][m+1]),
                 .p_in(p_link[n][m]), .p_out(p_link[n][m+1]),
                 .acc_out(acc_flat[(n*COLS+m)*ACC_W +: ACC_W]),
+                .acc_saved(saved_flat[(n*COLS+m)*ACC_W +: ACC_W]),
                 .fire_out(fire[n*COLS+m]));
         end
     end

@@ -41,6 +41,7 @@ module intergrad_pe #
     /* verilator lint_on UNUSEDSIGNAL */
     input  wire                     en,         // this PE is inside the active tile
     input  wire                     acc_clear,  // zero the accumulator
+    input  wire                     acc_save,   // copy the accumulator to the drain buffer
     input  wire                     pipe_clear, // drop the valid bits (abort / soft reset)
     input  wire                     wsel,       // active weight bank
 
@@ -65,8 +66,10 @@ module intergrad_pe #
     input  wire [ACC_W-1:0]         p_in,
     output reg  [ACC_W-1:0]         p_out,
 
-    // accumulator, and whether this PE holds valid data in the active tile (MAC counter)
+    // accumulator, its saved copy (drain buffer), and whether this PE holds valid data in
+    // the active tile (MAC counter)
     output wire [ACC_W-1:0]         acc_out,
+    output reg  [ACC_W-1:0]         acc_saved,
     output wire                     fire_out
 );
 
@@ -129,6 +132,12 @@ always @(posedge clk) begin
         acc <= {ACC_W{1'b0}};
     end else if (acc_go && fire) begin
         acc <= acc + acc_term;
+    end
+end
+
+always @(posedge clk) begin
+    if (acc_save) begin
+        acc_saved <= acc;
     end
 end
 

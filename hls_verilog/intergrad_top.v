@@ -120,6 +120,11 @@ reg [7:0]  pre_cnt;       // preload beats left in TAIL
 reg        sub;           // DUAL_MAC=0, IG: accumulate cycle done for this step
 reg        wsel;          // active weight bank
 reg        preloaded;
+reg        saved;           // accumulators saved in the drain buffer (SAVE), not yet drained
+reg [7:0]  sh_rows;         // shape of the saved tile
+reg [7:0]  sh_cols;
+reg [7:0]  pd_cnt;          // saved-drain beats left (DRAIN_PREV)
+reg [7:0]  pd_idx;
 reg        done_flag;
 reg        err_flag;
 reg [7:0]  err_cause;
@@ -137,6 +142,7 @@ wire job_ig = job_mode == IG_MODE_IG;
 wire f_transpose = job_flags[IG_FLAG_TRANSPOSE];
 wire f_drain = job_flags[IG_FLAG_DRAIN];
 wire f_preload = job_flags[IG_FLAG_PRELOAD];
+wire f_save = job_flags[IG_FLAG_SAVE];
 
 wire in_flush = (state == ST_STREAM) || (state == ST_TAIL && flush_cnt != 16'd0);
 wire slow = (DUAL_MAC == 0) && job_ig && in_flush;
@@ -147,7 +153,10 @@ wire acc_cycle = stepping && slow && !sub;
 wire need_in = (state == ST_LOAD) || (state == ST_STREAM) || (state == ST_TAIL && pre_cnt != 8'd0);
 wire data_out = in_flush && ovalid_sr[FLUSH-1];
 wire drain_out = (state == ST_TAIL) && (flush_cnt == 16'd0) && (drain_cnt != 8'd0);
-wire need_out = data_out || drain_out;
+// saved drain: the first steps of a job, before any of its own results can leave
+// (pd_cnt <= ROWS < ROWS + COLS, the earliest data output), so never together with them
+wire pd_out = stepping && (pd_cnt != 8'd0);
+wire need_out = data_out || drain_out || pd_out;
 wire out_ok = !m_axis_tvalid || m_axis_tready;
 
 wire go = step_try && (!need_out || out_ok) && (!need_in || s_axis_tvalid);
@@ -177,8 +186,10 @@ wire [7:0] start_err =
     (mode_reg > IG_MODE_IG) ? IG_ERR_BAD_MODE :
     (batch_reg == 16'd0 || rows_act_reg == 8'd0 || rows_act_reg > ROWS[7:0] ||
      cols_act_reg == 8'd0 || cols_act_reg > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
-    (flags_reg[IG_FLAG_LOAD_W] && flags_reg[IG_FLAG_SWAP]) ? IG_ERR_BAD_FLAGS :
+    ((flags_reg[IG_FLAG_LOAD_W] && flags_reg[IG_FLAG_SWAP]) ||
+     (flags_reg[IG_FLAG_SAVE] && flags_reg[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
     (flags_reg[IG_FLAG_SWAP] && !preloaded) ? IG_ERR_NO_PRELOAD :
+    (flags_reg[IG_FLAG_DRAIN_PREV] && !saved) ? IG_ERR_NO_SAVED :
     IG_ERR_NONE;
 wire start_ok = start_req && (state == ST_IDLE) && (start_err == IG_ERR_NONE);
 
@@ -188,10 +199,13 @@ wire [7:0] job_load_len = f_transpose ? job_cols : job_rows;
 // ---------------------------------------------------------------- array
 wire [ROWS*ACC_W-1:0]      out_row;
 wire [ROWS*COLS*ACC_W-1:0] acc_flat;
+wire [ROWS*COLS*ACC_W-1:0] saved_flat;
 wire [MAC_W-1:0]           mac_total;
 
 wire pipe_clear = soft_reset_req || abort;
 wire acc_clear = start_ok && flags_reg[IG_FLAG_ACC_CLEAR];
+// the accumulators are final after the last flush step: copy them then (SAVE)
+wire acc_save = go && (state == ST_TAIL) && (flush_cnt == 16'd1) && f_save;
 
 intergrad_array #(
     .ROWS(ROWS), .COLS(COLS), .DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC)
@@ -202,6 +216,7 @@ intergrad_array #(
     .psum_on(job_ws || job_ig),
     .mul_h(job_os || acc_cycle),
     .acc_clear(acc_clear),
+    .acc_save(acc_save),
     .pipe_clear(pipe_clear),
     .wsel(wsel),
     .rows_act(job_rows),
@@ -217,6 +232,7 @@ intergrad_array #(
     .in_valid(is_data),
     .out_row(out_row),
     .acc_flat(acc_flat),
+    .saved_flat(saved_flat),
     .mac_total(mac_total)
 );
 
@@ -260,7 +276,10 @@ always @(posedge clk) begin
 
     if (go && need_out && !abort) begin
         m_axis_tvalid <= 1'b1;
-        if (data_out) begin
+        if (pd_out) begin
+            m_axis_tdata <= drain_beat(saved_flat, pd_idx, sh_cols);
+            m_axis_tlast <= (pd_cnt == 8'd1) && (dout_cnt == 16'd0) && !f_drain;
+        end else if (data_out) begin
             m_axis_tdata <= data_beat(out_row);
             m_axis_tlast <= (dout_cnt == 16'd1) && !f_drain;
         end else begin
@@ -270,6 +289,15 @@ always @(posedge clk) begin
     end
     if (go && data_out) begin
         dout_cnt <= dout_cnt - 16'd1;
+    end
+    if (go && pd_out) begin
+        pd_cnt <= pd_cnt - 8'd1;
+        pd_idx <= pd_idx + 8'd1;
+    end
+    if (acc_save) begin
+        saved <= 1'b1;
+        sh_rows <= job_rows;
+        sh_cols <= job_cols;
     end
 
     if (start_req && state != ST_IDLE) begin
@@ -300,6 +328,11 @@ always @(posedge clk) begin
         end
         if (flags_reg[IG_FLAG_LOAD_W]) begin
             preloaded <= 1'b0;
+        end
+        if (flags_reg[IG_FLAG_DRAIN_PREV]) begin
+            saved <= 1'b0;
+            pd_cnt <= sh_rows;
+            pd_idx <= 8'd0;
         end
         state <= flags_reg[IG_FLAG_LOAD_W] ? ST_LOAD : ST_STREAM;
     end
@@ -362,6 +395,7 @@ always @(posedge clk) begin
         err_flag <= 1'b1;
         err_cause <= early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;
         ovalid_sr <= {FLUSH{1'b0}};
+        pd_cnt <= 8'd0;
         state <= early_tlast ? ST_IDLE : ST_DISCARD;
     end
 
@@ -369,6 +403,8 @@ always @(posedge clk) begin
         state <= ST_IDLE;
         sub <= 1'b0;
         preloaded <= 1'b0;
+        saved <= 1'b0;
+        pd_cnt <= 8'd0;
         done_flag <= 1'b0;
         err_flag <= 1'b0;
         err_cause <= IG_ERR_NONE;
@@ -448,7 +484,7 @@ endfunction
 wire [31:0] mode_word = {16'd0, flags_reg, 6'd0, mode_reg};
 wire [31:0] batch_word = {16'd0, batch_reg};
 wire [31:0] shape_word = {8'd0, cols_act_reg, 8'd0, rows_act_reg};
-wire [31:0] status_word = {16'd0, err_cause, 4'd0, preloaded, err_flag, done_flag, busy};
+wire [31:0] status_word = {16'd0, err_cause, 3'd0, saved, preloaded, err_flag, done_flag, busy};
 wire [31:0] cfg_array_word = {15'd0, DUAL_MAC[0], COLS[7:0], ROWS[7:0]};
 wire [31:0] cfg_width_word = {16'd0, ACC_W[7:0], DATA_W[7:0]};
 

@@ -38,6 +38,7 @@ class Accelerator:
             raise DeviceError(f"device reports build {self.cfg}, backend was opened for {dcfg}")
         self._shadow: dict[str, int] = {}
         self.preloaded = False
+        self.saved = False
         self.soft_reset()
 
     # -- registers --------------------------------------------------------------------
@@ -50,6 +51,7 @@ class Accelerator:
     def soft_reset(self) -> None:
         self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
         self.preloaded = False
+        self.saved = False
 
     def reset_counters(self) -> None:
         self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", CNT_RESET=1))
@@ -70,6 +72,9 @@ class Accelerator:
         except JobError as e:
             raise JobError(e.name, f"job {job.mode} B={job.batch} "
                                    f"{job.rows_act}x{job.cols_act}: {e}") from None
+        if job.has("DRAIN_PREV") and not self.saved:
+            raise JobError("NO_SAVED", f"job {job.mode} B={job.batch}: DRAIN_PREV with no saved "
+                                       f"accumulators pending")
         lanes = np.asarray(lanes)
         if lanes.shape != (job.in_beats(), cfg.in_lanes):
             raise ValueError(f"job needs {job.in_beats()} input beats of {cfg.in_lanes} lanes, "
@@ -92,6 +97,10 @@ class Accelerator:
             self.preloaded = False
         if job.has("PRELOAD"):
             self.preloaded = True
+        if job.has("DRAIN_PREV"):
+            self.saved = False
+        if job.has("SAVE"):
+            self.saved = True
         return unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
 
     def describe(self) -> dict:

@@ -18,7 +18,9 @@ sum of ACC_W-wrapped partials, wrapped again, equals the wrapped exact sum).  A 
 than the BATCH register (65535) is split into chunks; OS/IG chunks of one tile keep
 accumulating in the PEs and only the last one drains.  With ``double_buffer`` every job but
 the last of a pass carries the next tile's weights (PRELOAD) and the next job SWAPs them in,
-so weight loading overlaps the flush and drain of the previous tile.
+so weight loading overlaps the flush of the previous tile; and OS/IG tiles but the last SAVE
+their accumulators, which the next tile's first job drains (DRAIN_PREV) while it loads and
+fills the array, so a tile's drain costs no array steps either.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class TileJob:
     c0: int       # first array column's index in the column operand (n for fwd, m otherwise)
     b0: int       # first batch row of this chunk
     next_tile: tuple[int, int] | None = None  # (r0, c0) of the preloaded weights, if PRELOAD
+    prev_tile: tuple[int, int, int, int] | None = None  # (r0, c0, rows, cols) drained first
 
 
 def pass_dims(pass_: str, N: int, M: int) -> tuple[int, int]:
@@ -85,7 +88,7 @@ def plan_pass(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
                 if first:
                     flags.add("ACC_CLEAR")
                 if last:
-                    flags.add("DRAIN")
+                    flags.add("SAVE" if (double_buffer and nxt is not None) else "DRAIN")
             if pass_ == "fwd" and flags & {"LOAD_W", "PRELOAD"}:
                 flags.add("TRANSPOSE")
             out.append(TileJob(pass_, Job(mode, bl, ra, ca, frozenset(flags)), r0, c0, b0,
@@ -93,6 +96,7 @@ def plan_pass(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
     # a tile whose predecessor could not preload it (different edge shape) loads itself
     fixed: list[TileJob] = []
     preloaded = False
+    saved: TileJob | None = None
     for tj in out:
         f = set(tj.job.flags)
         if "SWAP" in f and not preloaded:
@@ -104,9 +108,19 @@ def plan_pass(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
             preloaded = False
         if "PRELOAD" in f:
             preloaded = True
+        prev = None
+        if saved is not None:
+            f.add("DRAIN_PREV")
+            sj = saved.job
+            prev = (saved.r0, saved.c0, sj.rows_act, sj.cols_act)
+            saved = None
         j = tj.job
-        fixed.append(dataclasses.replace(tj, job=Job(j.mode, j.batch, j.rows_act, j.cols_act,
-                                                     frozenset(f))))
+        nj = dataclasses.replace(tj, job=Job(j.mode, j.batch, j.rows_act, j.cols_act,
+                                             frozenset(f), prev_rows=prev[2] if prev else 0),
+                                 prev_tile=prev)
+        if "SAVE" in f:
+            saved = nj
+        fixed.append(nj)
     return fixed
 
 

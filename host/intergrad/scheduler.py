@@ -155,6 +155,10 @@ class Scheduler:
                 S[:nra, :nca] = self._stationary(pass_, W, nr0, nc0, nra, nca)
                 self._put_weights(lanes[pos:pos + j.preload_beats()], S, j.has("TRANSPOSE"))
             out = self.acc.run_job(j, lanes)
+            if tj.prev_tile is not None:  # the previous tile's saved dW comes first
+                pr0, pc0, pra, pca = tj.prev_tile
+                dW[pr0:pr0 + pra, pc0:pc0 + pca] = out[:pra, :pca]
+                out = out[pra:]
             if pass_ in ("fwd", "dx", "ig"):
                 res[b0:b0 + bl, r0:r0 + ra] += out[:bl, :ra]
             if j.has("DRAIN"):

@@ -121,6 +121,11 @@ FLAGS = {
                      "top lanes)"),
     "ACC_CLEAR": (4, "zero the accumulators at start (else keep accumulating)"),
     "DRAIN": (5, "after the data, stream out rows 0..ROWS_ACT-1 of the accumulators"),
+    "SAVE": (6, "after the data, copy the accumulators to the drain buffer in one cycle instead "
+                "of draining them: a later job streams them out with DRAIN_PREV"),
+    "DRAIN_PREV": (7, "stream out the drain buffer (the saved job's ROWS_ACT rows) first, while "
+                      "this job loads and fills the array: the previous tile's drain costs no "
+                      "array steps"),
 }
 
 ERRORS = {
@@ -133,7 +138,8 @@ ERRORS = {
                          "discarded up to the next tlast)"),
     "BAD_SHAPE": (5, "BATCH is 0, or ROWS_ACT/COLS_ACT is 0 or larger than the array"),
     "NO_PRELOAD": (6, "SWAP with no preloaded weights pending"),
-    "BAD_FLAGS": (7, "LOAD_W together with SWAP"),
+    "BAD_FLAGS": (7, "LOAD_W together with SWAP, or SAVE together with DRAIN"),
+    "NO_SAVED": (8, "DRAIN_PREV with no saved accumulators pending"),
 }
 
 # --------------------------------------------------------------------------- registers
@@ -166,6 +172,7 @@ REGISTERS = (
          ("DONE", 1, 1, "the last job finished (cleared by START)"),
          ("ERROR", 2, 1, "an error occurred (cleared by START without error or SOFT_RESET)"),
          ("PRELOADED", 3, 1, "preloaded weights are pending in the shadow bank"),
+         ("SAVED", 4, 1, "saved accumulators are pending in the drain buffer"),
          ("ERR_CAUSE", 8, 8, "error code, see the error table"))),
     Reg("MODE", 0x18, "RW", "job mode and flags",
         (("MODE", 0, 2, "0 WS, 1 OS, 2 IG"), ("FLAGS", 8, 8, "flag bits, see the flag table"))),
@@ -325,14 +332,16 @@ def registers_markdown() -> str:
             "",
             "| mode | input stream (in order) | output stream |",
             "|---|---|---|",
-            "| WS | [weights] B beats: top = v[t] | B beats: lane n = out[t][n] = sum_m S[n][m] v[t][m] |",
-            "| OS | [weights] B beats: left = a[t], top = b[t] | [drain] |",
-            "| IG | [weights] B beats: left = X[t], top = dY[t] | B beats: dX[t] (lane n), then [drain] |",
+            "| WS | [weights] B beats: top = v[t] | [saved drain] B beats: lane n = out[t][n] = sum_m S[n][m] v[t][m] |",
+            "| OS | [weights] B beats: left = a[t], top = b[t] | [saved drain] [drain] |",
+            "| IG | [weights] B beats: left = X[t], top = dY[t] | [saved drain] B beats: dX[t] (lane n), then [drain] |",
             "",
             "* weights (flag LOAD_W, before the data; flag PRELOAD, after the data, for the next job):",
             "  ROWS_ACT beats, beat n: top lanes = S[n][0..COLS_ACT-1]; with TRANSPOSE, COLS_ACT beats,",
             "  beat m: left lanes = S[0..ROWS_ACT-1][m].",
             "* drain (flag DRAIN): ROWS_ACT beats, beat n: lane m = acc[n][m].",
+            "* saved drain (flag DRAIN_PREV): the saved job's ROWS_ACT beats of its accumulators",
+            "  (flag SAVE), first on this job's output stream, before its own results.",
             "* Forward `Y = X W` is WS with S = W^T (load W with TRANSPOSE), v = X;",
             "  `dX = dY W^T` is WS with S = W, v = dY; `dW = X^T dY` is OS with a = X, b = dY;",
             "  InterGrad computes both with S = W, X left, dY top, dY streamed once.",
@@ -346,7 +355,8 @@ def registers_markdown() -> str:
             "## Timing (array steps, no stalls)",
             "",
             "With F = ROWS + COLS, L = weight beats, D = drain beats, P = preload beats:",
-            "`steps = L + B + max(F + D, P)`. Busy cycles = steps, plus B + F extra cycles in IG",
+            "`steps = L + B + max(F + D, P)`; a DRAIN_PREV drain adds no steps (its beats leave",
+            "during the first steps, before any result of the job can). Busy cycles = steps, plus B + F extra cycles in IG",
             "mode when DUAL_MAC = 0 (one multiplier does the psum MAC and the acc MAC in two",
             "cycles), plus the measured stall cycles. MACs = B * ROWS_ACT * COLS_ACT, twice that",
             "in IG mode.",

@@ -198,7 +198,7 @@ async def test_id_and_config(dut):
     assert spec.unpack_field("CFG_WIDTH", "DATA_W", w) == CFG.data_w
     assert spec.unpack_field("CFG_WIDTH", "ACC_W", w) == CFG.acc_w
     st = await tb.status()
-    assert st == {"BUSY": 0, "DONE": 0, "ERROR": 0, "PRELOADED": 0, "ERR_CAUSE": 0}
+    assert st == {"BUSY": 0, "DONE": 0, "ERROR": 0, "PRELOADED": 0, "SAVED": 0, "ERR_CAUSE": 0}
 
 
 @cocotb.test()
@@ -338,6 +338,39 @@ async def test_back_to_back_preload(dut):
 
 
 @cocotb.test()
+async def test_saved_accumulators_drain_during_next_job(dut):
+    """Double-buffered accumulators: a job SAVEs its accumulators instead of draining them;
+    the next job (any mode) streams them out first, while it loads and fills the array, at
+    no extra array steps; chains of tiles with preloaded weights as the scheduler runs them."""
+    tb = TB(dut)
+    await tb.reset()
+    rng = tb.rng
+    c0 = await tb.counters()
+    jobs = []
+    prev_rows = 0
+    modes = ["IG", "OS", "IG", "WS", "IG", "OS"]
+    for i, mode in enumerate(modes):
+        ra, ca = rng.randint(1, CFG.rows), rng.randint(1, CFG.cols)
+        flags = set()
+        if mode in ("IG", "WS"):
+            flags.add("LOAD_W")
+        if mode in ("IG", "OS"):
+            flags |= {"ACC_CLEAR", "SAVE" if i < len(modes) - 1 else "DRAIN"}
+        if prev_rows:
+            flags.add("DRAIN_PREV")
+        job = Job(mode, rng.randint(1, 25), ra, ca, frozenset(flags), prev_rows=prev_rows)
+        await tb.run_job(job, **tb.random_job_data(job))
+        st = await tb.status()
+        assert st["SAVED"] == (1 if "SAVE" in flags else 0), st
+        prev_rows = ra if "SAVE" in flags else 0
+        jobs.append(job)
+    d = counters_delta(await tb.counters(), c0)
+    check_counters(d, jobs, "save/drain-prev chain")
+    drained = sum(j.prev_rows for j in jobs)
+    assert drained > 0 and d["out_beats"] == sum(j.out_beats() for j in jobs)
+
+
+@cocotb.test()
 async def test_soft_reset_mid_job(dut):
     """Soft reset in the middle of a job, then a correct job."""
     tb = TB(dut, p_in_idle=0.0, p_out_busy=0.0)
@@ -404,6 +437,12 @@ async def test_errors_never_hang(dut):
     await tb.wr("MODE", spec.pack_fields("MODE", MODE=0, FLAGS=spec.flags_word("LOAD_W", "SWAP")))
     await tb.start()
     await expect_error("BAD_FLAGS")
+    await tb.wr("MODE", spec.pack_fields("MODE", MODE=1, FLAGS=spec.flags_word("SAVE", "DRAIN")))
+    await tb.start()
+    await expect_error("BAD_FLAGS")
+    await tb.wr("MODE", spec.pack_fields("MODE", MODE=1, FLAGS=spec.flags_word("DRAIN_PREV")))
+    await tb.start()
+    await expect_error("NO_SAVED")
     await good_job()
 
     # early tlast: the frame ends two beats before the job's end

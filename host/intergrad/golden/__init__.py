@@ -106,6 +106,8 @@ class Job:
     rows_act: int
     cols_act: int
     flags: frozenset = frozenset()
+    #: with DRAIN_PREV: ROWS_ACT of the job that SAVEd (the core latched it; the host knows it)
+    prev_rows: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "flags", frozenset(self.flags))
@@ -126,6 +128,11 @@ class Job:
                                         f"fit the {cfg.rows}x{cfg.cols} array")
         if self.has("LOAD_W") and self.has("SWAP"):
             raise JobError("BAD_FLAGS", "LOAD_W and SWAP together")
+        if self.has("SAVE") and self.has("DRAIN"):
+            raise JobError("BAD_FLAGS", "SAVE and DRAIN together")
+        if self.has("DRAIN_PREV") != (self.prev_rows > 0) or not 0 <= self.prev_rows <= cfg.rows:
+            raise ValueError(f"prev_rows={self.prev_rows} must be the saved tile's rows (1.."
+                             f"{cfg.rows}) exactly when DRAIN_PREV is set")
         if preloaded is not None and self.has("SWAP") and not preloaded:
             raise JobError("NO_PRELOAD", "SWAP with no preloaded weights pending")
 
@@ -148,14 +155,14 @@ class Job:
         return self.load_beats() + self.batch + self.preload_beats()
 
     def out_beats(self) -> int:
-        return self.data_out_beats() + self.drain_beats()
+        return self.prev_rows + self.data_out_beats() + self.drain_beats()
 
 
 def expected_counters(cfg: ArrayConfig, job: Job) -> dict[str, int]:
     """Closed-form counter increments of one error-free job, stalls excluded.
 
     ``busy_cycles`` here is the stall-free figure: the RTL's busy_cycles equals it plus the
-    measured stall_in and stall_out.
+    measured stall_in and stall_out.  A DRAIN_PREV drain adds output beats but no steps.
     """
     F = cfg.flush_steps
     L, P, D, B = job.load_beats(), job.preload_beats(), job.drain_beats(), job.batch
@@ -225,6 +232,9 @@ class ArrayModel:
         self.wsel = 0
         self.acc = np.zeros((R, C), dtype=np.int64)
         self.preloaded = False
+        self.saved_acc = np.zeros((R, C), dtype=np.int64)  # drain buffer (SAVE)
+        self.saved = False
+        self.saved_shape = (0, 0)
 
     # -- stream assembly (host side) --------------------------------------------------
     def weight_lanes(self, job: Job, S: np.ndarray) -> np.ndarray:
@@ -276,11 +286,24 @@ class ArrayModel:
         """Apply one job to the state; return its output beats as (n, out_lanes) int64."""
         cfg = self.cfg
         job.validate(cfg, self.preloaded)
+        if job.has("DRAIN_PREV"):
+            if not self.saved:
+                raise JobError("NO_SAVED", "DRAIN_PREV with no saved accumulators pending")
+            if job.prev_rows != self.saved_shape[0]:
+                raise ValueError(f"prev_rows={job.prev_rows} but the saved tile has "
+                                 f"{self.saved_shape[0]} rows")
         beats = np.asarray(beats, dtype=np.int64)
         if beats.shape != (job.in_beats(), cfg.in_lanes):
             raise ValueError(f"job expects {job.in_beats()} beats of {cfg.in_lanes} lanes, "
                              f"got {beats.shape}")
         R, C, ra, ca = cfg.rows, cfg.cols, job.rows_act, job.cols_act
+        outs = []
+        if job.has("DRAIN_PREV"):
+            sr, sc = self.saved_shape
+            d = np.zeros((sr, cfg.out_lanes), dtype=np.int64)
+            d[:, :sc] = self.saved_acc[:sr, :sc]
+            outs.append(d)
+            self.saved = False
         if job.has("ACC_CLEAR"):
             self.acc[:] = 0
         if job.has("SWAP"):
@@ -298,7 +321,6 @@ class ArrayModel:
         left = data[:, :ra]
         top = data[:, R:R + ca]
         S = self.banks[self.wsel][:ra, :ca]
-        outs = []
         if job.mode in ("WS", "IG"):
             out = np.zeros((job.batch, cfg.out_lanes), dtype=np.int64)
             out[:, :ra] = ws(S, top, cfg.acc_w)
@@ -309,6 +331,10 @@ class ArrayModel:
             d = np.zeros((ra, cfg.out_lanes), dtype=np.int64)
             d[:, :ca] = self.acc[:ra, :ca]
             outs.append(d)
+        if job.has("SAVE"):
+            self.saved_acc = self.acc.copy()
+            self.saved = True
+            self.saved_shape = (ra, ca)
         if job.has("PRELOAD"):
             self._write_bank(job, 1 - self.wsel, beats[pos:pos + job.preload_beats()])
             self.preloaded = True

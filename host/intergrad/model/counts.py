@@ -11,7 +11,9 @@ Derivation, per tile t (nr x nc tiles, edge tiles r_last x c_last):
 
 * ``steps_t = L_t + T + (nch - 1) F + max(F + D_t, P_t)`` summed over the ``nch`` chunks
   of the tile (only the first chunk loads, only the last preloads and drains);
-  ``P_t <= max(R, C) < F = R + C``, so the ``max`` is always ``F + D_t``;
+  ``P_t <= max(R, C) < F = R + C``, so the ``max`` is always ``F + D_t``; with double
+  buffering ``D_t = 0`` for every tile but the last (it SAVEs; the next tile's first job
+  drains the saved accumulators during its fill, DRAIN_PREV, at no step cost);
 * every tile's weights enter exactly once: by LOAD_W in its own first job, or by PRELOAD in
   the previous tile's last job.  A preload is impossible only when the next tile is larger
   than the current one, which in row-major order happens at each row end when the last
@@ -88,9 +90,13 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
             L, P = total_wb, np.zeros_like(total_wb)
     else:
         L = P = np.zeros_like(tiles)
-    D = nc * r if drains else np.zeros_like(tiles)
+    D = nc * r if drains else np.zeros_like(tiles)   # drain beats (all leave on the stream)
+    # with double buffering every tile but the last SAVEs its accumulators and the next
+    # tile's first job drains them while it loads and fills (DRAIN_PREV): no steps; only
+    # the last tile (rows r_last) drains at the end of its own job
+    D_steps = (r_last if double_buffer else D) if drains else np.zeros_like(tiles)
     run = tiles * (T + nch * F)           # data beats plus flushes of all jobs
-    steps = L + run + D
+    steps = L + run + D_steps
     slow = run if (mode == "IG" and not dual_mac) else np.zeros_like(run)
     data_out = tiles * T if mode != "OS" else np.zeros_like(tiles)
     if mode == "WS":
@@ -112,5 +118,5 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
         "psum_elems": (nc - 1) * T * r if uses_w else np.zeros_like(tiles),
         "tiles": tiles,
         "load_steps": L + np.zeros_like(tiles),   # weight-load steps not hidden by preload
-        "fill_drain_steps": run - tiles * T + D,  # pipeline fill/flush and drain steps
+        "fill_drain_steps": run - tiles * T + D_steps,  # fill/flush and exposed drain steps
     }
