@@ -209,8 +209,9 @@ def train(net: DigitsCNN, be, data, epochs: int = 5, batch: int = 32, lr: float 
         order = rng.permutation(len(ytr))
         losses, correct = [], 0
         steps = range(0, len(ytr), batch)
-        bar = tqdm(steps, desc=f"epoch {ep}/{epochs} [{be.name}]", disable=not progress,
-                   leave=False, unit="step")
+        # disable=None: the bar shows on a terminal only, not in logs
+        bar = tqdm(steps, desc=f"epoch {ep}/{epochs} [{be.name}]",
+                   disable=None if progress else True, leave=False, unit="step")
         for i in bar:
             idx = order[i:i + batch]
             logits, cache = net.forward(be, xtr[idx])
