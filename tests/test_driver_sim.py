@@ -11,23 +11,13 @@ import pytest
 
 from intergrad import spec
 from intergrad.device import DeviceTimeout
-from intergrad.driver import Accelerator, CoreError
+from intergrad.driver import Accelerator
 from intergrad.golden import ArrayModel, Job, JobError
 from intergrad.plan import plan_counters, plan_pass
 from intergrad.scheduler import (Scheduler, conv2d_backward, conv2d_forward, gemm_reference,
                                  im2col)
-from intergrad.spec import ArrayConfig
 
-SIM_CFGS = [ArrayConfig(8, 8, 16, 32, 1), ArrayConfig(4, 6, 16, 32, 0)]
 EXACT = ("steps", "macs", "in_beats", "out_beats", "wload_beats", "jobs")
-
-
-@pytest.fixture(scope="module", params=SIM_CFGS, ids=lambda c: f"{c.rows}x{c.cols}m{c.dual_mac}")
-def dev(request):
-    from intergrad.device.sim import SimDevice
-    d = SimDevice(request.param, verbose=False)
-    yield d
-    d.close()
 
 
 def check_record(cfg, rec):

@@ -11,9 +11,6 @@ from intergrad.model import DATAFLOWS, Array, profile
 from intergrad.scheduler import Scheduler, conv2d_backward, conv2d_forward
 from intergrad.zoo import Layer, Network
 
-# the simulated core fixture (and its cached builds) of the driver tests
-from test_driver_sim import dev  # noqa: F401  (a pytest fixture, used by name)
-
 EXACT = ("steps", "macs", "in_beats", "out_beats", "wload_beats", "jobs")
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -42,7 +41,7 @@ def _table(rows: list[dict], cols: list[str], fmt=None) -> str:
 
 def cmd_train(args) -> int:
     from .nn import DeviceBackend, DigitsCNN, FloatBackend, load_digits_split, train
-    from .scheduler import Report, Scheduler
+    from .scheduler import Scheduler
 
     cfg = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
     data = load_digits_split(args.seed)
@@ -240,7 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    t0 = time.time()
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
@@ -249,8 +247,6 @@ def main(argv=None) -> int:
     except (ValueError, OverflowError, TimeoutError, RuntimeError) as e:
         print(f"intergrad {args.cmd}: error: {e}", file=sys.stderr)
         return 2
-    if getattr(args, "verbose_time", False):
-        print(f"({time.time() - t0:.1f} s)")
     return rc
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .scheduler import Scheduler, check_conv, col2im, im2col
+from .scheduler import Scheduler, check_conv, im2col
 
 
 # ------------------------------------------------------------------------------ GEMM backends

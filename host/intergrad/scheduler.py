@@ -22,7 +22,7 @@ import numpy as np
 from . import spec
 from .driver import Accelerator
 from .golden import check_fits, wrap
-from .plan import SCHEDULES, TileJob, plan_pass
+from .plan import SCHEDULES, plan_pass
 
 
 @dataclasses.dataclass

@@ -83,7 +83,8 @@ def read_vcd(path: str | Path, signals: list[str] | None = None) -> Waves:
             scope.pop()
             next(tokens)
         elif tok == "$var":
-            _kind, width, code, name = next(tokens), int(next(tokens)), next(tokens), next(tokens)
+            next(tokens)  # var kind (wire, reg, ...)
+            width, code, name = int(next(tokens)), next(tokens), next(tokens)
             for x in tokens:
                 if x == "$end":
                     break

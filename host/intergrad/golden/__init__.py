@@ -296,7 +296,7 @@ class ArrayModel:
         if beats.shape != (job.in_beats(), cfg.in_lanes):
             raise ValueError(f"job expects {job.in_beats()} beats of {cfg.in_lanes} lanes, "
                              f"got {beats.shape}")
-        R, C, ra, ca = cfg.rows, cfg.cols, job.rows_act, job.cols_act
+        R, ra, ca = cfg.rows, job.rows_act, job.cols_act
         outs = []
         if job.has("DRAIN_PREV"):
             sr, sc = self.saved_shape
