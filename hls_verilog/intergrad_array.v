@@ -79,11 +79,6 @@ always @(posedge clk) begin
     end
 end
 
-// links: v[n][m] is the vertical input of PE(n, m); row n+1 reads PE(n, m)'s output
-wire [DATA_W-1:0] v_link  [0:ROWS][0:COLS-1];
-wire              vv_link [0:ROWS][0:COLS-1];
-wire [DATA_W-1:0] h_link  [0:ROWS-1][0:COLS];
-wire [ACC_W-1:0]  p_link  [0:ROWS-1][0:COLS];
 wire [ROWS*COLS-1:0] fire;  // PE(n, m) holds valid data inside the active tile
 
 genvar n, m;
@@ -100,28 +95,57 @@ generate
     end
 endgenerate
 
-// input skew
+// input skew: top lane m delayed m steps (with its valid bit), left lane n delayed n steps
 generate
     for (m = 0; m < COLS; m = m + 1) begin : g_skew_top
+        wire [DATA_W-1:0] v;
+        wire              vv;
         intergrad_delay #(.WIDTH(DATA_W), .DEPTH(m)) u_d (
             .clk(clk), .clr(1'b0), .en(adv),
-            .d(in_top_reg[m*DATA_W +: DATA_W]), .q(v_link[0][m]));
+            .d(in_top_reg[m*DATA_W +: DATA_W]), .q(v));
         intergrad_delay #(.WIDTH(1), .DEPTH(m)) u_v (
             .clk(clk), .clr(rst | pipe_clear), .en(adv),
-            .d(in_valid_reg), .q(vv_link[0][m]));
+            .d(in_valid_reg), .q(vv));
     end
     for (n = 0; n < ROWS; n = n + 1) begin : g_skew_left
+        wire [DATA_W-1:0] h;
         intergrad_delay #(.WIDTH(DATA_W), .DEPTH(n)) u_d (
             .clk(clk), .clr(1'b0), .en(adv),
-            .d(in_left_reg[n*DATA_W +: DATA_W]), .q(h_link[n][0]));
-        assign p_link[n][0] = {ACC_W{1'b0}};
+            .d(in_left_reg[n*DATA_W +: DATA_W]), .q(h));
     end
 endgenerate
 
-// PE grid
+// PE grid.  Each PE's links are wires of its own generate block; a PE reads its upper and
+// left neighbours' outputs by name (plain wires, not array elements, so a simulator can
+// alias them instead of copying every output each cycle)
 generate
     for (n = 0; n < ROWS; n = n + 1) begin : g_row
         for (m = 0; m < COLS; m = m + 1) begin : g_col
+            // the bottom row's v_o/vv_o and the right column's h_o feed nothing
+            /* verilator lint_off UNUSEDSIGNAL */
+            wire [DATA_W-1:0] v_o;
+            wire              vv_o;
+            wire [DATA_W-1:0] h_o;
+            /* verilator lint_on UNUSEDSIGNAL */
+            wire [ACC_W-1:0]  p_o;
+            wire [DATA_W-1:0] v_i;
+            wire              vv_i;
+            wire [DATA_W-1:0] h_i;
+            wire [ACC_W-1:0]  p_i;
+            if (n == 0) begin : g_from_skew
+                assign v_i = g_skew_top[m].v;
+                assign vv_i = g_skew_top[m].vv;
+            end else begin : g_from_above
+                assign v_i = g_row[n-1].g_col[m].v_o;
+                assign vv_i = g_row[n-1].g_col[m].vv_o;
+            end
+            if (m == 0) begin : g_from_left_edge
+                assign h_i = g_skew_left[n].h;
+                assign p_i = {ACC_W{1'b0}};
+            end else begin : g_from_left
+                assign h_i = g_row[n].g_col[m-1].h_o;
+                assign p_i = g_row[n].g_col[m-1].p_o;
+            end
             intergrad_pe #(.DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC),
                            .ROW(n), .COL(m)) u_pe (
                 .clk(clk), .rst(rst),
@@ -131,10 +155,10 @@ generate
                 .wsel(wsel),
                 .w_we(w_we), .w_bank(w_bank), .w_transpose(w_transpose), .w_idx(w_idx),
                 .w_left(w_left[n*DATA_W +: DATA_W]), .w_top(w_top[m*DATA_W +: DATA_W]),
-                .v_in(v_link[n][m]), .v_in_valid(vv_link[n][m]),
-                .v_out(v_link[n+1][m]), .v_out_valid(vv_link[n+1][m]),
-                .h_in(h_link[n][m]), .h_out(h_link[n][m+1]),
-                .p_in(p_link[n][m]), .p_out(p_link[n][m+1]),
+                .v_in(v_i), .v_in_valid(vv_i),
+                .v_out(v_o), .v_out_valid(vv_o),
+                .h_in(h_i), .h_out(h_o),
+                .p_in(p_i), .p_out(p_o),
                 .acc_out(acc_flat[(n*COLS+m)*ACC_W +: ACC_W]),
                 .acc_saved(saved_flat[(n*COLS+m)*ACC_W +: ACC_W]),
                 .fire_out(fire[n*COLS+m]));
@@ -147,7 +171,7 @@ generate
     for (n = 0; n < ROWS; n = n + 1) begin : g_deskew
         intergrad_delay #(.WIDTH(ACC_W), .DEPTH(ROWS-1-n)) u_d (
             .clk(clk), .clr(1'b0), .en(adv),
-            .d(p_link[n][COLS]), .q(out_row[n*ACC_W +: ACC_W]));
+            .d(g_row[n].g_col[COLS-1].p_o), .q(out_row[n*ACC_W +: ACC_W]));
     end
 endgenerate
 
