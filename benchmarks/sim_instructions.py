@@ -1,0 +1,74 @@
+"""Instructions per simulated cycle of the sim backend, counted by valgrind's callgrind.
+
+Wall-clock speed on a shared VM varies a lot from run to run; the instruction count of the
+C++ harness and the Verilated model is repeatable, so it is the figure to compare RTL or
+harness changes by.  Runs two InterGrad jobs of different lengths under callgrind, sums the
+instructions spent inside the simulator library (the harness loop and the Verilated model),
+and reports the difference per extra cycle.  Needs ``valgrind`` (Debian package).
+
+    python benchmarks/sim_instructions.py [--array 8x8]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = r'''
+import sys, numpy as np
+from intergrad.device.sim import SimDevice
+from intergrad.driver import Accelerator
+from intergrad.golden import ArrayModel, Job
+from intergrad.spec import ArrayConfig
+cfg = ArrayConfig.parse(sys.argv[1]); B = int(sys.argv[2])
+dev = SimDevice(cfg, verbose=False); acc = Accelerator(dev); m = ArrayModel(cfg)
+job = Job("IG", B, cfg.rows, cfg.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+rng = np.random.default_rng(0)
+lanes = m.job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
+                    left=rng.integers(-99, 99, (B, cfg.rows)), top=rng.integers(-99, 99, (B, cfg.cols)))
+c0 = dev.cycle; acc.run_job(job, lanes); print("CYCLES", dev.cycle - c0)
+'''
+
+
+def count(array: str, B: int) -> tuple[int, int]:
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "cg.out"
+        # under valgrind the interpreter does not see the venv: hand it this sys.path
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                            sys.executable, "-c", CHILD,
+                            array, str(B)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=env)
+        if r.returncode != 0 or "CYCLES" not in r.stdout:
+            raise SystemExit(r.stderr[-2000:])
+        cycles = int(re.search(r"CYCLES (\d+)", r.stdout).group(1))
+        ann = subprocess.run(["callgrind_annotate", "--threshold=100", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        ir = 0
+        for line in ann.splitlines():
+            m = re.match(r"\s*([\d,]+)\s.*\[(.*)\]\s*$", line)
+            if m and "libintergrad_sim" in m.group(2):
+                ir += int(m.group(1).replace(",", ""))
+    return cycles, ir
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--array", default="8x8")
+    a = ap.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind not found: apt-get install valgrind")
+    c1, i1 = count(a.array, 1000)
+    c2, i2 = count(a.array, 5000)
+    print(f"{a.array} array, InterGrad job: {(i2 - i1) / (c2 - c1):.0f} instructions per simulated "
+          f"cycle in the simulator library (callgrind; {c1} and {c2} cycles)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
