@@ -37,7 +37,8 @@ def cache_root() -> Path:
 
 def build_key(cfg: ArrayConfig, trace: bool) -> str:
     h = hashlib.sha256()
-    for f in rtl.all_rtl_files() + [HARNESS]:
+    # the RTL, the harness and this file (it holds the build flags)
+    for f in rtl.all_rtl_files() + [HARNESS, Path(__file__)]:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     h.update(repr(sorted(cfg.params().items())).encode())
