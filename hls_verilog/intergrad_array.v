@@ -6,6 +6,16 @@
  * sample t meets PE(n, m) at step t + 1 + n + m.  Row n's partial sum leaves PE(n, COLS-1)
  * and is delayed ROWS-1-n steps so the whole output vector of sample t is aligned on
  * `out_row` during step t + ROWS + COLS.
+ *
+ * Zero gating: the registered beat carries zeros in place of a bubble (no valid input) and
+ * in the lanes outside the active tile, so every product a PE must not count is zero and
+ * the PEs need no valid bit or enable; the partial sums of rows outside the tile are
+ * masked at the output.  Abort and reset clear the data links.
+ *
+ * For the MAC counter, all PEs on anti-diagonal d = n + m hold the same sample: one valid
+ * bit per diagonal (a ROWS+COLS-1 bit shift register) times the number of active PEs on
+ * that diagonal (latched with the tile shape at job start, shape_ld) counts the PEs that
+ * hold a valid sample inside the tile.
  */
 
 `resetall
@@ -38,6 +48,8 @@ module intergrad_array #
     input  wire                        acc_save,
     input  wire                        pipe_clear,
     input  wire                        wsel,
+    // active tile, latched on shape_ld (job start)
+    input  wire                        shape_ld,
     input  wire [7:0]                  rows_act,
     input  wire [7:0]                  cols_act,
 
@@ -62,55 +74,103 @@ module intergrad_array #
 );
 
 localparam MAC_W = $clog2(2*ROWS*COLS+1);
+// anti-diagonals and the most PEs one of them holds
+localparam ND = ROWS + COLS - 1;
+localparam KMAX = (ROWS < COLS) ? ROWS : COLS;
+localparam KW = $clog2(KMAX + 1);
 
-// registered input beat
-reg [ROWS*DATA_W-1:0] in_left_reg;
-reg [COLS*DATA_W-1:0] in_top_reg;
-reg                   in_valid_reg;
-
-always @(posedge clk) begin
-    if (adv) begin
-        in_left_reg <= in_left;
-        in_top_reg <= in_top;
-        in_valid_reg <= in_valid;
-    end
-    if (rst || pipe_clear) begin
-        in_valid_reg <= 1'b0;
-    end
-end
-
-wire [ROWS*COLS-1:0] fire;  // PE(n, m) holds valid data inside the active tile
-
-genvar n, m;
-
-// active tile: row n / column m take part when below ROWS_ACT / COLS_ACT
-wire [ROWS-1:0] row_en;
-wire [COLS-1:0] col_en;
+// valid bit of the sample on each anti-diagonal: vd[d] for the PEs with n + m = d
+reg [ND-1:0] vd;
 generate
-    for (n = 0; n < ROWS; n = n + 1) begin : g_row_en
-        assign row_en[n] = n < rows_act;
-    end
-    for (m = 0; m < COLS; m = m + 1) begin : g_col_en
-        assign col_en[m] = m < cols_act;
+    if (ND == 1) begin : g_vd_one
+        always @(posedge clk) begin
+            if (adv) begin
+                vd <= in_valid;
+            end
+            if (rst || pipe_clear) begin
+                vd <= 1'b0;
+            end
+        end
+    end else begin : g_vd
+        always @(posedge clk) begin
+            if (adv) begin
+                vd <= {vd[ND-2:0], in_valid};
+            end
+            if (rst || pipe_clear) begin
+                vd <= {ND{1'b0}};
+            end
+        end
     end
 endgenerate
 
-// input skew: top lane m delayed m steps (with its valid bit), left lane n delayed n steps
+// active tile: rows below rows_act and columns below cols_act; diag_k[d] = active PEs on
+// diagonal d
+function [KW-1:0] diag_count;
+    input integer d;
+    input [7:0] nrows;
+    input [7:0] ncols;
+    integer r;
+    begin
+        diag_count = {KW{1'b0}};
+        for (r = 0; r < ROWS; r = r + 1) begin
+            if (r < nrows && r <= d && d - r < ncols) begin
+                diag_count = diag_count + {{(KW-1){1'b0}}, 1'b1};
+            end
+        end
+    end
+endfunction
+
+reg [ROWS-1:0]        row_en;
+reg [ROWS*DATA_W-1:0] left_mask;   // lanes of the active rows
+reg [COLS*DATA_W-1:0] top_mask;    // lanes of the active columns
+reg [ND*KW-1:0]       diag_k;
+integer i;
+
+always @(posedge clk) begin
+    if (shape_ld) begin
+        for (i = 0; i < ROWS; i = i + 1) begin
+            row_en[i] <= i < rows_act;
+            left_mask[i*DATA_W +: DATA_W] <= {DATA_W{i < rows_act}};
+        end
+        for (i = 0; i < COLS; i = i + 1) begin
+            top_mask[i*DATA_W +: DATA_W] <= {DATA_W{i < cols_act}};
+        end
+        for (i = 0; i < ND; i = i + 1) begin
+            diag_k[i*KW +: KW] <= diag_count(i, rows_act, cols_act);
+        end
+    end
+end
+
+wire data_clr = rst || pipe_clear;
+
+// registered input beat, zero-gated: zeros for a bubble and outside the active tile
+reg [ROWS*DATA_W-1:0] in_left_reg;
+reg [COLS*DATA_W-1:0] in_top_reg;
+
+always @(posedge clk) begin
+    if (data_clr) begin
+        in_left_reg <= {ROWS*DATA_W{1'b0}};
+        in_top_reg <= {COLS*DATA_W{1'b0}};
+    end else if (adv) begin
+        in_left_reg <= in_valid ? (in_left & left_mask) : {ROWS*DATA_W{1'b0}};
+        in_top_reg <= in_valid ? (in_top & top_mask) : {COLS*DATA_W{1'b0}};
+    end
+end
+
+genvar n, m;
+
+// input skew: top lane m delayed m steps, left lane n delayed n steps
 generate
     for (m = 0; m < COLS; m = m + 1) begin : g_skew_top
         wire [DATA_W-1:0] v;
-        wire              vv;
         intergrad_delay #(.WIDTH(DATA_W), .DEPTH(m)) u_d (
-            .clk(clk), .clr(1'b0), .en(adv),
+            .clk(clk), .clr(data_clr), .en(adv),
             .d(in_top_reg[m*DATA_W +: DATA_W]), .q(v));
-        intergrad_delay #(.WIDTH(1), .DEPTH(m)) u_v (
-            .clk(clk), .clr(rst | pipe_clear), .en(adv),
-            .d(in_valid_reg), .q(vv));
     end
     for (n = 0; n < ROWS; n = n + 1) begin : g_skew_left
         wire [DATA_W-1:0] h;
         intergrad_delay #(.WIDTH(DATA_W), .DEPTH(n)) u_d (
-            .clk(clk), .clr(1'b0), .en(adv),
+            .clk(clk), .clr(data_clr), .en(adv),
             .d(in_left_reg[n*DATA_W +: DATA_W]), .q(h));
     end
 endgenerate
@@ -121,23 +181,19 @@ endgenerate
 generate
     for (n = 0; n < ROWS; n = n + 1) begin : g_row
         for (m = 0; m < COLS; m = m + 1) begin : g_col
-            // the bottom row's v_o/vv_o and the right column's h_o feed nothing
+            // the bottom row's v_o and the right column's h_o feed nothing
             /* verilator lint_off UNUSEDSIGNAL */
             wire [DATA_W-1:0] v_o;
-            wire              vv_o;
             wire [DATA_W-1:0] h_o;
             /* verilator lint_on UNUSEDSIGNAL */
             wire [ACC_W-1:0]  p_o;
             wire [DATA_W-1:0] v_i;
-            wire              vv_i;
             wire [DATA_W-1:0] h_i;
             wire [ACC_W-1:0]  p_i;
             if (n == 0) begin : g_from_skew
                 assign v_i = g_skew_top[m].v;
-                assign vv_i = g_skew_top[m].vv;
             end else begin : g_from_above
                 assign v_i = g_row[n-1].g_col[m].v_o;
-                assign vv_i = g_row[n-1].g_col[m].vv_o;
             end
             if (m == 0) begin : g_from_left_edge
                 assign h_i = g_skew_left[n].h;
@@ -148,47 +204,51 @@ generate
             end
             intergrad_pe #(.DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC),
                            .ROW(n), .COL(m)) u_pe (
-                .clk(clk), .rst(rst),
+                .clk(clk), .clr(data_clr), .w_clr(rst),
                 .adv(adv), .acc_go(acc_go), .psum_on(psum_on), .mul_h(mul_h),
-                .en(row_en[n] & col_en[m]), .acc_clear(acc_clear), .acc_save(acc_save),
-                .pipe_clear(pipe_clear),
+                .acc_clear(acc_clear), .acc_save(acc_save),
                 .wsel(wsel),
                 .w_we(w_we), .w_bank(w_bank), .w_transpose(w_transpose), .w_idx(w_idx),
                 .w_left(w_left[n*DATA_W +: DATA_W]), .w_top(w_top[m*DATA_W +: DATA_W]),
-                .v_in(v_i), .v_in_valid(vv_i),
-                .v_out(v_o), .v_out_valid(vv_o),
+                .v_in(v_i),
+                .v_out(v_o),
                 .h_in(h_i), .h_out(h_o),
                 .p_in(p_i), .p_out(p_o),
                 .acc_out(acc_flat[(n*COLS+m)*ACC_W +: ACC_W]),
-                .acc_saved(saved_flat[(n*COLS+m)*ACC_W +: ACC_W]),
-                .fire_out(fire[n*COLS+m]));
+                .acc_saved(saved_flat[(n*COLS+m)*ACC_W +: ACC_W]));
         end
     end
 endgenerate
 
-// output de-skew
+// output de-skew; rows outside the active tile output zero
 generate
     for (n = 0; n < ROWS; n = n + 1) begin : g_deskew
+        wire [ACC_W-1:0] q;
         intergrad_delay #(.WIDTH(ACC_W), .DEPTH(ROWS-1-n)) u_d (
             .clk(clk), .clr(1'b0), .en(adv),
-            .d(g_row[n].g_col[COLS-1].p_o), .q(out_row[n*ACC_W +: ACC_W]));
+            .d(g_row[n].g_col[COLS-1].p_o), .q(q));
+        assign out_row[n*ACC_W +: ACC_W] = row_en[n] ? q : {ACC_W{1'b0}};
     end
 endgenerate
 
-// MACs performed this cycle: every firing PE does one psum MAC on an array step (WS, IG)
-// and one accumulate MAC on an accumulate cycle (OS, IG)
-function [MAC_W-1:0] popcount;
-    input [ROWS*COLS-1:0] bits;
-    integer b;
+// MACs performed this cycle: every PE holding a valid sample inside the active tile does
+// one psum MAC on an array step (WS, IG) and one accumulate MAC on an accumulate cycle
+// (OS, IG); those PEs are the active PEs of the valid diagonals
+function [MAC_W-1:0] fire_count;
+    input [ND-1:0] valid;
+    input [ND*KW-1:0] k;
+    integer d;
     begin
-        popcount = {MAC_W{1'b0}};
-        for (b = 0; b < ROWS*COLS; b = b + 1) begin
-            popcount = popcount + {{(MAC_W-1){1'b0}}, bits[b]};
+        fire_count = {MAC_W{1'b0}};
+        for (d = 0; d < ND; d = d + 1) begin
+            if (valid[d]) begin
+                fire_count = fire_count + {{(MAC_W-KW){1'b0}}, k[d*KW +: KW]};
+            end
         end
     end
 endfunction
 
-wire [MAC_W-1:0] n_fire = popcount(fire);
+wire [MAC_W-1:0] n_fire = fire_count(vd, diag_k);
 always @* begin
     mac_total = ((adv && psum_on) ? n_fire : {MAC_W{1'b0}}) +
                 (acc_go ? n_fire : {MAC_W{1'b0}});

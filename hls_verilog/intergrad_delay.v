@@ -29,29 +29,28 @@ module intergrad_delay #
 generate
     if (DEPTH == 0) begin : g_wire
         assign q = d;
-    end else if (DEPTH == 1) begin : g_one
-        reg [WIDTH-1:0] sr;
-        always @(posedge clk) begin
-            if (en) begin
-                sr <= d;
-            end
-            if (clr) begin
-                sr <= {WIDTH{1'b0}};
-            end
-        end
-        assign q = sr;
     end else begin : g_regs
-        // stages packed in one vector, newest in the low bits: one wide shift per step
-        reg [WIDTH*DEPTH-1:0] sr;
-        always @(posedge clk) begin
-            if (en) begin
-                sr <= {sr[WIDTH*(DEPTH-1)-1:0], d};
+        // one register per stage, each reading the stage before it: a simulator copies
+        // stage by stage (last first) instead of shifting one wide vector
+        genvar k;
+        for (k = 0; k < DEPTH; k = k + 1) begin : g_st
+            reg [WIDTH-1:0] sr;
+            wire [WIDTH-1:0] prev;
+            if (k == 0) begin : g_first
+                assign prev = d;
+            end else begin : g_next
+                assign prev = g_st[k-1].sr;
             end
-            if (clr) begin
-                sr <= {WIDTH*DEPTH{1'b0}};
+            always @(posedge clk) begin
+                if (en) begin
+                    sr <= prev;
+                end
+                if (clr) begin
+                    sr <= {WIDTH{1'b0}};
+                end
             end
         end
-        assign q = sr[WIDTH*DEPTH-1 -: WIDTH];
+        assign q = g_st[DEPTH-1].sr;
     end
 endgenerate
 

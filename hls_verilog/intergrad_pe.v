@@ -2,11 +2,16 @@
  * intergrad: configurable processing element (WS / OS / InterGrad).
  *
  * PE(n, m) holds two banks of the stationary value S[n][m] and one accumulator.
- * Vertical data v (with its valid bit) flows down, horizontal data h flows right,
- * the partial sum p flows right.  On an array step (adv):
- *   p_out <= p_in + (psum_on & valid ? w * v_in : 0)      (WS, InterGrad)
+ * Vertical data v flows down, horizontal data h flows right, the partial sum p flows
+ * right.  On an array step (adv):
+ *   p_out <= p_in + (psum_on ? w * v_in : 0)              (WS, InterGrad)
  * and on an accumulate cycle (acc_go):
- *   acc   <= acc + (valid ? h_in * v_in : 0)               (OS, InterGrad)
+ *   acc   <= acc + h_in * v_in                            (OS, InterGrad)
+ * The PE has no valid bit or tile enable of its own: the array feeds zeros into the data
+ * links for bubbles, flush steps and lanes outside the active tile (zero gating), so a
+ * product that must not count is zero, and it masks the partial sums of inactive rows at
+ * the output.  Data links and weights are cleared by `clr` (reset, abort) so nothing stale
+ * or undefined reaches a product.
  * With DUAL_MAC = 0 one multiplier serves both; the controller then issues the
  * accumulate in a separate cycle and selects the operand with mul_h.
  * Arithmetic is two's complement and wraps modulo 2^ACC_W.
@@ -30,7 +35,10 @@ module intergrad_pe #
 )
 (
     input  wire                     clk,
-    input  wire                     rst,
+    // clear the data links (reset, abort, soft reset)
+    input  wire                     clr,
+    // clear the weights (reset)
+    input  wire                     w_clr,
 
     // control, broadcast to all PEs
     input  wire                     adv,        // array step: shift data, update psum
@@ -39,10 +47,8 @@ module intergrad_pe #
     /* verilator lint_off UNUSEDSIGNAL */
     input  wire                     mul_h,      // DUAL_MAC=0: multiplier takes h (acc) not w
     /* verilator lint_on UNUSEDSIGNAL */
-    input  wire                     en,         // this PE is inside the active tile
     input  wire                     acc_clear,  // zero the accumulator
     input  wire                     acc_save,   // copy the accumulator to the drain buffer
-    input  wire                     pipe_clear, // drop the valid bits (abort / soft reset)
     input  wire                     wsel,       // active weight bank
 
     // weight load into one bank: beat w_idx carries row w_idx of S in w_top (or, transposed,
@@ -56,9 +62,7 @@ module intergrad_pe #
 
     // vertical link
     input  wire [DATA_W-1:0]        v_in,
-    input  wire                     v_in_valid,
     output reg  [DATA_W-1:0]        v_out,
-    output reg                      v_out_valid,
 
     // horizontal data and partial-sum links
     input  wire [DATA_W-1:0]        h_in,
@@ -66,11 +70,9 @@ module intergrad_pe #
     input  wire [ACC_W-1:0]         p_in,
     output reg  [ACC_W-1:0]         p_out,
 
-    // accumulator, its saved copy (drain buffer), and whether this PE holds valid data in
-    // the active tile (MAC counter)
+    // accumulator and its saved copy (drain buffer)
     output wire [ACC_W-1:0]         acc_out,
-    output reg  [ACC_W-1:0]         acc_saved,
-    output wire                     fire_out
+    output reg  [ACC_W-1:0]         acc_saved
 );
 
 localparam PROD_W = 2 * DATA_W;
@@ -87,7 +89,6 @@ reg [DATA_W-1:0] w1;
 reg [ACC_W-1:0]  acc;
 
 wire [DATA_W-1:0] w_act = wsel ? w1 : w0;
-wire fire = en & v_in_valid;
 
 wire signed [PROD_W-1:0] prod_p;  // product for the partial sum
 wire signed [PROD_W-1:0] prod_a;  // product for the accumulator
@@ -113,7 +114,6 @@ generate
 endgenerate
 
 assign acc_out = acc;
-assign fire_out = fire;
 
 always @(posedge clk) begin
     if (w_we) begin
@@ -125,12 +125,16 @@ always @(posedge clk) begin
             end
         end
     end
+    if (w_clr) begin
+        w0 <= {DATA_W{1'b0}};
+        w1 <= {DATA_W{1'b0}};
+    end
 end
 
 always @(posedge clk) begin
     if (acc_clear) begin
         acc <= {ACC_W{1'b0}};
-    end else if (acc_go && fire) begin
+    end else if (acc_go) begin
         acc <= acc + acc_term;
     end
 end
@@ -143,17 +147,17 @@ end
 
 always @(posedge clk) begin
     if (adv) begin
-        v_out <= v_in;
-        h_out <= h_in;
-        p_out <= (psum_on && fire) ? p_in + psum_term : p_in;
+        p_out <= psum_on ? p_in + psum_term : p_in;
     end
 end
 
 always @(posedge clk) begin
-    if (rst || pipe_clear) begin
-        v_out_valid <= 1'b0;
+    if (clr) begin
+        v_out <= {DATA_W{1'b0}};
+        h_out <= {DATA_W{1'b0}};
     end else if (adv) begin
-        v_out_valid <= v_in_valid;
+        v_out <= v_in;
+        h_out <= h_in;
     end
 end
 

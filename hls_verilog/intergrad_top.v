@@ -219,8 +219,9 @@ intergrad_array #(
     .acc_save(acc_save),
     .pipe_clear(pipe_clear),
     .wsel(wsel),
-    .rows_act(job_rows),
-    .cols_act(job_cols),
+    .shape_ld(start_ok),
+    .rows_act(rows_act_reg),
+    .cols_act(cols_act_reg),
     .w_we(is_wload && !abort),
     .w_bank(~wsel),
     .w_transpose(f_transpose),
@@ -253,13 +254,15 @@ function [OUT_AXIS_W-1:0] drain_beat;
     end
 endfunction
 
-function [OUT_AXIS_W-1:0] data_beat;
-    input [ROWS*ACC_W-1:0] row_vec;
-    begin
-        data_beat = {OUT_AXIS_W{1'b0}};
-        data_beat[ROWS*ACC_W-1:0] = row_vec;
+// the aligned data row, zero-extended to the output beat
+wire [OUT_AXIS_W-1:0] data_word;
+generate
+    if (OUT_AXIS_W > ROWS*ACC_W) begin : g_pad
+        assign data_word = {{(OUT_AXIS_W-ROWS*ACC_W){1'b0}}, out_row};
+    end else begin : g_nopad
+        assign data_word = out_row;
     end
-endfunction
+endgenerate
 
 // ---------------------------------------------------------------- sequencing
 always @(posedge clk) begin
@@ -280,7 +283,7 @@ always @(posedge clk) begin
             m_axis_tdata <= drain_beat(saved_flat, pd_idx, sh_cols);
             m_axis_tlast <= (pd_cnt == 8'd1) && (dout_cnt == 16'd0) && !f_drain;
         end else if (data_out) begin
-            m_axis_tdata <= data_beat(out_row);
+            m_axis_tdata <= data_word;
             m_axis_tlast <= (dout_cnt == 16'd1) && !f_drain;
         end else begin
             m_axis_tdata <= drain_beat(acc_flat, drain_idx, job_cols);
@@ -469,18 +472,6 @@ assign s_axil_bresp = 2'b00;
 assign s_axil_arready = rd_fire;
 assign s_axil_rresp = 2'b00;
 
-function [31:0] merge;
-    input [31:0] old;
-    input [31:0] wdata;
-    input [3:0]  wstrb;
-    integer b;
-    begin
-        for (b = 0; b < 4; b = b + 1) begin
-            merge[b*8 +: 8] = wstrb[b] ? wdata[b*8 +: 8] : old[b*8 +: 8];
-        end
-    end
-endfunction
-
 wire [31:0] mode_word = {16'd0, flags_reg, 6'd0, mode_reg};
 wire [31:0] batch_word = {16'd0, batch_reg};
 wire [31:0] shape_word = {8'd0, cols_act_reg, 8'd0, rows_act_reg};
@@ -489,35 +480,13 @@ wire [31:0] cfg_array_word = {15'd0, DUAL_MAC[0], COLS[7:0], ROWS[7:0]};
 wire [31:0] cfg_width_word = {16'd0, ACC_W[7:0], DATA_W[7:0]};
 
 /* verilator lint_off UNUSEDSIGNAL */
-wire [31:0] mode_merged = merge(mode_word, s_axil_wdata, s_axil_wstrb);
-wire [31:0] batch_merged = merge(batch_word, s_axil_wdata, s_axil_wstrb);
-wire [31:0] shape_merged = merge(shape_word, s_axil_wdata, s_axil_wstrb);
-
 wire [7:0] rd_cnt_off = s_axil_araddr - IG_COUNTER_BASE;
 wire [4:0] rd_cnt_idx = rd_cnt_off[7:3];
 /* verilator lint_on UNUSEDSIGNAL */
 
-reg [31:0] rd_word;
-always @* begin
-    case (s_axil_araddr & 8'hFC)
-        IG_REG_ID: rd_word = IG_ID_MAGIC;
-        IG_REG_VERSION: rd_word = IG_VERSION;
-        IG_REG_CFG_ARRAY: rd_word = cfg_array_word;
-        IG_REG_CFG_WIDTH: rd_word = cfg_width_word;
-        IG_REG_STATUS: rd_word = status_word;
-        IG_REG_MODE: rd_word = mode_word;
-        IG_REG_BATCH: rd_word = batch_word;
-        IG_REG_SHAPE: rd_word = shape_word;
-        default: begin
-            if (s_axil_araddr >= IG_COUNTER_BASE && {27'd0, rd_cnt_idx} < NCNT) begin
-                rd_word = rd_cnt_off[2] ? snap[rd_cnt_idx[$clog2(NCNT)-1:0]][63:32]
-                                        : snap[rd_cnt_idx[$clog2(NCNT)-1:0]][31:0];
-            end else begin
-                rd_word = 32'd0;
-            end
-        end
-    endcase
-end
+// register writes take the bytes enabled by wstrb (every field lies within whole bytes);
+// reads are decoded in the clocked branch that answers them
+integer wb;
 
 always @(posedge clk) begin
     start_req <= 1'b0;
@@ -544,15 +513,27 @@ always @(posedge clk) begin
                 end
             end
             IG_REG_MODE: begin
-                mode_reg <= mode_merged[1:0];
-                flags_reg <= mode_merged[15:8];
+                if (s_axil_wstrb[IG_MODE_MODE_LSB/8]) begin
+                    mode_reg <= s_axil_wdata[IG_MODE_MODE_LSB +: IG_MODE_MODE_W];
+                end
+                if (s_axil_wstrb[IG_MODE_FLAGS_LSB/8]) begin
+                    flags_reg <= s_axil_wdata[IG_MODE_FLAGS_LSB +: IG_MODE_FLAGS_W];
+                end
             end
             IG_REG_BATCH: begin
-                batch_reg <= batch_merged[15:0];
+                for (wb = 0; wb < IG_BATCH_BATCH_W/8; wb = wb + 1) begin
+                    if (s_axil_wstrb[IG_BATCH_BATCH_LSB/8 + wb]) begin
+                        batch_reg[wb*8 +: 8] <= s_axil_wdata[IG_BATCH_BATCH_LSB + wb*8 +: 8];
+                    end
+                end
             end
             IG_REG_SHAPE: begin
-                rows_act_reg <= shape_merged[7:0];
-                cols_act_reg <= shape_merged[23:16];
+                if (s_axil_wstrb[IG_SHAPE_ROWS_ACT_LSB/8]) begin
+                    rows_act_reg <= s_axil_wdata[IG_SHAPE_ROWS_ACT_LSB +: IG_SHAPE_ROWS_ACT_W];
+                end
+                if (s_axil_wstrb[IG_SHAPE_COLS_ACT_LSB/8]) begin
+                    cols_act_reg <= s_axil_wdata[IG_SHAPE_COLS_ACT_LSB +: IG_SHAPE_COLS_ACT_W];
+                end
             end
             default: begin
             end
@@ -561,7 +542,24 @@ always @(posedge clk) begin
 
     if (rd_fire) begin
         s_axil_rvalid <= 1'b1;
-        s_axil_rdata <= rd_word;
+        case (s_axil_araddr & 8'hFC)
+            IG_REG_ID: s_axil_rdata <= IG_ID_MAGIC;
+            IG_REG_VERSION: s_axil_rdata <= IG_VERSION;
+            IG_REG_CFG_ARRAY: s_axil_rdata <= cfg_array_word;
+            IG_REG_CFG_WIDTH: s_axil_rdata <= cfg_width_word;
+            IG_REG_STATUS: s_axil_rdata <= status_word;
+            IG_REG_MODE: s_axil_rdata <= mode_word;
+            IG_REG_BATCH: s_axil_rdata <= batch_word;
+            IG_REG_SHAPE: s_axil_rdata <= shape_word;
+            default: begin
+                if (s_axil_araddr >= IG_COUNTER_BASE && {27'd0, rd_cnt_idx} < NCNT) begin
+                    s_axil_rdata <= rd_cnt_off[2] ? snap[rd_cnt_idx[$clog2(NCNT)-1:0]][63:32]
+                                                  : snap[rd_cnt_idx[$clog2(NCNT)-1:0]][31:0];
+                end else begin
+                    s_axil_rdata <= 32'd0;
+                end
+            end
+        endcase
     end
 
     if (rst) begin
