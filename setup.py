@@ -30,7 +30,7 @@ setup(
     package_dir={"": "host"},
     packages=find_packages("host"),
     include_package_data=True,
-    package_data={"intergrad.device": ["harness.cpp"], "intergrad.model": ["data/*"]},
+    package_data={"intergrad.device": ["harness.cpp", "verilated_fast.h"], "intergrad.model": ["data/*"]},
     cmdclass={"build_py": BuildWithRTL},
     install_requires=[
         "numpy>=1.24,<2.4",

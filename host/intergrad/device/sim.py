@@ -24,6 +24,8 @@ from ..spec import ArrayConfig
 from .base import Device, DeviceError, DeviceTimeout
 
 HARNESS = Path(__file__).with_name("harness.cpp")
+#: force-included into the model's C++: native sign extension (see the header)
+FAST_H = Path(__file__).with_name("verilated_fast.h")
 _BUILD_LOCK = threading.Lock()
 
 
@@ -38,7 +40,7 @@ def cache_root() -> Path:
 def build_key(cfg: ArrayConfig, trace: bool) -> str:
     h = hashlib.sha256()
     # the RTL, the harness and this file (it holds the build flags)
-    for f in rtl.all_rtl_files() + [HARNESS, Path(__file__)]:
+    for f in rtl.all_rtl_files() + [HARNESS, FAST_H, Path(__file__)]:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     h.update(repr(sorted(cfg.params().items())).encode())
@@ -73,7 +75,9 @@ def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False) 
         cmd = [str(vbin), "--cc", "--build", "-j", "2", "-O3",
                "--Mdir", str(obj), "--top-module", rtl.TOP, "--prefix", "Vintergrad_top",
                "-Wno-fatal", "-I" + str(rtl.rtl_dir()), "--x-assign", "fast", "--x-initial", "fast", "--noassert",
-               "-CFLAGS", "-fPIC -O3 -std=c++17", "-MAKEFLAGS", "OPT_FAST=-O3 OPT_SLOW=-O1"]
+               "-CFLAGS", f"-fPIC -O3 -std=c++17 -include {FAST_H}",
+               # no precompiled header: a PCH is ignored after the forced include above
+               "-MAKEFLAGS", "OPT_FAST=-O3 OPT_SLOW=-O1 VK_PCH_I_FAST= VK_PCH_I_SLOW="]
         if trace:
             cmd.append("--trace")
         cmd += [f"-G{k}={v}" for k, v in cfg.params().items()]
