@@ -188,8 +188,9 @@ def pack_beats(lanes: np.ndarray, width: int, axis_bits: int) -> bytes:
     n, k = lanes.shape
     nbytes = axis_bits // 8
     if width in (8, 16, 32, 64) and k * width == axis_bits:
+        # int64 -> narrower signed integers keeps the low bits: the two's-complement wrap
         dt = {8: "<i1", 16: "<i2", 32: "<i4", 64: "<i8"}[width]
-        return wrap(lanes, width).astype(dt).tobytes()
+        return lanes.astype(dt).tobytes()
     mask = (1 << width) - 1
     out = bytearray()
     for row in lanes.tolist():
