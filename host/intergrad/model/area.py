@@ -31,12 +31,13 @@ AREA_FILE = DATA / "area_yosys.json"
 #: NanGate FreePDK45 Open Cell Library (v2011), cell areas in um^2
 NANGATE45_UM2 = {"NAND2_X1": 0.798, "INV_X1": 0.532, "DFF_X1": 4.522}
 
+# Same link and control conventions as intergrad_pe.v: no per-PE valid bit or enable (the
+# array zero-gates the data links), data links cleared by clr, weights by w_clr.
 WS_PE = r"""
 module ws_pe #(parameter DATA_W = 16, parameter ACC_W = 32) (
-    input wire clk, input wire adv, input wire en, input wire wsel,
+    input wire clk, input wire clr, input wire w_clr, input wire adv, input wire wsel,
     input wire w_we, input wire w_bank, input wire [DATA_W-1:0] w_data,
-    input wire [DATA_W-1:0] v_in, input wire v_in_valid,
-    output reg [DATA_W-1:0] v_out, output reg v_out_valid,
+    input wire [DATA_W-1:0] v_in, output reg [DATA_W-1:0] v_out,
     input wire [ACC_W-1:0] p_in, output reg [ACC_W-1:0] p_out);
 reg [DATA_W-1:0] w0, w1;
 wire [DATA_W-1:0] w_act = wsel ? w1 : w0;
@@ -45,19 +46,17 @@ wire [ACC_W-1:0] term = {{(ACC_W-2*DATA_W){prod[2*DATA_W-1]}}, prod};
 always @(posedge clk) begin
     if (w_we && !w_bank) w0 <= w_data;
     if (w_we && w_bank) w1 <= w_data;
-    if (adv) begin
-        v_out <= v_in; v_out_valid <= v_in_valid;
-        p_out <= (en && v_in_valid) ? p_in + term : p_in;
-    end
+    if (w_clr) begin w0 <= 0; w1 <= 0; end
+    if (adv) p_out <= p_in + term;
+    if (clr) v_out <= 0; else if (adv) v_out <= v_in;
 end
 endmodule
 """
 
 OS_PE = r"""
 module os_pe #(parameter DATA_W = 16, parameter ACC_W = 32) (
-    input wire clk, input wire adv, input wire en, input wire acc_clear,
-    input wire [DATA_W-1:0] v_in, input wire v_in_valid,
-    output reg [DATA_W-1:0] v_out, output reg v_out_valid,
+    input wire clk, input wire clr, input wire adv, input wire acc_clear,
+    input wire [DATA_W-1:0] v_in, output reg [DATA_W-1:0] v_out,
     input wire [DATA_W-1:0] h_in, output reg [DATA_W-1:0] h_out,
     output wire [ACC_W-1:0] acc_out);
 reg [ACC_W-1:0] acc;
@@ -66,8 +65,9 @@ wire [ACC_W-1:0] term = {{(ACC_W-2*DATA_W){prod[2*DATA_W-1]}}, prod};
 assign acc_out = acc;
 always @(posedge clk) begin
     if (acc_clear) acc <= 0;
-    else if (adv && en && v_in_valid) acc <= acc + term;
-    if (adv) begin v_out <= v_in; v_out_valid <= v_in_valid; h_out <= h_in; end
+    else if (adv) acc <= acc + term;
+    if (clr) begin v_out <= 0; h_out <= 0; end
+    else if (adv) begin v_out <= v_in; h_out <= h_in; end
 end
 endmodule
 """
