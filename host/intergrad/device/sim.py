@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -71,11 +72,23 @@ def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False) 
         tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        obj = tmp / "obj"
+        # Verilator's makefiles cannot build in a directory whose path has a space: then
+        # compile in a fresh system temporary directory and keep only the library
+        work = tmp if " " not in str(tmp) else Path(tempfile.mkdtemp(prefix="intergrad_sim_"))
+        if " " in str(work):
+            raise DeviceError(f"cannot build the simulator: both the cache ({tmp.parent}) and the "
+                              f"temporary directory ({work}) have a space in their path, which "
+                              f"Verilator's makefiles do not support; set INTERGRAD_CACHE or "
+                              f"TMPDIR to a path without spaces")
+        obj = work / "obj"
+        # the forced include is copied next to the generated C++ and named relative to it
+        # (make compiles there)
+        obj.mkdir()
+        shutil.copy(FAST_H, obj / FAST_H.name)
         cmd = [str(vbin), "--cc", "--build", "-j", "2", "-O3",
                "--Mdir", str(obj), "--top-module", rtl.TOP, "--prefix", "Vintergrad_top",
                "-Wno-fatal", "-I" + str(rtl.rtl_dir()), "--x-assign", "fast", "--x-initial", "fast", "--noassert",
-               "-CFLAGS", f"-fPIC -O3 -std=c++17 -include {FAST_H}",
+               "-CFLAGS", f"-fPIC -O3 -std=c++17 -include {FAST_H.name}",
                # no precompiled header: a PCH is ignored after the forced include above
                "-MAKEFLAGS", "OPT_FAST=-O3 OPT_SLOW=-O1 VK_PCH_I_FAST= VK_PCH_I_SLOW="]
         if trace:
@@ -86,21 +99,23 @@ def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False) 
         if verbose:
             print(f"intergrad: building the simulated hardware ({cfg.rows}x{cfg.cols}) ...",
                   file=sys.stderr, flush=True)
-        _run(cmd, env, tmp, "verilator")
+        _run(cmd, env, work, "verilator")
         archives = sorted(obj.glob("Vintergrad_top__ALL.a"))
         verilated = sorted(obj.glob("libverilated.a"))
         if not archives or not verilated:
             raise DeviceError(f"Verilator build in {obj} produced no libraries")
         vroot = Path(env.get("VERILATOR_ROOT", vbin.parent.parent))
-        harness_o = tmp / "harness.o"
+        harness_o = work / "harness.o"
         _run(["g++", "-std=c++17", "-fPIC", "-O3", f"-DVM_TRACE={int(trace)}",
               "-I" + str(obj), "-I" + str(vroot / "include"), "-I" + str(vroot / "include" / "vltstd"),
-              "-c", str(HARNESS), "-o", str(harness_o)], env, tmp, "harness compile")
+              "-c", str(HARNESS), "-o", str(harness_o)], env, work, "harness compile")
         link = ["g++", "-shared", "-o", str(tmp / lib.name), str(harness_o),
                 "-Wl,--whole-archive", str(archives[0]), "-Wl,--no-whole-archive",
                 str(verilated[0]), "-pthread", "-latomic"]
-        _run(link, env, tmp, "link")
+        _run(link, env, work, "link")
         shutil.rmtree(obj, ignore_errors=True)
+        if work != tmp:
+            shutil.rmtree(work, ignore_errors=True)
         try:
             tmp.rename(out_dir)
         except OSError:  # another process won the race
