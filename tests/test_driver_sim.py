@@ -34,6 +34,26 @@ def check_record(cfg, rec):
 @pytest.mark.filterwarnings("ignore:.*may exceed the.*accumulator")
 @pytest.mark.parametrize("stalls", [(0.0, 0.0), (0.3, 0.4)], ids=["nostall", "stalls"])
 def test_random_fc_all_schedules(dev, stalls):
+    random_fc_all_schedules(dev, stalls)
+
+
+@pytest.mark.filterwarnings("ignore:.*may exceed the.*accumulator")
+def test_narrow_widths_built_in_cache_path_with_space(tmp_path, monkeypatch):
+    """8-bit data and 20-bit accumulators (the sim build's native sign extension of 8-bit
+    operands), built in a cache directory whose path has a space (Verilator's makefiles
+    cannot build there; the library is built elsewhere and cached there)."""
+    from intergrad.device.sim import SimDevice
+    from intergrad.spec import ArrayConfig
+    monkeypatch.setenv("INTERGRAD_CACHE", str(tmp_path / "sim cache"))
+    d = SimDevice(ArrayConfig(3, 5, 8, 20, 1), verbose=False)
+    try:
+        random_fc_all_schedules(d, (0.2, 0.2))
+    finally:
+        d.close()
+    assert list((tmp_path / "sim cache" / "sim").glob("3x5_d8a20m1_*/libintergrad_sim.so"))
+
+
+def random_fc_all_schedules(dev, stalls):
     dev.set_stalls(*stalls, seed=11)
     acc = Accelerator(dev)
     s = Scheduler(acc)
