@@ -24,7 +24,8 @@ CONFIGS = [
 ]
 
 ICARUS_TESTS = [
-    "test_id_and_config", "test_intergrad_random", "test_intergrad_vs_separate_passes",
+    "test_id_and_config", "test_register_byte_strobes", "test_intergrad_random",
+    "test_intergrad_vs_separate_passes",
     "test_errors_never_hang",
 ]
 

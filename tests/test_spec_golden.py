@@ -22,11 +22,16 @@ def test_register_map_is_consistent():
     assert max(offs) < spec.COUNTER_BASE
     for r in spec.REGISTERS:
         used = 0
-        for _, lsb, w, _ in r.fields:
+        for fname, lsb, w, _ in r.fields:
             mask = ((1 << w) - 1) << lsb
             assert not used & mask, f"{r.name}: overlapping fields"
             assert lsb + w <= 32
             used |= mask
+            if r.access in ("RW", "WO"):
+                # the RTL applies write strobes per byte: a writable field lies within one
+                # byte, or starts on a byte and spans whole bytes
+                assert lsb // 8 == (lsb + w - 1) // 8 or (lsb % 8 == 0 and w % 8 == 0), \
+                    f"{r.name}.{fname}: field straddles a byte boundary"
     assert spec.pack_fields("SHAPE", ROWS_ACT=3, COLS_ACT=5) == 3 | (5 << 16)
     with pytest.raises(ValueError):
         spec.pack_fields("SHAPE", ROWS_ACT=256)
