@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     print(f"  C++ harness (intergrad sim backend): {cp['cycles']:>8} cycles/job, "
           f"{cp['rate'] / 1e6:6.2f} M cycles/s wall (median of {cp['reps']}; "
           f"min {cp['min'] / 1e6:.2f}, max {cp['max'] / 1e6:.2f}), {cp['cpu_rate'] / 1e6:.2f} M/s CPU;\n"
-          f"  {'':37s}{'':23s}{cp['sim_rate'] / 1e6:6.2f} M cycles/s inside the simulator (median)")
+          f"{'':62s}{cp['sim_rate'] / 1e6:6.2f} M cycles/s inside the simulator (median)")
     print(f"  cocotb, cycle by cycle from Python : {cb['cycles']:>8} cycles/job, "
           f"{cb['rate'] / 1e6:6.3f} M cycles/s wall")
     print(f"  ratio: the C++ backend is {cp['rate'] / cb['rate']:.0f}x faster")

@@ -9,8 +9,8 @@
  *   acc   <= acc + h_in * v_in                            (OS, InterGrad)
  * The PE has no valid bit or tile enable of its own: the array feeds zeros into the data
  * links for bubbles, flush steps and lanes outside the active tile (zero gating), so a
- * product that must not count is zero, and it masks the partial sums of inactive rows at
- * the output.  Data links and weights are cleared by `clr` (reset, abort) so nothing stale
+ * product that must not count is zero; the array also masks the partial sums of inactive
+ * rows at its output.  Data links and weights are cleared by `clr` (reset, abort) so nothing stale
  * or undefined reaches a product.
  * With DUAL_MAC = 0 one multiplier serves both; the controller then issues the
  * accumulate in a separate cycle and selects the operand with mul_h.
