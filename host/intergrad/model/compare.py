@@ -12,10 +12,13 @@ SAVING_METRICS = ("cycles", "mem_accesses", "dram_reads", "buffer_reads", "energ
 
 def compare(net, dataflows, array: Array, batch: int, energy: EnergyTable | None = None,
             iso_area: bool = False, area: dict | None = None,
-            fused_update: bool = False, first_dx: bool = True) -> list[Result]:
+            fused_update: bool = False, first_dx: bool = True, mapping: str = "best",
+            objective: str = "cycles") -> list[Result]:
     """Profile ``net`` on each dataflow.  With ``iso_area`` the given array size belongs to
     the first dataflow; every other one gets the largest array (same aspect ratio) of its
-    own PE variant that fits in the same area (:func:`iso_area_size`)."""
+    own PE variant that fits in the same area (:func:`iso_area_size`).  ``mapping="best"``
+    (default): every design, baselines included, uses the best operand-to-array assignment
+    per layer and pass (see :func:`profile`); ``"rtl"``: the RTL scheduler's."""
     dfs = [d if isinstance(d, Dataflow) else parse_dataflow(d) for d in dataflows]
     if not dfs:
         raise ValueError("no dataflow given")
@@ -32,7 +35,8 @@ def compare(net, dataflows, array: Array, batch: int, energy: EnergyTable | None
         if iso_area:
             r, c = iso_area_size(array.rows, array.cols, area[dfs[0].pe], area[d.pe])
             a = dataclasses.replace(array, rows=r, cols=c)
-        out.append(profile(net, d, a, batch, e, fused_update=fused_update, first_dx=first_dx))
+        out.append(profile(net, d, a, batch, e, fused_update=fused_update, first_dx=first_dx,
+                           mapping=mapping, objective=objective))
     return out
 
 

@@ -37,6 +37,46 @@ _LAYOUTS = {
 }
 
 
+# Every operand-to-array assignment the hardware supports, per (pass, mode): (name, rows,
+# cols, stream, weight beats carry columns).  WS: the stationary operand's rows are the
+# outputs and its columns the reduction, the other operand streams; either input of the
+# product can be the stationary one, and its tiles load by rows or (TRANSPOSE) by columns.
+# OS: the output (or its transpose) stays in the PEs, the reduction streams.  IG: W and dW
+# stationary, N x M (the dX partial sums must flow along the rows), loaded either way.
+# The first entry of each list is the layout of intergrad.plan (the RTL scheduler's).
+CANDIDATES = {
+    ("fwd", "WS"): (("W^T stationary", "M", "N", "Bt", True),
+                    ("W^T stationary, row beats", "M", "N", "Bt", False),
+                    ("X stationary", "Bt", "N", "M", False),
+                    ("X stationary, column beats", "Bt", "N", "M", True)),
+    ("dx", "WS"): (("W stationary", "N", "M", "Bt", False),
+                   ("W stationary, column beats", "N", "M", "Bt", True),
+                   ("dY stationary", "Bt", "M", "N", False),
+                   ("dY stationary, column beats", "Bt", "M", "N", True)),
+    ("dw", "WS"): (("X^T stationary", "N", "Bt", "M", True),
+                   ("X^T stationary, row beats", "N", "Bt", "M", False),
+                   ("dY^T stationary", "M", "Bt", "N", True),
+                   ("dY^T stationary, row beats", "M", "Bt", "N", False)),
+    ("fwd", "OS"): (("Y in PEs", "Bt", "M", "N", False), ("Y^T in PEs", "M", "Bt", "N", False)),
+    ("dx", "OS"): (("dX in PEs", "Bt", "N", "M", False),
+                   ("dX^T in PEs", "N", "Bt", "M", False)),
+    ("dw", "OS"): (("dW in PEs", "N", "M", "Bt", False),
+                   ("dW^T in PEs", "M", "N", "Bt", False)),
+    ("ig", "IG"): (("W, dW in PEs", "N", "M", "Bt", False),
+                   ("W, dW in PEs, column beats", "N", "M", "Bt", True)),
+}
+MAPPINGS = ("rtl", "best")
+
+
+def candidates(pass_: str, mode: str, Bt, N, M):
+    """[(name, rows_ext, cols_ext, T, wb_cols)] of every supported assignment of a pass in a
+    mode; the first one is the RTL scheduler's (:func:`layout`)."""
+    if (pass_, mode) not in CANDIDATES:
+        layout(pass_, mode, Bt, N, M)  # raises the usual error
+    dims = {"Bt": Bt, "N": N, "M": M}
+    return [(n, dims[r], dims[c], dims[t], w) for n, r, c, t, w in CANDIDATES[(pass_, mode)]]
+
+
 def layout(pass_: str, mode: str, Bt, N, M):
     """(rows_ext, cols_ext, T, wb_cols) of a pass in a mode (vectorized over arrays)."""
     try:

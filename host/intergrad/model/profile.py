@@ -26,19 +26,21 @@ import dataclasses
 import numpy as np
 
 from .counts import MAX_BATCH, pass_counters
-from .dataflows import Dataflow, layout
+from .dataflows import MAPPINGS, Dataflow, candidates
 from .tables import EnergyTable, load_energy
 
 #: PE register (reads, writes) per MAC: WS reads S, v, p_in and writes p_out, v_out; OS reads
 #: h, v, acc and writes acc, h_out, v_out; one InterGrad step (two MACs) reads S, v, h, p_in,
 #: acc and writes p_out, acc, v_out, h_out: the shared dY operand is read and forwarded once.
 REG_PER_MAC = {"WS": (3.0, 2.0), "OS": (3.0, 3.0), "IG": (2.5, 2.0)}
+#: what the mapper minimizes per layer and pass (``mem_accesses``: buffer + DRAM words)
+OBJECTIVES = ("cycles", "energy", "mem_accesses", "dram", "stream_bytes")
 METRICS = ("cycles", "busy_cycles", "stall_cycles", "steps", "folds", "load_steps",
            "fill_drain_steps", "macs", "in_beats", "out_beats",
            "wload_beats", "jobs", "stream_bytes", "stream_elems", "buffer_reads",
            "buffer_writes", "dram_reads", "dram_writes", "reg_reads", "reg_writes",
            "host_ops", "energy_mac", "energy_reg", "energy_buffer", "energy_dram",
-           "energy_host", "energy")
+           "energy_host", "energy", "mult_slots", "pe_slots")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,27 @@ class Result:
     layers: list           # GEMM layer names
     passes: dict           # pass -> {metric: int/float array over layers}
     host: dict             # host-side totals (pooling, BN, activations, SGD update)
+    modes: dict = dataclasses.field(default_factory=dict)     # pass -> array mode
+    mapping: dict = dataclasses.field(default_factory=dict)   # pass -> candidate index array
+    mapping_policy: str = "rtl"
+    objective: str = "cycles"
+
+    def mapping_names(self, pass_: str) -> list[str]:
+        """The operand-to-array assignment chosen for each layer in a pass."""
+        from .dataflows import CANDIDATES
+        names = [c[0] for c in CANDIDATES[(pass_, self.modes[pass_])]]
+        return [names[i] for i in self.mapping[pass_]]
+
+    def mapping_summary(self) -> list[str]:
+        """One line per pass: how many layers use each assignment."""
+        out = []
+        for p in self.passes:
+            counts = {}
+            for n in self.mapping_names(p):
+                counts[n] = counts.get(n, 0) + 1
+            out.append(f"{p} ({self.modes[p]}): " + ", ".join(
+                f"{n} x{k}" for n, k in sorted(counts.items(), key=lambda x: -x[1])))
+        return out
 
     def total(self, metric: str) -> float:
         t = sum(float(p[metric].sum()) for p in self.passes.values())
@@ -96,8 +119,12 @@ class Result:
         t = {m: self.total(m) for m in METRICS}
         a = self.array
         t["pes"] = a.rows * a.cols
-        t["utilization"] = t["macs"] / max(1.0, t["cycles"] * a.rows * a.cols
-                                           * self.dataflow.mults_per_pe)
+        t["multipliers"] = a.rows * a.cols * self.dataflow.mults_per_pe
+        # per multiplier: MACs / (cycles x multipliers): a dual-multiplier PE outside an
+        # InterGrad pass uses one of its two multipliers, so its forward pass shows <= 50 %;
+        # per PE: MACs / (cycles x PEs x MACs a PE can do per cycle in the pass's mode)
+        t["utilization"] = t["macs"] / max(1.0, t["mult_slots"])
+        t["pe_utilization"] = t["macs"] / max(1.0, t["pe_slots"])
         t["mem_accesses"] = (t["buffer_reads"] + t["buffer_writes"] + t["dram_reads"]
                              + t["dram_writes"])
         return t
@@ -109,14 +136,17 @@ class Result:
                 row = {"dataflow": self.dataflow.name, "array": self.array.size,
                        "batch": self.batch, "layer": name, "pass": p}
                 row.update({m: d[m][i].item() for m in METRICS})
-                peak = row["cycles"] * self.array.rows * self.array.cols \
-                    * self.dataflow.mults_per_pe
-                row["utilization"] = row["macs"] / peak if peak else 0.0
+                row["mapping"] = self.mapping_names(p)[i] if p in self.mapping else ""
+                row["utilization"] = (row["macs"] / row["mult_slots"] if row["mult_slots"]
+                                      else 0.0)
+                row["pe_utilization"] = (row["macs"] / row["pe_slots"] if row["pe_slots"]
+                                         else 0.0)
                 yield row
         row = {"dataflow": self.dataflow.name, "array": self.array.size, "batch": self.batch,
                "layer": "(host: pool/bn/act/add, SGD update)", "pass": "host"}
         row.update({m: self.host.get(m, 0) for m in METRICS})
-        row["utilization"] = 0.0
+        row["mapping"] = ""
+        row["utilization"] = row["pe_utilization"] = 0.0
         yield row
 
 
@@ -128,52 +158,86 @@ def _dram_pass(pass_: str, X, Y, W) -> tuple:
 
 def profile(net, dataflow: Dataflow, array: Array, batch: int,
             energy: EnergyTable | None = None, fused_update: bool = False,
-            first_dx: bool = True) -> Result:
+            first_dx: bool = True, mapping: str = "rtl", objective: str = "cycles") -> Result:
     """Profile one training step of ``net`` (a :class:`intergrad.zoo.Network`) at ``batch``.
 
     ``first_dx=False`` skips dX of the first conv / fc layer (nothing consumes it), as
     ``intergrad.nn`` does: that layer's backward is its dW pass alone, which an InterGrad
-    design runs in OS mode (as the scheduler does with ``need_dx=False``)."""
+    design runs in OS mode (as the scheduler does with ``need_dx=False``).
+
+    ``mapping="rtl"``: every pass uses the operand-to-array assignment of the RTL scheduler
+    (:mod:`intergrad.plan`); the counts then equal the hardware's.  ``mapping="best"``: per
+    layer and pass, every assignment the hardware supports
+    (:data:`~intergrad.model.dataflows.CANDIDATES`) is evaluated and the one with the lowest
+    ``objective`` (one of :data:`OBJECTIVES`; ties go to the RTL's) is used;
+    ``Result.mapping_names(pass)`` reports the choice."""
     if int(batch) != batch or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, got {mapping!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, "
+                         f"got {objective!r}")
     e = energy or load_energy()
-    ctx = _Ctx(net.arrays(), array, batch, e, dataflow.dual_mac)
-    passes = {p: ctx.pass_metrics(p, mode) for p, mode in dataflow.passes}
+    ctx = _Ctx(net.arrays(), array, batch, e, dataflow.dual_mac, dataflow.mults_per_pe)
+    passes, maps, modes = {}, {}, {}
+    for p, mode in dataflow.passes:
+        passes[p], maps[p] = ctx.pass_metrics(p, mode, mapping, objective)
+        modes[p] = mode
     if not first_dx:
         first = np.arange(len(ctx.G)) == 0
         for p in ("dx", "ig"):
             if p in passes:
                 passes[p] = {k: np.where(first, 0, v) for k, v in passes[p].items()}
         if "ig" in passes:
-            dw = ctx.pass_metrics("dw", "OS")
+            dw, dmap = ctx.pass_metrics("dw", "OS", mapping, objective)
             passes["dw"] = {k: np.where(first, v, 0) for k, v in dw.items()}
+            maps["dw"], modes["dw"] = dmap, "OS"
     host = _host(net, batch, ctx.W.sum(), e, ctx.fd, fused_update and "ig" in dataflow.modes)
-    for d in passes.values():
-        d["energy_mac"] = d["macs"] * e.mac
-        d["energy_reg"] = (d["reg_reads"] + d["reg_writes"]) * e.reg
-        d["energy_buffer"] = (d["buffer_reads"] + d["buffer_writes"]) * e.buffer
-        d["energy_dram"] = (d["dram_reads"] + d["dram_writes"]) * e.dram
-        d["energy_host"] = np.zeros(len(ctx.G))
-        d["energy"] = d["energy_mac"] + d["energy_reg"] + d["energy_buffer"] + d["energy_dram"]
     names = [l.name for l in net.gemm_layers]
-    return Result(net.name, dataflow, array, batch, e, names, passes, host)
+    return Result(net.name, dataflow, array, batch, e, names, passes, host, modes, maps,
+                  mapping, objective)
+
+
+def _objective(d: dict, objective: str) -> np.ndarray:
+    if objective == "mem_accesses":
+        return d["buffer_reads"] + d["buffer_writes"] + d["dram_reads"] + d["dram_writes"]
+    if objective == "dram":
+        return d["dram_reads"] + d["dram_writes"]
+    return d[objective]
 
 
 class _Ctx:
     """Per-network arrays shared by the passes of one profile."""
 
-    def __init__(self, A: dict, array: Array, batch: int, e: EnergyTable, dual_mac: int):
+    def __init__(self, A: dict, array: Array, batch: int, e: EnergyTable, dual_mac: int,
+                 mults: int = 1):
         self.G, self.N, self.M = A["G"], A["N"], A["M"]
         self.Bt = batch * A["P"]
-        self.array, self.e, self.dual_mac = array, e, dual_mac
+        self.array, self.e, self.dual_mac, self.mults = array, e, dual_mac, mults
         self.fd = array.data_w / e.word_bits     # words per data element
         self.fa = array.acc_w / e.word_bits      # words per accumulator element
         self.X, self.Y, self.W = batch * A["in_elems"], batch * A["out_elems"], A["weights"]
 
-    def pass_metrics(self, p: str, mode: str) -> dict:
-        """Counts of one pass of every layer (metric -> array over layers)."""
+    def pass_metrics(self, p: str, mode: str, mapping: str = "rtl",
+                     objective: str = "cycles") -> tuple[dict, np.ndarray]:
+        """Counts of one pass of every layer (metric -> array over layers) and the index of
+        the assignment used per layer (into ``candidates(p, mode)``)."""
+        cands = candidates(p, mode, self.Bt, self.N, self.M)
+        if mapping == "rtl":
+            cands = cands[:1]
+        ds = [self._metrics(p, mode, r, c, T, wbc) for _, r, c, T, wbc in cands]
+        n = len(self.G)
+        if len(ds) == 1:
+            return ds[0], np.zeros(n, dtype=np.int64)
+        obj = np.stack([_objective(d, objective) for d in ds])
+        idx = np.argmin(obj, axis=0)          # first minimum: ties go to the RTL's layout
+        return {k: np.choose(idx, [d[k] for d in ds]) for k in ds[0]}, idx
+
+    def _metrics(self, p: str, mode: str, r, c, T, wbc) -> dict:
+        """Counts of one pass of every layer in one layout."""
         G, array, e, fd, fa = self.G, self.array, self.e, self.fd, self.fa
-        r, c, T, wbc = layout(p, mode, self.Bt, self.N, self.M)
+        n = len(G)
         k = pass_counters(array.rows, array.cols, r, c, T, mode, wb_cols=wbc,
                           dual_mac=self.dual_mac, double_buffer=array.double_buffer,
                           max_batch=array.max_batch)
@@ -201,16 +265,26 @@ class _Ctx:
             rd, wr = _dram_pass(p, self.X, self.Y, self.W)
             d["dram_reads"], d["dram_writes"] = rd * fd, wr * fd
         else:
-            d["buffer_reads"] = np.zeros(len(G))
-            d["buffer_writes"] = np.zeros(len(G))
+            d["buffer_reads"] = np.zeros(n)
+            d["buffer_writes"] = np.zeros(n)
             d["dram_reads"] = in_bytes * 8 / e.word_bits
             d["dram_writes"] = out_bytes * 8 / e.word_bits
         rr, rw = REG_PER_MAC[mode]
         drain = G * r * c if mode in ("OS", "IG") else 0
         d["reg_reads"] = d["macs"] * rr + drain * fa
         d["reg_writes"] = d["macs"] * rw + G * k["w_elems"]
-        d["host_ops"] = np.zeros(len(G))
-        return d
+        d["host_ops"] = np.zeros(n)
+        pes = array.rows * array.cols
+        d["mult_slots"] = d["cycles"] * pes * self.mults
+        d["pe_slots"] = d["cycles"] * pes * (2 if mode == "IG" and self.dual_mac else 1)
+        d["energy_mac"] = d["macs"] * e.mac
+        d["energy_reg"] = (d["reg_reads"] + d["reg_writes"]) * e.reg
+        d["energy_buffer"] = (d["buffer_reads"] + d["buffer_writes"]) * e.buffer
+        d["energy_dram"] = (d["dram_reads"] + d["dram_writes"]) * e.dram
+        d["energy_host"] = np.zeros(n)
+        d["energy"] = d["energy_mac"] + d["energy_reg"] + d["energy_buffer"] + d["energy_dram"]
+        return {key: np.broadcast_to(v, (n,)) if np.ndim(v) == 0 else v
+                for key, v in d.items()}
 
 
 def _host(net, batch, weights, e: EnergyTable, fd: float, fused: bool) -> dict:

@@ -22,18 +22,25 @@ def _eng(v: float) -> str:
 def totals_table(results: list[Result]) -> str:
     """Fixed-width table of the totals of each design."""
     e = results[0].energy_table
-    head = ("dataflow", "array", "cycles", "util", "MACs", "DRAM acc", "buffer acc", "reg acc",
-            "stream B", f"energy [{e.unit}]")
+    head = ("dataflow", "array", "mults", "cycles", "util/mult", "util/PE", "MACs", "DRAM acc",
+            "buffer acc", "reg acc", "stream B", f"energy [{e.unit}]")
     rows = [head]
     for r in results:
         t = r.totals()
-        rows.append((r.dataflow.name, r.array.size, _eng(t["cycles"]),
-                     f"{t['utilization']:.1%}", _eng(t["macs"]),
+        rows.append((r.dataflow.name, r.array.size, str(int(t["multipliers"])),
+                     _eng(t["cycles"]), f"{t['utilization']:.1%}",
+                     f"{t['pe_utilization']:.1%}", _eng(t["macs"]),
                      _eng(t["dram_reads"] + t["dram_writes"]),
                      _eng(t["buffer_reads"] + t["buffer_writes"]),
                      _eng(t["reg_reads"] + t["reg_writes"]), _eng(t["stream_bytes"]),
                      _eng(t["energy"])))
-    return _fmt(rows)
+    return _fmt(rows) + "\n" + UTIL_NOTE
+
+
+UTIL_NOTE = ("(util/mult = MACs / (cycles x multipliers); util/PE = MACs / (cycles x PEs x the "
+             "MACs a PE can do per cycle in each pass's mode): a dual-multiplier PE uses one "
+             "multiplier outside InterGrad passes, so its forward pass is <= 50 % per "
+             "multiplier but up to 100 % per PE)")
 
 
 def savings_table(results: list[Result]) -> str:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .network import GEMM_KINDS, HOST_KINDS, Layer, Network
 from .nets import NETWORKS, Builder
-from .scalesim_csv import read_topology, write_topology
+from .scalesim_csv import CONV_ARITH, out_size, read_topology, write_topology
 
 __all__ = ["Layer", "Network", "Builder", "NETWORKS", "get", "load", "names",
            "read_topology", "write_topology", "GEMM_KINDS", "HOST_KINDS"]
@@ -31,11 +31,12 @@ def get(name: str) -> Network:
     return NETWORKS[key]()
 
 
-def load(spec: str) -> Network:
-    """A zoo name, or a path to a SCALE-Sim topology CSV (conv or GEMM form)."""
+def load(spec: str, conv_arith: str = "scalesim") -> Network:
+    """A zoo name, or a path to a SCALE-Sim topology CSV (conv or GEMM form; ``conv_arith``:
+    see :func:`read_topology`)."""
     p = Path(spec)
     if spec.lower().endswith(".csv") or p.is_file():
         if not p.is_file():
             raise FileNotFoundError(f"topology file {spec} not found")
-        return read_topology(p)
+        return read_topology(p, conv_arith=conv_arith)
     return get(spec)

@@ -6,7 +6,12 @@ Conv form (SCALE-Sim's ``-i conv``, the default)::
 
 GEMM form (``-i gemm``): ``Layer, M, N, K,`` for an (M x K) . (K x N) product.  Rows end with a
 trailing comma (SCALE-Sim drops the last field).  SCALE-Sim has no padding: the IFMAP size is
-the padded input, and the output is ``(IFMAP - Filter) // Stride + 1``.  It has no groups
+the padded input, and SCALE-Sim computes the output size as ``ceil((IFMAP - Filter + Stride) /
+Stride)`` (``scalesim/topology_utils.py``), which this reader uses by default
+(``conv_arith="scalesim"``); ``conv_arith="exact"`` gives the convolution's own
+``(IFMAP - Filter) // Stride + 1``.  The two differ when the stride does not divide
+``IFMAP - Filter`` (SCALE-Sim then counts one more, partial, output row / column).
+:func:`write_topology` emits an IFMAP size for which both rules agree.  It has no groups
 either: a grouped convolution is written with its per-group channels and filters and the
 layer name suffixed ``@gG``; this reader restores the groups from that suffix, while
 SCALE-Sim itself simulates one group of it (documented in docs/model.md).  Host-side layers
@@ -66,8 +71,27 @@ def _ints(fields, where, names):
     return out
 
 
-def read_topology(path, form: str | None = None, name: str | None = None) -> Network:
-    """Read a SCALE-Sim topology CSV; ``form`` conv / gemm, guessed from the header if None."""
+CONV_ARITH = ("scalesim", "exact")
+
+
+def out_size(i: int, f: int, s: int, conv_arith: str = "scalesim") -> int:
+    """Output extent of a convolution of input ``i``, filter ``f``, stride ``s`` (no padding):
+    SCALE-Sim's ``ceil((i - f + s) / s)`` or the exact ``(i - f) // s + 1``."""
+    if conv_arith == "scalesim":
+        return -(-(i - f + s) // s)
+    if conv_arith == "exact":
+        return (i - f) // s + 1
+    raise ValueError(f"conv_arith must be one of {', '.join(CONV_ARITH)}, got {conv_arith!r}")
+
+
+def read_topology(path, form: str | None = None, name: str | None = None,
+                  conv_arith: str = "scalesim") -> Network:
+    """Read a SCALE-Sim topology CSV; ``form`` conv / gemm, guessed from the header if None;
+    ``conv_arith``: output-size rule of conv rows, ``"scalesim"`` (SCALE-Sim's
+    ``ceil((I - F + S) / S)``, default) or ``"exact"`` (``(I - F) // S + 1``)."""
+    if conv_arith not in CONV_ARITH:
+        raise ValueError(f"conv_arith must be one of {', '.join(CONV_ARITH)}, "
+                         f"got {conv_arith!r}")
     path = Path(path)
     text = path.read_text()
     lines = text.splitlines()
@@ -100,7 +124,7 @@ def read_topology(path, form: str | None = None, name: str | None = None) -> Net
                 h, w, fh, fw, c, nf, s = _ints(fields[1:8], where, CONV_HEADER[1:])
                 if fh > h or fw > w:
                     raise TopologyError(f"{where}: filter {fh}x{fw} larger than IFMAP {h}x{w}")
-                ho, wo = (h - fh) // s + 1, (w - fw) // s + 1
+                ho, wo = out_size(h, fh, s, conv_arith), out_size(w, fw, s, conv_arith)
                 layers.append(Layer(lname, "conv", c * g, h, w, nf * g, ho, wo, fh, fw, s, g))
         except TopologyError:
             raise
@@ -108,4 +132,5 @@ def read_topology(path, form: str | None = None, name: str | None = None) -> Net
             raise TopologyError(f"{where}: {e}") from None
     if not layers:
         raise TopologyError(f"{path}: no layer rows after the header")
-    return Network(name or path.stem, layers, source=f"SCALE-Sim topology {path.name} ({form})")
+    return Network(name or path.stem, layers, source=f"SCALE-Sim topology {path.name} ({form}"
+                   + (f", {conv_arith} output sizes)" if form == "conv" else ")"))
