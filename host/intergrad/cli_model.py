@@ -1,11 +1,14 @@
 """``intergrad profile`` and ``intergrad sweep``: the analytical model from the command line.
 
     intergrad profile NETWORK|FILE.csv [--array RxC] [--batch B] [--dataflows ws,os,intergrad]
-                      [--iso-area] [--energy TABLE] [--csv OUT] [--plot OUT.png]
+                      [--views pes,mults,area] [--mapping best|rtl] [--energy TABLE]
+                      [--buffer-kb KB] [--dram-bw B/cycle] [--board pynq-z2]
+                      [--csv OUT] [--plot OUT.png]
     intergrad sweep NETWORK|FILE.csv [--arrays 8x8,16x16,...] [--batches 1,8,32] [--jobs N]
                     [--csv OUT] [--plot OUT.png]
 
-Until it is wired into ``intergrad.cli``: ``python -m intergrad.cli_model profile ...``.
+Every input is checked before any work starts; a bad one gives one line on stderr and exit
+status 2.  Also ``python -m intergrad.cli_model profile ...``.
 """
 from __future__ import annotations
 
@@ -15,69 +18,140 @@ import itertools
 import os
 import sys
 import time
+import types
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from . import zoo
 from .model import Array, compare, load_area, load_energy, parse_dataflow
+from .model.compare import VIEWS, views
+from .model.profile import OBJECTIVES
 from .model.report import (plot_pareto, plot_profile, savings_table, totals_table,
-                           write_layer_csv)
+                           views_table, write_layer_csv)
 
 DEFAULT_DATAFLOWS = "ws,os,intergrad"
+MAX_SIDE = 4096
 
 
-def _array_size(text: str) -> tuple[int, int]:
+class UsageError(ValueError):
+    """A bad command-line value (reported as one line, exit status 2)."""
+
+
+def _one_line_error(self, message):
+    """argparse's error, on one line: ``intergrad profile: error: ...``."""
+    print(f"{self.prog}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _array_size(text: str, what: str = "--array") -> tuple[int, int]:
+    parts = text.strip().lower().split("x")
     try:
-        r, c = (int(v) for v in text.lower().split("x"))
-        if r < 1 or c < 1:
-            raise ValueError
+        r, c = (int(v) for v in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"array size must look like RxC (e.g. 32x32), "
-                                         f"got {text!r}") from None
+        raise UsageError(f"{what}: array size must look like RxC (e.g. 32x32), "
+                         f"got {text!r}") from None
+    if not (1 <= r <= MAX_SIDE and 1 <= c <= MAX_SIDE):
+        raise UsageError(f"{what}: array size {text} out of range: rows and columns must be "
+                         f"1..{MAX_SIDE}")
     return r, c
 
 
-def _positive_ints(text: str) -> list[int]:
+def _positive_ints(text: str, what: str) -> list[int]:
     try:
         vals = [int(v) for v in text.split(",") if v.strip()]
-        if not vals or min(vals) < 1:
-            raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, "
-                                         f"got {text!r}") from None
+        raise UsageError(f"{what}: expected positive integers separated by commas, "
+                         f"got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise UsageError(f"{what}: values must be >= 1, got {text!r}")
     return vals
 
 
+def _positive(text: str, what: str, kind=int, low=1):
+    try:
+        v = kind(text)
+    except ValueError:
+        raise UsageError(f"{what}: expected {'an integer' if kind is int else 'a number'}, "
+                         f"got {text!r}") from None
+    if not v >= low or v != v:
+        raise UsageError(f"{what}: must be >= {low}, got {text}")
+    return v
+
+
+def _out_path(path: str | None, what: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UsageError(f"{what} {path}: is a folder, give a file name")
+    if not parent.is_dir():
+        raise UsageError(f"{what} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{what} {path}: folder {parent} is not writable")
+    return p
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    p.error = types.MethodType(_one_line_error, p)
     p.add_argument("network", help=f"zoo network ({', '.join(zoo.names())}) or a SCALE-Sim "
                                    "topology CSV (conv or GEMM form)")
     p.add_argument("--dataflows", default=DEFAULT_DATAFLOWS,
                    help="comma-separated designs: ws, os, wsos (WS fwd/dX + OS dW), "
                         "intergrad (dual-multiplier PE), intergrad1 (single multiplier), or a "
                         "per-pass mix like fwd=os/dx=ws/dw=os (default: %(default)s)")
+    p.add_argument("--mapping", choices=("best", "rtl"), default="best",
+                   help="best: every design, baselines included, uses the best "
+                        "operand-to-array assignment per layer and pass; rtl: the RTL "
+                        "scheduler's (what the hardware runs) (default: %(default)s)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="cycles",
+                   help="what --mapping best minimizes (default: %(default)s)")
     p.add_argument("--iso-area", action="store_true",
                    help="the array size is that of the first dataflow; the others get the "
-                        "largest array of their own PE that fits the same area")
-    p.add_argument("--energy", default=None,
-                   help="energy table: eyeriss (default), horowitz45 or a JSON file")
-    p.add_argument("--area", default=None, help="area table JSON (default: yosys figures)")
-    p.add_argument("--bandwidth", type=float, default=None,
+                        "largest array of their own PE that fits the same area "
+                        "(default: off, same array size)")
+    p.add_argument("--energy", default="eyeriss",
+                   help="energy table: eyeriss, horowitz45 or a JSON file "
+                        "(default: %(default)s)")
+    p.add_argument("--area", default=None,
+                   help="area table JSON (default: the yosys figures in "
+                        "intergrad/model/data/area_yosys.json)")
+    p.add_argument("--bandwidth", default=None, metavar="B/CYCLE",
                    help="stream bandwidth in bytes/cycle per direction (default: one beat "
                         "per cycle, no stalls)")
     p.add_argument("--memory", choices=("buffer", "stream"), default="buffer",
-                   help="buffer: DRAM -> SRAM buffer -> array (compulsory DRAM traffic); "
-                        "stream: the array streams from DRAM (this project's board)")
-    p.add_argument("--data-w", type=int, default=16, help="input element width (bits)")
-    p.add_argument("--acc-w", type=int, default=32, help="accumulator width (bits)")
+                   help="buffer: DRAM -> SRAM buffer -> array; stream: the array streams "
+                        "from DRAM (this project's board) (default: %(default)s)")
+    p.add_argument("--buffer-kb", default=None, metavar="KB",
+                   help="on-chip SRAM per operand in KiB, one value or three "
+                        "(stationary,left,top; the output buffer takes the stationary "
+                        "size): DRAM traffic then follows the tile order's reuse "
+                        "(default: unbounded, compulsory traffic only)")
+    p.add_argument("--no-sram-double-buffer", action="store_true",
+                   help="the SRAM buffers are not double buffered (default: double "
+                        "buffered, half of each buffer holds data in use)")
+    p.add_argument("--dram-bw", default=None, metavar="B/CYCLE",
+                   help="DRAM bandwidth in bytes per array cycle, reads and writes together: "
+                        "traffic beyond it becomes stall cycles (default: unlimited)")
+    p.add_argument("--conv-arith", choices=("scalesim", "exact"), default="scalesim",
+                   help="output size of conv rows in a topology CSV: SCALE-Sim's "
+                        "ceil((I-F+S)/S) or exact (I-F)//S+1 (default: %(default)s)")
+    p.add_argument("--data-w", default="16", help="input element width in bits "
+                                                  "(default: %(default)s)")
+    p.add_argument("--acc-w", default="32", help="accumulator width in bits "
+                                                 "(default: %(default)s)")
     p.add_argument("--no-double-buffer", action="store_true",
-                   help="load every tile's weights in its own job (no preload)")
+                   help="load every tile's weights in its own job, no preload "
+                        "(default: preload, as the RTL)")
     p.add_argument("--fused-update", action="store_true",
                    help="InterGrad applies W -= lr*dW in the PEs (beyond the paper; not in "
-                        "the RTL)")
+                        "the RTL) (default: off)")
     p.add_argument("--skip-first-dx", action="store_true",
                    help="no dX for the first conv/fc layer (nothing needs it; intergrad.nn "
-                        "skips it too)")
-    p.add_argument("--csv", metavar="OUT", help="write per-layer, per-pass results as CSV")
-    p.add_argument("--plot", metavar="OUT.png", help="write a figure")
+                        "skips it too) (default: off)")
+    p.add_argument("--csv", metavar="OUT", help="write per-layer, per-pass results as CSV "
+                                                "(default: none)")
+    p.add_argument("--plot", metavar="OUT.png", help="write a figure (default: none)")
 
 
 def add_subcommands(subparsers) -> None:
@@ -85,9 +159,19 @@ def add_subcommands(subparsers) -> None:
                               "training step on WS, OS and InterGrad arrays",
                               description="Analytical model of one training step.")
     _common(p)
-    p.add_argument("--array", type=_array_size, default=(32, 32), metavar="RxC",
-                   help="array size (default 32x32)")
-    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--array", default=None, metavar="RxC",
+                   help="array size (default: 32x32; with --board, the array that fits it)")
+    p.add_argument("--batch", default="32", help="batch size (default: %(default)s)")
+    p.add_argument("--views", default="pes,mults,area",
+                   help="comparison views shown side by side, comma-separated: pes (equal "
+                        "PE count), mults (equal multiplier count), area (equal area), or "
+                        "none (default: %(default)s)")
+    p.add_argument("--layers", action="store_true",
+                   help="print the mapping chosen for every layer and pass (default: a "
+                        "summary per pass)")
+    p.add_argument("--board", choices=("pynq-z2",), default=None,
+                   help="predict a training step on a board: its clock, array, port "
+                        "bandwidth and host overheads (default: none)")
     p.set_defaults(func=cmd_profile)
 
     s = subparsers.add_parser("sweep", help="the model over array sizes and batches, in "
@@ -96,51 +180,162 @@ def add_subcommands(subparsers) -> None:
                                           "batches.")
     _common(s)
     s.add_argument("--arrays", default="8x8,16x16,32x32,64x64,128x128",
-                   help="comma-separated RxC sizes (default %(default)s)")
-    s.add_argument("--batches", type=_positive_ints, default=[1, 8, 32, 128],
-                   help="comma-separated batch sizes (default 1,8,32,128)")
-    s.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="worker processes (default: all cores)")
+                   help="comma-separated RxC sizes (default: %(default)s)")
+    s.add_argument("--batches", default="1,8,32,128",
+                   help="comma-separated batch sizes (default: %(default)s)")
+    s.add_argument("--jobs", default=str(os.cpu_count() or 1),
+                   help="worker processes (default: all cores, %(default)s here)")
     s.set_defaults(func=cmd_sweep)
 
 
-def _load_inputs(a):
-    net = zoo.load(a.network)
-    dfs = [parse_dataflow(d) for d in a.dataflows.split(",") if d.strip()]
-    energy = load_energy(a.energy)
-    area = load_area(a.area) if a.iso_area else None
-    return net, dfs, energy, area
+def _check(a, cmd: str) -> dict:
+    """Every input of ``profile`` / ``sweep`` checked and parsed before any work starts."""
+    v = {}
+    v["csv"] = _out_path(a.csv, "--csv")
+    v["plot"] = _out_path(a.plot, "--plot")
+    if v["plot"] is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib (pip install matplotlib)") from None
+    v["data_w"] = _positive(a.data_w, "--data-w", low=2)
+    v["acc_w"] = _positive(a.acc_w, "--acc-w", low=2)
+    v["bandwidth"] = None if a.bandwidth is None else _positive(a.bandwidth, "--bandwidth",
+                                                                float, 1e-9)
+    v["dram_bw"] = None if a.dram_bw is None else _positive(a.dram_bw, "--dram-bw", float,
+                                                            1e-9)
+    v["buffer_kb"] = None
+    if a.buffer_kb is not None:
+        try:
+            kb = [float(x) for x in a.buffer_kb.split(",")]
+        except ValueError:
+            raise UsageError(f"--buffer-kb: expected one or three numbers, got "
+                             f"{a.buffer_kb!r}") from None
+        if len(kb) not in (1, 3) or min(kb) <= 0:
+            raise UsageError(f"--buffer-kb: expected one or three sizes > 0 KiB, got "
+                             f"{a.buffer_kb!r}")
+        v["buffer_kb"] = tuple(kb * 3 if len(kb) == 1 else kb)
+    if cmd == "profile":
+        v["batch"] = _positive(a.batch, "--batch")
+        v["array"] = _array_size(a.array) if a.array else None
+        vw = [x.strip() for x in a.views.split(",") if x.strip()]
+        if vw == ["none"]:
+            vw = []
+        bad = [x for x in vw if x not in VIEWS]
+        if bad:
+            raise UsageError(f"--views: unknown view {bad[0]!r}; known: "
+                             f"{', '.join(VIEWS)} or none")
+        v["views"] = vw
+    else:
+        v["sizes"] = [_array_size(s, "--arrays") for s in a.arrays.split(",") if s.strip()]
+        if not v["sizes"]:
+            raise UsageError(f"--arrays: no array size in {a.arrays!r}")
+        v["batches"] = _positive_ints(a.batches, "--batches")
+        v["jobs"] = _positive(a.jobs, "--jobs")
+    try:
+        v["net"] = zoo.load(a.network, conv_arith=a.conv_arith)
+        v["dfs"] = [parse_dataflow(d) for d in a.dataflows.split(",") if d.strip()]
+        if not v["dfs"]:
+            raise UsageError(f"--dataflows: no design in {a.dataflows!r}")
+        v["energy"] = load_energy(a.energy)
+        needs_area = a.iso_area or (cmd == "profile" and "area" in v["views"])
+        v["area"] = load_area(a.area) if (needs_area or a.area) else None
+    except KeyError as e:
+        raise UsageError(e.args[0] if e.args else str(e)) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise UsageError(str(e)) from None
+    if v["area"] is not None and needs_area:
+        for d in v["dfs"]:
+            if d.pe not in v["area"]:
+                raise UsageError(f"area table has no PE variant {d.pe!r} (for dataflow "
+                                 f"{d.name}); has: {', '.join(v['area'])}")
+    if cmd == "profile" and v["views"] and not any("ig" in d.modes for d in v["dfs"]):
+        v["views"] = []   # nothing to compare InterGrad with: the totals table alone
+    return v
 
 
-def _array(a, rows, cols) -> Array:
-    return Array(rows, cols, a.data_w, a.acc_w, not a.no_double_buffer, a.bandwidth, a.memory)
+def _array(a, v, rows, cols) -> Array:
+    return Array(rows, cols, v["data_w"], v["acc_w"], not a.no_double_buffer, v["bandwidth"],
+                 a.memory, buffer_kb=v["buffer_kb"],
+                 sram_double_buffer=not a.no_sram_double_buffer, dram_bw=v["dram_bw"])
+
+
+def _guard(cmd: str, fn, a) -> int:
+    """Run a subcommand; any bad input is one line on stderr and exit status 2."""
+    try:
+        return fn(a)
+    except (UsageError, ValueError, KeyError, FileNotFoundError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"intergrad {cmd}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+        return 2
 
 
 def cmd_profile(a) -> int:
-    if a.batch < 1:
-        raise ValueError(f"--batch must be >= 1, got {a.batch}")
-    net, dfs, energy, area = _load_inputs(a)
+    return _guard("profile", _profile, a)
+
+
+def cmd_sweep(a) -> int:
+    return _guard("sweep", _sweep, a)
+
+
+def _profile(a) -> int:
+    v = _check(a, "profile")
+    board = None
+    if a.board:
+        from .model.board import BOARDS
+        board = BOARDS[a.board]
+    size = v["array"] or (board.array if board else (32, 32))
+    arr = _array(a, v, *size)
+    if board:
+        arr = board.system(arr)
+    net = v["net"]
+    kw = dict(fused_update=a.fused_update, first_dx=not a.skip_first_dx, mapping=a.mapping,
+              objective=a.objective)
     t0 = time.perf_counter()
-    res = compare(net, dfs, _array(a, *a.array), a.batch, energy, a.iso_area, area,
-                  a.fused_update, not a.skip_first_dx)
+    res = compare(net, v["dfs"], arr, v["batch"], v["energy"], a.iso_area, v["area"], **kw)
+    vs = views(net, v["dfs"], arr, v["batch"], v["energy"], v["area"], v["views"], **kw) \
+        if v["views"] else None
     dt = time.perf_counter() - t0
     print(f"{net.summary()}")
-    print(f"batch {a.batch}, memory={a.memory}, energy table {energy.name} ({energy.unit}), "
-          f"{'iso-area' if a.iso_area else 'same array size'}; modelled in {dt * 1e3:.1f} ms\n")
+    print(f"batch {v['batch']}, memory={a.memory}"
+          f"{', SRAM ' + '/'.join(f'{x:g}' for x in v['buffer_kb']) + ' KiB' if v['buffer_kb'] else ''}"
+          f", energy table {v['energy'].name} ({v['energy'].unit}), "
+          f"{'iso-area' if a.iso_area else 'same array size'}, mapping {a.mapping}"
+          f"{' (' + a.objective + ')' if a.mapping == 'best' else ''}; modelled in "
+          f"{dt * 1e3:.1f} ms\n")
     print(totals_table(res))
     print()
     print(savings_table(res))
-    if a.csv:
-        print(f"\nper-layer results: {write_layer_csv(res, a.csv)}")
-    if a.plot:
-        print(f"figure: {plot_profile(res, a.plot)}")
+    print("\nmapping per pass (layers using each operand-to-array assignment):")
+    for r in res:
+        for line in r.mapping_summary():
+            print(f"  {r.dataflow.name:10s} {line}")
+    if a.layers:
+        print()
+        for r in res:
+            for p in r.passes:
+                for name, m in zip(r.layers, r.mapping_names(p)):
+                    print(f"  {r.dataflow.name:10s} {p:3s} {name:40s} {m}")
+    if vs is not None:
+        print()
+        print(views_table(vs))
+    if board:
+        from .model.board import predict, prediction_text
+        print()
+        print(prediction_text(predict(net, board, v["batch"], arr, v["dfs"], v["energy"],
+                                      **kw)))
+    if v["csv"]:
+        print(f"\nper-layer results: {write_layer_csv(res, v['csv'])}")
+    if v["plot"]:
+        print(f"figure: {plot_profile(res, v['plot'])}")
     return 0
 
 
 def _sweep_point(args):
-    a, net, dfs, energy, area, (rows, cols), batch = args
-    res = compare(net, dfs, _array(a, rows, cols), batch, energy, a.iso_area, area,
-                  a.fused_update, not a.skip_first_dx)
+    a, v, (rows, cols), batch = args
+    net, energy = v["net"], v["energy"]
+    res = compare(net, v["dfs"], _array(a, v, rows, cols), batch, energy, a.iso_area,
+                  v["area"], a.fused_update, not a.skip_first_dx, a.mapping, a.objective)
     out = []
     for r in res:
         t = r.totals()
@@ -149,6 +344,7 @@ def _sweep_point(args):
                     "cycles": t["cycles"], "cycles_per_sample": t["cycles"] / batch,
                     "energy": t["energy"], "energy_per_sample": t["energy"] / batch,
                     "energy_unit": energy.unit, "utilization": t["utilization"],
+                    "pe_utilization": t["pe_utilization"],
                     "macs": t["macs"], "mem_accesses": t["mem_accesses"],
                     "dram_accesses": t["dram_reads"] + t["dram_writes"],
                     "buffer_accesses": t["buffer_reads"] + t["buffer_writes"],
@@ -157,16 +353,16 @@ def _sweep_point(args):
     return out
 
 
-def cmd_sweep(a) -> int:
+def _sweep(a) -> int:
     from tqdm import tqdm
 
-    sizes = [_array_size(s) for s in a.arrays.split(",") if s.strip()]
-    net, dfs, energy, area = _load_inputs(a)
-    points = [(a, net, dfs, energy, area, s, b) for s, b in itertools.product(sizes, a.batches)]
+    v = _check(a, "sweep")
+    net, jobs = v["net"], v["jobs"]
+    points = [(a, v, s, b) for s, b in itertools.product(v["sizes"], v["batches"])]
     rows = []
     t0 = time.perf_counter()
-    if a.jobs > 1 and len(points) > 1:
-        with ProcessPoolExecutor(max_workers=a.jobs) as ex:
+    if jobs > 1 and len(points) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
             for out in tqdm(ex.map(_sweep_point, points), total=len(points), desc="sweep",
                             file=sys.stderr):
                 rows += out
@@ -174,39 +370,36 @@ def cmd_sweep(a) -> int:
         for pt in tqdm(points, desc="sweep", file=sys.stderr):
             rows += _sweep_point(pt)
     dt = time.perf_counter() - t0
-    print(f"{net.summary()}\n{len(points)} points x {len(dfs)} dataflows in {dt:.2f} s "
-          f"({a.jobs} worker{'s' if a.jobs > 1 else ''})\n")
-    hdr = ("dataflow", "array", "batch", "cycles/sample", "energy/sample", "util")
+    print(f"{net.summary()}\n{len(points)} points x {len(v['dfs'])} dataflows in {dt:.2f} s "
+          f"({jobs} worker{'s' if jobs > 1 else ''})\n")
+    hdr = ("dataflow", "array", "batch", "cycles/sample", "energy/sample", "util/mult",
+           "util/PE")
     lines = [hdr] + [(r["dataflow"], r["array"], str(r["batch"]),
                       f"{r['cycles_per_sample']:.4g}", f"{r['energy_per_sample']:.4g}",
-                      f"{r['utilization']:.1%}") for r in rows]
+                      f"{r['utilization']:.1%}", f"{r['pe_utilization']:.1%}") for r in rows]
     w = [max(len(l[i]) for l in lines) for i in range(len(hdr))]
     for l in lines:
         print("  ".join(c.rjust(w[i]) for i, c in enumerate(l)))
-    if a.csv:
-        with open(a.csv, "w", newline="") as f:
+    if v["csv"]:
+        with open(v["csv"], "w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=list(rows[0]))
             wr.writeheader()
             wr.writerows(rows)
-        print(f"\nsweep results: {a.csv}")
-    if a.plot:
+        print(f"\nsweep results: {v['csv']}")
+    if v["plot"]:
         title = (f"{net.name}: energy vs cycles per training sample "
-                 f"({energy.name} energy table{', iso-area' if a.iso_area else ''})")
-        print(f"Pareto plot: {plot_pareto(rows, a.plot, title)}")
+                 f"({v['energy'].name} energy table{', iso-area' if a.iso_area else ''})")
+        print(f"Pareto plot: {plot_pareto(rows, v['plot'], title)}")
     return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="intergrad", description="intergrad analytical model")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap.error = types.MethodType(_one_line_error, ap)
+    sub = ap.add_subparsers(dest="cmd", required=True)
     add_subcommands(sub)
     a = ap.parse_args(argv)
-    try:
-        return a.func(a)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+    return a.func(a)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import dataclasses
 
 import numpy as np
 
+from .buffers import dram_elems
 from .counts import MAX_BATCH, pass_counters
 from .dataflows import MAPPINGS, Dataflow, candidates
 from .tables import EnergyTable, load_energy
@@ -55,6 +56,12 @@ class Array:
     bandwidth: float | None = None   # bytes/cycle per stream direction; None: one beat/cycle
     memory: str = "buffer"           # "buffer" or "stream" (see module doc)
     max_batch: int = MAX_BATCH
+    #: on-chip SRAM per operand in KiB (stationary / output, left stream, top stream);
+    #: None: unbounded (compulsory DRAM traffic).  See intergrad.model.buffers.
+    buffer_kb: tuple | None = None
+    sram_double_buffer: bool = True  # half of each SRAM holds the data in use
+    dram_bw: float | None = None     # DRAM bytes per array cycle (reads + writes); None: any
+    clock_mhz: float = 100.0         # for seconds and GOPS only
 
     def __post_init__(self):
         if self.rows < 1 or self.cols < 1:
@@ -63,6 +70,16 @@ class Array:
             raise ValueError(f"memory must be 'buffer' or 'stream', got {self.memory!r}")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be > 0 bytes/cycle")
+        if self.dram_bw is not None and self.dram_bw <= 0:
+            raise ValueError("DRAM bandwidth must be > 0 bytes/cycle")
+        if self.buffer_kb is not None:
+            kb = tuple(self.buffer_kb)
+            if len(kb) == 1:
+                kb = kb * 3
+            if len(kb) != 3 or min(kb) <= 0:
+                raise ValueError(f"buffer_kb must be one or three sizes > 0 KiB, got "
+                                 f"{self.buffer_kb!r}")
+            object.__setattr__(self, "buffer_kb", kb)
 
     @property
     def in_beat_bytes(self) -> int:
@@ -127,6 +144,9 @@ class Result:
         t["pe_utilization"] = t["macs"] / max(1.0, t["pe_slots"])
         t["mem_accesses"] = (t["buffer_reads"] + t["buffer_writes"] + t["dram_reads"]
                              + t["dram_writes"])
+        t["stream_beats"] = t["in_beats"] + t["out_beats"]
+        t["buffer_accesses"] = t["buffer_reads"] + t["buffer_writes"]
+        t["dram_words"] = t["dram_reads"] + t["dram_writes"]
         return t
 
     def layer_rows(self):
@@ -262,13 +282,26 @@ class _Ctx:
         if array.memory == "buffer":
             d["buffer_reads"] = in_el * fd + psum * fa
             d["buffer_writes"] = out_el * fa
-            rd, wr = _dram_pass(p, self.X, self.Y, self.W)
-            d["dram_reads"], d["dram_writes"] = rd * fd, wr * fd
+            if array.buffer_kb is None:
+                rd, wr = _dram_pass(p, self.X, self.Y, self.W)
+                d["dram_reads"], d["dram_writes"] = rd * fd, wr * fd
+            else:
+                share = 0.5 if array.sram_double_buffer else 1.0
+                dm = dram_elems(array.rows, array.cols, r, c, T, mode,
+                                [kb * 1024 * share for kb in array.buffer_kb],
+                                array.data_w / 8, array.acc_w / 8)
+                d["dram_reads"] = G * (dm["read_data"] * fd + dm["read_acc"] * fa)
+                d["dram_writes"] = G * (dm["write_data"] * fd + dm["write_acc"] * fa)
         else:
             d["buffer_reads"] = np.zeros(n)
             d["buffer_writes"] = np.zeros(n)
             d["dram_reads"] = in_bytes * 8 / e.word_bits
             d["dram_writes"] = out_bytes * 8 / e.word_bits
+        if array.dram_bw:
+            dram_bytes = (d["dram_reads"] + d["dram_writes"]) * e.word_bits / 8
+            d["cycles"] = np.maximum(d["cycles"],
+                                     np.ceil(dram_bytes / array.dram_bw).astype(np.int64))
+            d["stall_cycles"] = d["cycles"] - d["busy_cycles"]
         rr, rw = REG_PER_MAC[mode]
         drain = G * r * c if mode in ("OS", "IG") else 0
         d["reg_reads"] = d["macs"] * rr + drain * fa
