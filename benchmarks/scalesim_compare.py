@@ -38,9 +38,9 @@ UseRamulatorTrace = False
 [architecture_presets]
 ArrayHeight = {R}
 ArrayWidth = {C}
-IfmapSramSzkB = 1024
-FilterSramSzkB = 1024
-OfmapSramSzkB = 1024
+IfmapSramSzkB = {KB}
+FilterSramSzkB = {KB}
+OfmapSramSzkB = {KB}
 IfmapOffset = 0
 FilterOffset = 10000000
 OfmapOffset = 20000000
@@ -84,7 +84,7 @@ def pick_layers(n: int, max_cells: int) -> Network:
     return Network("compare", picks[::step][:n])
 
 
-def run_scalesim(net: Network, R: int, C: int, tmp: Path):
+def run_scalesim(net: Network, R: int, C: int, tmp: Path, kb: int = 1024):
     from scalesim.scale_sim import scalesim
 
     topo = write_topology(net, tmp / "topo.csv", "conv")
@@ -92,7 +92,7 @@ def run_scalesim(net: Network, R: int, C: int, tmp: Path):
     lay.write_text("Layer name," + ",".join(["x"] * 20) + ",\n" + "".join(
         f"{l.name}," + ",".join(["1"] * 20) + ",\n" for l in net.gemm_layers))
     cfg = tmp / "scale.cfg"
-    cfg.write_text(CFG.format(R=R, C=C))
+    cfg.write_text(CFG.format(R=R, C=C, KB=kb))
     out = tmp / "out"
     out.mkdir()
     t0 = time.perf_counter()
@@ -108,7 +108,8 @@ def run_scalesim(net: Network, R: int, C: int, tmp: Path):
     for c, a in zip(comp, acc):
         rows.append({"cycles": float(c[2]), "cycles_prefetch": float(c[1]),
                      "ifmap_reads": float(a[3]), "filter_reads": float(a[6]),
-                     "ofmap_writes": float(a[9])})
+                     "ofmap_writes": float(a[9]), "dram_ifmap_reads": float(a[12]),
+                     "dram_filter_reads": float(a[15]), "dram_ofmap_writes": float(a[18])})
     return rows, wall
 
 

@@ -39,48 +39,58 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+ROLES = ("top", "left", "resident", "out", "drain")
+
+
 def dram_elems(R: int, C: int, rows_ext, cols_ext, T, mode: str, buffer_bytes,
-               data_bytes: float, acc_bytes: float) -> dict[str, np.ndarray]:
+               data_bytes: float, acc_bytes: float, scale: dict | None = None
+               ) -> dict[str, np.ndarray]:
     """DRAM element counts of one pass (per group), vectorized over layers.
 
-    ``buffer_bytes``: usable bytes of the (top, left, out) buffers.  Returns
-    ``read_data``, ``read_acc``, ``write_data``, ``write_acc`` element arrays."""
+    ``buffer_bytes``: usable bytes of the (top, left, out) buffers.  ``scale``: per role (see
+    :data:`ROLES`), the unique tensor elements per matrix element of the operand in that
+    role (an im2col operand holds each input element up to k_h*k_w times; the buffer holds
+    unique elements, so fits and counts scale by it; default 1).  Returns ``read_data``,
+    ``read_acc``, ``write_data``, ``write_acc`` element arrays."""
     r = np.asarray(rows_ext, dtype=np.int64)
     c = np.asarray(cols_ext, dtype=np.int64)
     T = np.asarray(T, dtype=np.int64)
+    sc = {k: 1.0 for k in ROLES}
+    sc.update(scale or {})
     top_b, left_b, out_b = buffer_bytes
     nr, nc = _cdiv(r, R), _cdiv(c, C)
     r_last = r - (nr - 1) * R
-    zero = np.zeros_like(r * c * T)
-    read_d = zero.copy()
-    read_a = zero.copy()
-    write_d = zero.copy()
-    write_a = zero.copy()
+    zero = np.zeros(np.broadcast(r, c, T).shape)
+    read_d, read_a, write_d, write_a = (zero.copy() for _ in range(4))
     # top stream: column blocks j of T x c_j, cyclic over the row tiles.  Blocks larger than
     # the buffer stream through; if only the narrower last block fits, it stays resident
+    s, eb = sc["top"], data_bytes * sc["top"]
     c_last = c - (nc - 1) * C
-    fits_all = T * c * data_bytes <= top_b
-    only_last = (T * C * data_bytes > top_b) & (T * c_last * data_bytes <= top_b)
-    read_d += np.where(fits_all, T * c,
-                       np.where(only_last, nr * T * (c - c_last) + T * c_last, nr * T * c))
+    fits_all = T * c * eb <= top_b
+    only_last = (T * C * eb > top_b) & (T * c_last * eb <= top_b)
+    read_d += s * np.where(fits_all, T * c,
+                           np.where(only_last, nr * T * (c - c_last) + T * c_last, nr * T * c))
     if mode in ("OS", "IG"):
         # left stream: row block i (T x r_i), reused by its row's consecutive tiles
-        full = (T * R * data_bytes <= left_b)
-        last = (T * r_last * data_bytes <= left_b)
-        read_d += (nr - 1) * T * R * np.where(full, 1, nc) + T * r_last * np.where(last, 1, nc)
+        s, eb = sc["left"], data_bytes * sc["left"]
+        full = (T * R * eb <= left_b)
+        last = (T * r_last * eb <= left_b)
+        read_d += s * ((nr - 1) * T * R * np.where(full, 1, nc)
+                       + T * r_last * np.where(last, 1, nc))
     if mode in ("WS", "IG"):
-        read_d += r * c                                   # resident tiles, once each
+        read_d += sc["resident"] * r * c                  # resident tiles, once each
         # output blocks i (T x r_i partial sums) accumulated over the row's nc tiles
-        full = (T * R * acc_bytes <= out_b)
-        last = (T * r_last * acc_bytes <= out_b)
+        s, eb = sc["out"], acc_bytes * sc["out"]
+        full = (T * R * eb <= out_b)
+        last = (T * r_last * eb <= out_b)
         for n, rows, fits in ((nr - 1, R, full), (1, r_last, last)):
-            blk = n * T * rows
+            blk = s * n * T * rows
             write_d += blk
             spill = np.where(fits, 0, (nc - 1) * blk)
             write_a += spill
             read_a += spill
     if mode in ("OS", "IG"):
-        write_d += r * c                                  # drained accumulators, once each
+        write_d += sc["drain"] * r * c                    # drained accumulators, once each
     return {"read_data": read_d, "read_acc": read_a, "write_data": write_d,
             "write_acc": write_a}
 

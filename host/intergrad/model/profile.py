@@ -27,7 +27,7 @@ import numpy as np
 
 from .buffers import dram_elems
 from .counts import MAX_BATCH, pass_counters
-from .dataflows import MAPPINGS, Dataflow, candidates
+from .dataflows import CANDIDATES, MAPPINGS, Dataflow, candidates
 from .tables import EnergyTable, load_energy
 
 #: PE register (reads, writes) per MAC: WS reads S, v, p_in and writes p_out, v_out; OS reads
@@ -238,6 +238,18 @@ class _Ctx:
         self.fd = array.data_w / e.word_bits     # words per data element
         self.fa = array.acc_w / e.word_bits      # words per accumulator element
         self.X, self.Y, self.W = batch * A["in_elems"], batch * A["out_elems"], A["weights"]
+        # unique input elements per im2col element (<= 1; 1 for fc and 1x1 stride-1 convs)
+        self.x_unique = np.minimum(1.0, self.X / (self.G * self.Bt * self.N))
+
+    def _scales(self, dims) -> dict:
+        """Per buffer role, unique tensor elements per matrix element of its operand: the
+        X / dX operand (dims Bt and N) is an im2col matrix, the others are not."""
+        if dims is None:
+            return {}
+        rn, cn, tn = dims
+        pairs = {"top": {tn, cn}, "left": {tn, rn}, "resident": {rn, cn}, "out": {tn, rn},
+                 "drain": {rn, cn}}
+        return {k: self.x_unique for k, v in pairs.items() if v == {"Bt", "N"}}
 
     def pass_metrics(self, p: str, mode: str, mapping: str = "rtl",
                      objective: str = "cycles") -> tuple[dict, np.ndarray]:
@@ -246,7 +258,9 @@ class _Ctx:
         cands = candidates(p, mode, self.Bt, self.N, self.M)
         if mapping == "rtl":
             cands = cands[:1]
-        ds = [self._metrics(p, mode, r, c, T, wbc) for _, r, c, T, wbc in cands]
+        names = CANDIDATES[(p, mode)]
+        ds = [self._metrics(p, mode, r, c, T, wbc, names[i][1:4])
+              for i, (_, r, c, T, wbc) in enumerate(cands)]
         n = len(self.G)
         if len(ds) == 1:
             return ds[0], np.zeros(n, dtype=np.int64)
@@ -254,8 +268,9 @@ class _Ctx:
         idx = np.argmin(obj, axis=0)          # first minimum: ties go to the RTL's layout
         return {k: np.choose(idx, [d[k] for d in ds]) for k in ds[0]}, idx
 
-    def _metrics(self, p: str, mode: str, r, c, T, wbc) -> dict:
-        """Counts of one pass of every layer in one layout."""
+    def _metrics(self, p: str, mode: str, r, c, T, wbc, dims=None) -> dict:
+        """Counts of one pass of every layer in one layout (``dims``: the names, Bt / N / M,
+        of rows, cols and stream, for the operand of each buffer role)."""
         G, array, e, fd, fa = self.G, self.array, self.e, self.fd, self.fa
         n = len(G)
         k = pass_counters(array.rows, array.cols, r, c, T, mode, wb_cols=wbc,
@@ -289,7 +304,7 @@ class _Ctx:
                 share = 0.5 if array.sram_double_buffer else 1.0
                 dm = dram_elems(array.rows, array.cols, r, c, T, mode,
                                 [kb * 1024 * share for kb in array.buffer_kb],
-                                array.data_w / 8, array.acc_w / 8)
+                                array.data_w / 8, array.acc_w / 8, self._scales(dims))
                 d["dram_reads"] = G * (dm["read_data"] * fd + dm["read_acc"] * fa)
                 d["dram_writes"] = G * (dm["write_data"] * fd + dm["write_acc"] * fa)
         else:
