@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "host"))
 
@@ -122,13 +124,73 @@ def run_model(net: Network, R: int, C: int):
     return k, wall
 
 
+def dram_section(n_layers: int, max_cells: int, R: int, sizes_kb) -> list[str]:
+    """DRAM reads and writes of SCALE-Sim 3.0.0 and the buffer model at small SRAM sizes."""
+    from intergrad.model.buffers import dram_elems
+
+    net = pick_layers(n_layers, max_cells)
+    A = net.arrays()
+    out = [f"DRAM traffic, forward pass, batch 1, WS, {R}x{R}, 1-byte elements (SCALE-Sim's "
+           "word size), each SRAM double buffered (half in use), model with the RTL mapping",
+           ""]
+    hdr = ("SRAM", "layer", "P x N x M", "SS ifmap rd", "model", "diff", "SS filter rd",
+           "model", "diff", "SS ofmap wr", "model wr-thru", "diff", "model psum rd",
+           "model wr")
+    rows = [hdr]
+    for kb in sizes_kb:
+        with tempfile.TemporaryDirectory() as tmp:
+            ss, _ = run_scalesim(net, R, R, Path(tmp), kb=kb)
+        # forward WS as the RTL lays it: S = W^T (M x N), X streams (T = P), unique inputs
+        x_unique = np.minimum(1.0, A["in_elems"] / (A["P"] * A["N"]))
+        cap = kb * 1024 / 2
+        m = dram_elems(R, R, A["M"], A["N"], A["P"], "WS", [cap] * 3, 1, 1,
+                       {"top": x_unique})
+        for i, (l, s) in enumerate(zip(net.gemm_layers, ss)):
+            filt = float(l.N * l.M)
+            ifm = float(m["read_data"][i]) - filt
+            # SCALE-Sim's OFMAP SRAM is a write buffer: every fold's partial outputs go to
+            # DRAM and none come back; the model's write-through equivalent is its stream
+            # output elements (nc * P * M)
+            wt = float(-(-l.N // R) * l.P * l.M)
+            rows.append((f"{kb} KiB", l.name, f"{l.P}x{l.N}x{l.M}",
+                         f"{s['dram_ifmap_reads']:.0f}", f"{ifm:.0f}",
+                         f"{ifm / s['dram_ifmap_reads'] - 1:+.1%}",
+                         f"{s['dram_filter_reads']:.0f}", f"{filt:.0f}",
+                         f"{filt / s['dram_filter_reads'] - 1:+.1%}",
+                         f"{s['dram_ofmap_writes']:.0f}", f"{wt:.0f}",
+                         f"{wt / s['dram_ofmap_writes'] - 1:+.1%}",
+                         f"{float(m['read_acc'][i]):.0f}",
+                         f"{float(m['write_data'][i] + m['write_acc'][i]):.0f}"))
+    w = [max(len(r[j]) for r in rows) for j in range(len(hdr))]
+    out += ["  ".join(c.rjust(w[j]) if j > 1 else c.ljust(w[j]) for j, c in enumerate(r))
+            for r in rows]
+    out += ["",
+            "ifmap/filter reads: SCALE-Sim's DRAM IFMAP / Filter Reads vs the model's reads of "
+            "the streamed and the resident operand;",
+            "ofmap: SCALE-Sim writes every fold's partial outputs to DRAM (never reads them "
+            "back): compared with the model's write-through count;",
+            "model psum rd / model wr: the buffer model's own partial-sum reads back and its "
+            "writes (partials spill only when an output block does not fit)"]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--array", type=int, default=32, help="square array side (default 32)")
     ap.add_argument("--layers", type=int, default=12, help="number of layers (default 12)")
     ap.add_argument("--max-cells", type=int, default=200_000,
                     help="largest im2col operand P*N of a picked layer (default 200000)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/scalesim_compare.txt"))
+    ap.add_argument("--dram-kb", default="1,16",
+                    help="SRAM sizes (KiB, each of IFMAP / filter / OFMAP) of the DRAM "
+                         "comparison (default: %(default)s)")
+    ap.add_argument("--dram-layers", type=int, default=8,
+                    help="layers in the DRAM comparison (default: %(default)s)")
+    ap.add_argument("--dram-array", type=int, default=8,
+                    help="array side of the DRAM comparison (default: %(default)s)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/scalesim_compare.txt"),
+                    help="where --write saves the report (default: %(default)s)")
+    ap.add_argument("--write", action="store_true",
+                    help="save the report to --out (default: print only)")
     a = ap.parse_args(argv)
     try:
         import scalesim  # noqa: F401
@@ -178,7 +240,9 @@ def main(argv=None) -> int:
               "(T + 2R + C - 2) - 1;",
               "reads = IFMAP + filter SRAM reads; writes = OFMAP SRAM writes",
               "(see docs/model.md for why the numbers differ)"]
-    emit(lines, a.out)
+    lines += [""] + dram_section(a.dram_layers, a.max_cells, a.dram_array,
+                                 [int(x) for x in a.dram_kb.split(",")])
+    emit(lines, a.out if a.write else None)
     return 0
 
 

@@ -322,8 +322,11 @@ def _profile(a) -> int:
     if board:
         from .model.board import predict, prediction_text
         print()
-        print(prediction_text(predict(net, board, v["batch"], arr, v["dfs"], v["energy"],
-                                      **kw)))
+        # what the board runs: its build's InterGrad schedule and the WS+OS baseline, with
+        # the RTL scheduler's mapping
+        print(prediction_text(predict(net, board, v["batch"], arr, None, v["energy"],
+                                      fused_update=a.fused_update,
+                                      first_dx=not a.skip_first_dx)))
     if v["csv"]:
         print(f"\nper-layer results: {write_layer_csv(res, v['csv'])}")
     if v["plot"]:

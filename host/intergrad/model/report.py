@@ -184,9 +184,12 @@ def plot_pareto(rows: list[dict], path, title: str) -> Path:
 
 
 def emit(lines, out) -> str:
-    """Print a report and save the same text to ``out`` (benchmarks/results/...)."""
+    """Print a report and, if ``out`` is given (benchmark scripts: only with --write), save
+    the same text there (benchmarks/results/...)."""
     text = "\n".join(lines)
     print(text)
+    if out is None:
+        return text
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text + "\n")
     return text
