@@ -94,6 +94,10 @@ BAD = [
     (["profile", "lenet5", "--data-w", "0"], "--data-w"),
     (["profile", "BADTOPO"], "must be an integer"),
     (["profile"], "required"),
+    (["pipeline", "resnet51"], "unknown network"),
+    (["pipeline", "lenet5", "--stages", "0"], "--stages"),
+    (["pipeline", "lenet5", "--array", "0x8"], "out of range"),
+    (["pipeline", "lenet5", "--batch", "6", "--micro-batches", "4"], "does not divide"),
 ]
 
 
@@ -118,8 +122,14 @@ def test_every_option_has_help_with_default():
 
     ap = build_parser()
     sub = next(a for a in ap._actions if a.__class__.__name__ == "_SubParsersAction")
-    for cmd in ("profile", "sweep"):
+    for cmd in ("profile", "sweep", "pipeline"):
         for act in sub.choices[cmd]._actions:
             if act.dest in ("help", "network"):
                 continue
             assert act.help and "default" in act.help, (cmd, act.dest)
+
+
+def test_pipeline_table(capsys):
+    assert main(["pipeline", "lenet5", "--array", "8x8", "--batch", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "async" in text and "sync" in text and "vs K=1" in text

@@ -187,6 +187,29 @@ def add_subcommands(subparsers) -> None:
                    help="worker processes (default: all cores, %(default)s here)")
     s.set_defaults(func=cmd_sweep)
 
+    q = subparsers.add_parser("pipeline", help="pipelined multi-array training: the layers "
+                              "split over K arrays (LayerPipe-like), K=1..4 against one "
+                              "array of the same total PEs",
+                              description="Pipelined multi-array training (model).")
+    q.error = types.MethodType(_one_line_error, q)
+    q.add_argument("network", help=f"zoo network ({', '.join(zoo.names())}) or a SCALE-Sim "
+                                   "topology CSV")
+    q.add_argument("--array", default="32x32", metavar="RxC",
+                   help="the single array whose PEs the K arrays share (default: %(default)s)")
+    q.add_argument("--batch", default="32", help="batch size (default: %(default)s)")
+    q.add_argument("--stages", default="1,2,3,4",
+                   help="numbers of arrays K, comma-separated (default: %(default)s)")
+    q.add_argument("--dataflow", default="intergrad",
+                   help="design of every array (default: %(default)s)")
+    q.add_argument("--micro-batches", default=None,
+                   help="micro-batches per step, must divide the batch (default: the largest "
+                        "divisor of the batch up to 4K)")
+    q.add_argument("--mapping", choices=("best", "rtl"), default="best",
+                   help="operand-to-array assignment (default: %(default)s)")
+    q.add_argument("--conv-arith", choices=("scalesim", "exact"), default="scalesim",
+                   help="output sizes of conv rows in a topology CSV (default: %(default)s)")
+    q.set_defaults(func=cmd_pipeline)
+
 
 def _check(a, cmd: str) -> dict:
     """Every input of ``profile`` / ``sweep`` checked and parsed before any work starts."""
@@ -268,6 +291,61 @@ def _guard(cmd: str, fn, a) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"intergrad {cmd}: error: {' '.join(str(msg).split())}", file=sys.stderr)
         return 2
+
+
+def cmd_pipeline(a) -> int:
+    return _guard("pipeline", _pipeline, a)
+
+
+def _pipeline(a) -> int:
+    from .model.pipeline import SCHEDULES, pipeline
+
+    size = _array_size(a.array)
+    batch = _positive(a.batch, "--batch")
+    Ks = _positive_ints(a.stages, "--stages")
+    if max(Ks) > 64:
+        raise UsageError(f"--stages: at most 64 arrays, got {max(Ks)}")
+    mbs = None if a.micro_batches is None else _positive(a.micro_batches, "--micro-batches")
+    if mbs is not None and batch % mbs:
+        raise UsageError(f"--micro-batches: {mbs} does not divide the batch {batch}")
+    try:
+        net = zoo.load(a.network, conv_arith=a.conv_arith)
+        df = parse_dataflow(a.dataflow)
+    except KeyError as e:
+        raise UsageError(e.args[0] if e.args else str(e)) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise UsageError(str(e)) from None
+    arr = Array(*size)
+    print(f"{net.summary()}")
+    print(f"{df.name}, batch {batch}, {arr.size} PEs shared by K arrays; mapping {a.mapping}")
+    print("sync: GPipe-like, all forwards then all backwards, one weight version; async: "
+          "1F1B steady state with weight stashing (PipeDream / LayerPipe style)\n")
+    rows = [("K", "array each", "micro-b.", "schedule", "cycles/step", "vs K=1", "bubbles",
+             "stage split (first layers)", "extra W copies", "act. stash [elems]")]
+    base = None
+    for K in Ks:
+        for sched in SCHEDULES:
+            p = pipeline(net, df, arr, batch, K, sched, mbs if K > 1 else None,
+                         mapping=a.mapping)
+            if base is None:
+                base = p.step_cycles
+            extra = sum(c * w for c, w in zip(p.extra_weight_copies, p.weights))
+            rows.append((str(p.K), p.array.size, f"{p.micro_batches}x{p.micro_batch}", sched,
+                         f"{p.step_cycles:.4g}", f"{base / p.step_cycles:.2f}x",
+                         f"{p.bubble:.1%}", ",".join(net.gemm_layers[s].name
+                                                     for s in p.starts)[:48],
+                         f"{extra:.3g}", f"{sum(p.act_elems):.3g}"))
+            if K == 1:
+                break
+    w = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        print("  ".join(c.rjust(w[j]) if j not in (7,) else c.ljust(w[j])
+                        for j, c in enumerate(r)))
+        if i == 0:
+            print("  ".join("-" * x for x in w))
+    print("\n(vs K=1: speed-up over one array of all the PEs; cycles/step: one training "
+          "step of the whole batch, steady state for async)")
+    return 0
 
 
 def cmd_profile(a) -> int:
