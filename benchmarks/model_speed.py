@@ -2,11 +2,14 @@
 
 * one full Inception-v4 training step (forward, dX, dW, update) on WS, OS and InterGrad at
   batch 32 (target: under 1 s);
-* the whole zoo on five designs (ws, os, wsos, intergrad, intergrad1);
+* the whole zoo on five designs (ws, os, wsos, intergrad, intergrad1), best-mapped (every
+  supported operand-to-array assignment evaluated per layer and pass), and the same under
+  every comparison view (equal PEs, equal multipliers, equal area) for intergrad and
+  intergrad1 (target: under 1 s);
 * peak memory: Python-heap peak (tracemalloc) of building and profiling the whole zoo, and the
   process's maximum resident set size (target: under 200 MB).
 
-    python benchmarks/model_speed.py [--out benchmarks/results/model_speed.txt]
+    python benchmarks/model_speed.py [--write]
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ sys.path.insert(0, str(ROOT / "host"))
 
 from intergrad import zoo                       # noqa: E402
 from intergrad.model import Array, compare      # noqa: E402
+from intergrad.model.compare import views       # noqa: E402
 from intergrad.model.report import emit  # noqa: E402
 
 
@@ -38,7 +42,10 @@ def timed(fn, repeat=7):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/model_speed.txt"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/model_speed.txt"),
+                    help="where --write saves the report (default: %(default)s)")
+    ap.add_argument("--write", action="store_true",
+                    help="save the report to --out (default: print only)")
     a = ap.parse_args(argv)
     lines = [f"machine: {platform.processor() or platform.machine()}, Python "
              f"{platform.python_version()}, {platform.system()}"]
@@ -60,11 +67,25 @@ def main(argv=None) -> int:
     lines.append(f"  same with --iso-area: median {med * 1e3:.2f} ms")
     designs = ["ws", "os", "wsos", "intergrad", "intergrad1"]
     med, best = timed(lambda: [compare(n, designs, arr, 32) for n in nets.values()], 3)
-    lines.append(f"whole zoo x {len(designs)} designs, batch 32: median {med * 1e3:.1f} ms")
+    lines.append(f"whole zoo x {len(designs)} designs, batch 32, best-mapped: median "
+                 f"{med * 1e3:.1f} ms")
+    med, best = timed(lambda: [compare(n, designs, arr, 32, mapping="rtl")
+                               for n in nets.values()], 3)
+    lines.append(f"  same with the RTL's mapping only: median {med * 1e3:.1f} ms")
+
+    def every_view():
+        for n in nets.values():
+            for tgt in ("intergrad", "intergrad1"):
+                views(n, [tgt, "ws", "os", "wsos"], arr, 32)
+    med, best = timed(every_view, 3)
+    lines.append(f"whole zoo, every view (equal PEs / multipliers / area) for intergrad and "
+                 f"intergrad1 vs ws, os, wsos, best-mapped: median {med * 1e3:.1f} ms "
+                 f"(target < 1000 ms)")
     # memory: a separate traced run (tracing slows Python down, so it is not timed)
     tracemalloc.start()
     nets = {n: zoo.get(n) for n in zoo.names()}
     _ = [compare(n, designs, arr, 32, iso_area=True) for n in nets.values()]
+    every_view()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB on Linux
@@ -72,7 +93,7 @@ def main(argv=None) -> int:
                  f"{peak / 2**20:.1f} MB")
     lines.append(f"max resident set size of this process (numpy and interpreter included): "
                  f"{rss:.0f} MB (target < 200 MB)")
-    emit(lines, a.out)
+    emit(lines, a.out if a.write else None)
     return 0
 
 

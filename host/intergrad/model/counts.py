@@ -69,21 +69,18 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
     drains = mode in ("OS", "IG")
 
     if uses_w:
-        if wb_cols:   # beats per tile = cols_act
-            total_wb = nr * c
-            wb_first, wb_last_tile = np.minimum(C, c), c_last
-        else:         # beats per tile = rows_act
-            total_wb = nc * r
-            wb_first, wb_last_tile = np.minimum(R, r), r_last
+        # wb_cols may be an array (one flag per layer): both beat directions, selected
+        wbc = np.asarray(wb_cols, dtype=bool)
+        total_wb = np.where(wbc, nr * c, nc * r)
+        wb_first = np.where(wbc, np.minimum(C, c), np.minimum(R, r))
+        wb_last_tile = np.where(wbc, c_last, r_last)
         if double_buffer:
             fail = (nc > 1) & (c_last != C)
             nf = np.where(fail, nr - 1, 0)
-            if wb_cols:
-                wb_fail_src = nf * c_last        # tiles (i, nc-1), i < nr-1
-                wb_fail_dst = nf * C             # tiles (i+1, 0), full width
-            else:
-                wb_fail_src = nf * R             # full-height rows i < nr-1
-                wb_fail_dst = np.where(nf > 0, r - R, 0)  # rows 1..nr-1
+            # cols: tiles (i, nc-1), i < nr-1 -> tiles (i+1, 0), full width; rows: the
+            # full-height rows i < nr-1 -> rows 1..nr-1
+            wb_fail_src = np.where(wbc, nf * c_last, nf * R)
+            wb_fail_dst = np.where(wbc, nf * C, np.where(nf > 0, r - R, 0))
             L = wb_first + wb_fail_dst
             P = total_wb - wb_last_tile - wb_fail_src
         else:

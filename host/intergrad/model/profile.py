@@ -241,37 +241,51 @@ class _Ctx:
         # unique input elements per im2col element (<= 1; 1 for fc and 1x1 stride-1 convs)
         self.x_unique = np.minimum(1.0, self.X / (self.G * self.Bt * self.N))
 
-    def _scales(self, dims) -> dict:
+    def _scales(self, dims, k: int = 1) -> dict:
         """Per buffer role, unique tensor elements per matrix element of its operand: the
         X / dX operand (dims Bt and N) is an im2col matrix, the others are not."""
         if dims is None:
             return {}
-        rn, cn, tn = dims
-        pairs = {"top": {tn, cn}, "left": {tn, rn}, "resident": {rn, cn}, "out": {tn, rn},
-                 "drain": {rn, cn}}
-        return {k: self.x_unique for k, v in pairs.items() if v == {"Bt", "N"}}
+        if isinstance(dims[0], str):
+            dims = [dims]
+        one = np.ones(len(self.G))
+        out = {}
+        for role in ("top", "left", "resident", "out", "drain"):
+            parts = []
+            for rn, cn, tn in dims:
+                pair = {"top": {tn, cn}, "left": {tn, rn}, "resident": {rn, cn},
+                        "out": {tn, rn}, "drain": {rn, cn}}[role]
+                parts.append(self.x_unique if pair == {"Bt", "N"} else one)
+            out[role] = np.concatenate(parts)
+        return out
 
     def pass_metrics(self, p: str, mode: str, mapping: str = "rtl",
                      objective: str = "cycles") -> tuple[dict, np.ndarray]:
         """Counts of one pass of every layer (metric -> array over layers) and the index of
-        the assignment used per layer (into ``candidates(p, mode)``)."""
+        the assignment used per layer (into ``candidates(p, mode)``).  All candidate layouts
+        are evaluated in one vectorized call (layers x candidates)."""
         cands = candidates(p, mode, self.Bt, self.N, self.M)
+        names = CANDIDATES[(p, mode)]
         if mapping == "rtl":
             cands = cands[:1]
-        names = CANDIDATES[(p, mode)]
-        ds = [self._metrics(p, mode, r, c, T, wbc, names[i][1:4])
-              for i, (_, r, c, T, wbc) in enumerate(cands)]
-        n = len(self.G)
-        if len(ds) == 1:
-            return ds[0], np.zeros(n, dtype=np.int64)
-        obj = np.stack([_objective(d, objective) for d in ds])
+        k, n = len(cands), len(self.G)
+        cat = lambda j: np.concatenate([np.broadcast_to(np.asarray(x[j]), (n,)) for x in cands])
+        wbc = np.concatenate([np.full(n, bool(x[4])) for x in cands])
+        d = self._metrics(p, mode, cat(1), cat(2), cat(3), wbc,
+                          [names[i][1:4] for i in range(k)], k)
+        if k == 1:
+            return d, np.zeros(n, dtype=np.int64)
+        obj = _objective(d, objective).reshape(k, n)
         idx = np.argmin(obj, axis=0)          # first minimum: ties go to the RTL's layout
-        return {k: np.choose(idx, [d[k] for d in ds]) for k in ds[0]}, idx
+        sel = idx * n + np.arange(n)
+        return {key: v[sel] for key, v in d.items()}, idx
 
-    def _metrics(self, p: str, mode: str, r, c, T, wbc, dims=None) -> dict:
-        """Counts of one pass of every layer in one layout (``dims``: the names, Bt / N / M,
-        of rows, cols and stream, for the operand of each buffer role)."""
-        G, array, e, fd, fa = self.G, self.array, self.e, self.fd, self.fa
+    def _metrics(self, p: str, mode: str, r, c, T, wbc, dims=None, nk: int = 1) -> dict:
+        """Counts of one pass of every layer in one layout, or in ``k`` layouts at once
+        (``nk``: arrays of nk x layers, candidate-major); ``dims``: per layout the names (Bt / N / M)
+        of rows, cols and stream, for the operand of each buffer role."""
+        array, e, fd, fa = self.array, self.e, self.fd, self.fa
+        G = np.tile(self.G, nk)
         n = len(G)
         k = pass_counters(array.rows, array.cols, r, c, T, mode, wb_cols=wbc,
                           dual_mac=self.dual_mac, double_buffer=array.double_buffer,
@@ -298,7 +312,7 @@ class _Ctx:
             d["buffer_reads"] = in_el * fd + psum * fa
             d["buffer_writes"] = out_el * fa
             if array.buffer_kb is None:
-                rd, wr = _dram_pass(p, self.X, self.Y, self.W)
+                rd, wr = _dram_pass(p, *(np.tile(v, nk) for v in (self.X, self.Y, self.W)))
                 d["dram_reads"], d["dram_writes"] = rd * fd, wr * fd
             else:
                 share = 0.5 if array.sram_double_buffer else 1.0
