@@ -87,7 +87,12 @@ class ViewSet:
             words = [f"vs {b.dataflow.name} {b.array.size} ({int(bt['multipliers'])} "
                      f"multipliers): speed-up {f:.2f}x"]
             other = " and the array size" if b.array != tgt.array else ""
-            if self.helper is not None and tgt.dataflow.mults_per_pe == 2:
+            if self.helper is not None and b.dataflow.name == self.helper.dataflow.name:
+                h = self.helper.total("cycles")
+                words.append(f" = {h / t['cycles']:.2f}x from the second multiplier"
+                             + (f" x {bt['cycles'] / h:.2f}x from the array size"
+                                if b.array != tgt.array else ""))
+            elif self.helper is not None and tgt.dataflow.mults_per_pe == 2:
                 h = self.helper.total("cycles")
                 fm, fr = h / t["cycles"], bt["cycles"] / h
                 words.append(f" = {fm:.2f}x from the second multiplier "

@@ -113,10 +113,14 @@ class Network:
         if not any(l.is_gemm for l in self.layers):
             raise ValueError(f"network {self.name!r} has no conv/fc layer")
         self._arrays = None
+        self._host = None
+        self._gemm = None
 
     @property
     def gemm_layers(self) -> list[Layer]:
-        return [l for l in self.layers if l.is_gemm]
+        if self._gemm is None or len(self._gemm[0]) != len(self.layers):
+            self._gemm = (list(self.layers), [l for l in self.layers if l.is_gemm])
+        return list(self._gemm[1])
 
     @property
     def params(self) -> int:
@@ -140,7 +144,13 @@ class Network:
         return self._arrays
 
     def host_totals(self) -> dict[str, int]:
-        """Per-sample host-side work: ops and elements read / written, forward and backward."""
+        """Per-sample host-side work: ops and elements read / written, forward and backward
+        (computed once per network)."""
+        if self._host is None:
+            self._host = self._host_totals()
+        return dict(self._host)
+
+    def _host_totals(self) -> dict[str, int]:
         fo = bo = rd = wr = 0
         for l in self.layers:
             if l.is_gemm:
