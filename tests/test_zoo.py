@@ -104,7 +104,7 @@ def test_topology_reads_scalesim_file(tmp_path):
     q = tmp_path / "ds.csv"
     q.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
                  "Num Filter, Strides,\nds, 56, 56, 1, 1, 256, 512, 2,\n"
-                 "c7, 149, 149, 3, 3, 32, 32, 2,\n")
+                 "c7, 149, 149, 3, 3, 32, 32, 2,\n,,,,,,,,,,,,\n")
     ds, c7 = read_topology(q).gemm_layers
     assert (ds.hout, c7.hout) == (29, 74)
     ds, c7 = read_topology(q, conv_arith="exact").gemm_layers

@@ -102,8 +102,8 @@ def read_topology(path, form: str | None = None, name: str | None = None,
         form = "gemm" if [h.upper() for h in header[1:4]] == ["M", "N", "K"] else "conv"
     layers = []
     for i, line in enumerate(lines[1:], start=2):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+        if not line.replace(",", "").strip() or line.lstrip().startswith("#"):
+            continue      # blank rows, also all-comma ones as in SCALE-Sim's own files
         where = f"{path}:{i}"
         fields = line.rstrip().rstrip(",").split(",")
         lname = fields[0].strip() or f"layer{i - 1}"
