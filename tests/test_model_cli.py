@@ -133,3 +133,11 @@ def test_pipeline_table(capsys):
     assert main(["pipeline", "lenet5", "--array", "8x8", "--batch", "8"]) == 0
     text = capsys.readouterr().out
     assert "async" in text and "sync" in text and "vs K=1" in text
+
+
+def test_profile_board_prediction(capsys):
+    assert main(["profile", "lenet5", "--board", "pynq-z2", "--batch", "8",
+                 "--views", "none"]) == 0
+    text = capsys.readouterr().out
+    assert "pynq-z2 prediction" in text and "s per training step" in text
+    assert "8x8" in text and "GOPS" in text and "ASSUMPTION" in text
