@@ -149,6 +149,22 @@ def main(argv=None) -> int:
                          f"energy {s['energy']:+6.1%}, memory {s['mem_accesses']:+6.1%}, "
                          f"cycles {s['cycles']:+6.1%}")
     L.append("")
+    # DRAM is compulsory above (an unbounded buffer): a lower bound.  With finite SRAMs:
+    L.append("Claim 2 with finite on-chip buffers (256 KiB each for the top / left / out "
+             "streams, double buffered), equal PE count: cycles / memory / energy saved")
+    for tgt in TARGETS:
+        L.append(f"  {tgt}:")
+        for name in CNNS:
+            vs = views(zoo.get(name), [tgt, *BASELINES], Array(R, R, buffer_kb=(256,)), B,
+                       area=area, which=("pes",))
+            s = vs.savings("pes")
+            dram = {r.dataflow.name: r.total("energy_dram") / r.total("energy")
+                    for r in vs.results["pes"]}
+            L.append(f"    {name:13s} " + "   ".join(
+                f"{b}: {s[b]['cycles']:+6.1%} / {s[b]['mem_accesses']:+6.1%} / "
+                f"{s[b]['energy']:+6.1%}" for b in BASELINES)
+                + f"   (DRAM share of energy: {tgt} {dram[tgt]:.0%}, ws {dram['ws']:.0%})")
+    L.append("")
     L.append("Where the savings come from (resnet50, intergrad vs each baseline):")
     vs = views(zoo.get("resnet50"), ["intergrad", *BASELINES], arr, B, area=area)
     for v in VIEWS:

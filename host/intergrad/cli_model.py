@@ -123,10 +123,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="buffer: DRAM -> SRAM buffer -> array; stream: the array streams "
                         "from DRAM (this project's board) (default: %(default)s)")
     p.add_argument("--buffer-kb", default=None, metavar="KB",
-                   help="on-chip SRAM per operand in KiB, one value or three "
-                        "(stationary,left,top; the output buffer takes the stationary "
-                        "size): DRAM traffic then follows the tile order's reuse "
-                        "(default: unbounded, compulsory traffic only)")
+                   help="on-chip SRAMs in KiB, one value for all or three: top,left,out "
+                        "(top: the stream entering the columns, left: the one entering the "
+                        "rows, out: partial sums); DRAM traffic then follows the tile "
+                        "order's reuse (default: unbounded, compulsory traffic only)")
     p.add_argument("--no-sram-double-buffer", action="store_true",
                    help="the SRAM buffers are not double buffered (default: double "
                         "buffered, half of each buffer holds data in use)")
