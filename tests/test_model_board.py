@@ -68,6 +68,9 @@ def test_prediction_parts_add_up():
         assert d["parts"]["array busy"] + d["parts"]["stream/DRAM stalls (HP port)"] == \
             pytest.approx(d["cycles"] / f)
         assert d["gops"] == pytest.approx(2 * d["macs"] / d["seconds"] / 1e9)
+        # per pass, array + host time add up to the step minus the host layers
+        per = sum(x["array"] + x["host"] for x in d["passes"].values())
+        assert per == pytest.approx(d["seconds"] - d["parts"]["host layers + SGD update"])
         # the HP port moves at most 8 bytes per cycle and direction
         assert d["cycles"] * 8 * 2 >= d["stream_bytes"]
     ig, base = p["designs"]

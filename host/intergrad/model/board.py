@@ -81,9 +81,17 @@ def predict(net, board: Board, batch: int, arr: Array | None = None, dataflows=N
                  "register + DMA programming": mmio, "driver Python per job": py,
                  "packing + cache maintenance": pack, "host layers + SGD update": host}
         total = sum(parts.values())
+        per_job = ((v["core_reg_writes_per_job"] + v["core_reg_reads_per_job"]
+                    + v["dma_reg_accesses_per_job"]) * v["mmio_us"] + v["job_python_us"]) * 1e-6
+        passes = {}
+        for pn, d in r.passes.items():
+            arr_s = float(d["cycles"].sum()) / f
+            host_s = (float(d["jobs"].sum()) * per_job
+                      + float(d["stream_bytes"].sum()) * v["pack_ns_per_byte"] * 1e-9)
+            passes[pn] = {"array": arr_s, "host": host_s, "jobs": float(d["jobs"].sum())}
         out["designs"].append({
             "dataflow": r.dataflow.name, "seconds": total, "parts": parts,
-            "gops": 2 * t["macs"] / total / 1e9, "array_gops": 2 * t["macs"] / (busy + stall)
+            "passes": passes, "gops": 2 * t["macs"] / total / 1e9, "array_gops": 2 * t["macs"] / (busy + stall)
             / 1e9, "jobs": jobs, "cycles": t["cycles"], "busy_cycles": t["busy_cycles"],
             "stall_cycles": t["stall_cycles"], "in_beats": t["in_beats"],
             "out_beats": t["out_beats"], "macs": t["macs"], "stream_bytes": t["stream_bytes"]})
@@ -102,6 +110,9 @@ def prediction_text(p: dict) -> str:
                  f"runs), {d['jobs']:.0f} jobs")
         for k, s in sorted(d["parts"].items(), key=lambda x: -x[1]):
             L.append(f"      {k:32s} {s:10.4g} s  {s / d['seconds']:6.1%}")
+        L.append("      per pass: " + "; ".join(
+            f"{pn} {x['jobs']:.0f} jobs, array {x['array']:.3g} s + host {x['host']:.3g} s"
+            for pn, x in d["passes"].items()))
         L.append(f"      counters to compare with a board run: cycles {d['cycles']:.0f}, busy "
                  f"{d['busy_cycles']:.0f}, stalls {d['stall_cycles']:.0f}, in beats "
                  f"{d['in_beats']:.0f}, out beats {d['out_beats']:.0f}, MACs {d['macs']:.0f}")
