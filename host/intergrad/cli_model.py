@@ -287,6 +287,9 @@ def _guard(cmd: str, fn, a) -> int:
     """Run a subcommand; any bad input is one line on stderr and exit status 2."""
     try:
         return fn(a)
+    except BrokenPipeError:        # output piped into head & co.: stop quietly
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except (UsageError, ValueError, KeyError, FileNotFoundError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"intergrad {cmd}: error: {' '.join(str(msg).split())}", file=sys.stderr)
