@@ -134,3 +134,10 @@ def test_every_option_has_help_and_its_default(cmd):
             block = text.split(flag, 1)[1]
             assert f"(default: {action.default})" in " ".join(block.split()[:60]), \
                 f"{cmd} {flag}: default {action.default} not shown"
+
+
+def test_spec_module_runs_without_runpy_warning():
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "host"))
+    r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "intergrad.spec"],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0 and "RuntimeWarning" not in r.stderr, r.stderr
