@@ -78,9 +78,9 @@ def _array_type(text: str) -> str:
     return text
 
 
-def _existing_file(text: str) -> str:
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"file {text!r} not found")
+def _existing_path(text: str) -> str:
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text!r} not found")
     return text
 
 
@@ -109,6 +109,12 @@ def _check_backend(args) -> str:
     elif backend == "pynq" and not board_present():
         raise UsageError("--backend pynq: no PYNQ board here (no FPGA manager or no pynq "
                          "package); use --backend sim for the simulated hardware")
+    if backend == "pynq" and getattr(args, "overlay", None) is None:
+        from .overlays import OverlayNotFound, find_overlay
+        try:
+            args.overlay = find_overlay(args.bitfile)
+        except OverlayNotFound as e:
+            raise UsageError(str(e)) from None
     return backend
 
 
@@ -120,7 +126,7 @@ def _open(args, cfg: ArrayConfig | None = None):
     if backend == "sim":
         dev = open_device("sim", cfg=cfg)
     else:
-        dev = open_device("pynq", bitfile=getattr(args, "bitfile", None))
+        dev = open_device("pynq", bitfile=str(args.overlay))
     return dev, Accelerator(dev)
 
 
@@ -325,9 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="simulated array size RxC, each 1..64 (the board reports its own)")
         p.add_argument("--dual-mac", type=int, choices=[0, 1], default=spec.DEFAULT_DUAL_MAC,
                        help="simulated InterGrad PE: two multipliers (1) or one shared (0)")
-        p.add_argument("--bitfile", type=_existing_file, default=None,
-                       help="overlay bitstream on the board (default: the installed overlay, "
-                            "see docs/board.md)")
+        p.add_argument("--bitfile", type=_existing_path, default=None,
+                       help="overlay on the board: intergrad.bit (its .hwh beside it) or its "
+                            "folder (default: $INTERGRAD_OVERLAY, the installed package's, "
+                            "then overlay/ of the source tree)")
         p.add_argument("--seed", type=_int_range(0), default=0,
                        help="random seed (weights, data order, random operands)")
 
