@@ -208,7 +208,10 @@ class PynqDevice(Device):
                     f"the output frame ended after {recv.transferred} of {nout} bytes "
                     f"without a core error"))
         if failure is not None:
-            self.recover()
+            try:
+                self.recover()
+            except DeviceError as e:
+                raise DeviceError(f"{failure}\n  and the recovery failed: {e}") from failure
             raise failure
         if not nout:
             return b""

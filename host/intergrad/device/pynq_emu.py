@@ -274,7 +274,11 @@ class EmuOverlay:
         cfg = self._sim.cfg
         vlnv = core_vlnv or CORE_VLNV
         # the DMA's memory-map side as wide as the wider stream, as overlay/ builds it
-        mm_w = max(cfg.in_axis_bits, cfg.out_axis_bits)
+        # (a power of two, 32..1024 bits, as the AXI DMA offers; overlay/params.py refuses
+        # builds whose stream widths the DMA cannot take, the emulation still runs them)
+        mm_w = 32
+        while mm_w < max(cfg.in_axis_bits, cfg.out_axis_bits):
+            mm_w *= 2
         self.ip_dict = {
             CORE_CELL: {"type": vlnv, "phys_addr": CORE_ADDR, "addr_range": 0x10000,
                         "device": self.system},

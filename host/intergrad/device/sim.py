@@ -187,10 +187,11 @@ class SimDevice(Device):
         self.sim_seconds = 0.0  # wall time spent inside the simulator
 
     def set_stalls(self, in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1) -> None:
-        """Random idle cycles on the input stream / backpressure on the output stream."""
+        """Random idle cycles between input beats / backpressure on the output stream, as
+        probabilities per cycle; 1.0 is a source that never sends / a sink never ready."""
         for name, p in (("in_idle", in_idle), ("out_busy", out_busy)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} probability must be in [0, 1), got {p}")
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} probability must be in [0, 1], got {p}")
         self._lib.ig_set_stalls(self._h, int(in_idle * 1e6), int(out_busy * 1e6), seed)
 
     def close(self) -> None:
@@ -306,11 +307,12 @@ class SimDevice(Device):
         else:
             exc = DeviceError(self._timeout_message(
                 f"the output frame ended early without a core error: {progress}"))
+        self.last_frame = out[: min(nb, max(out_beats, 1)) * ob].tobytes()
+        self.last_frame_tlast = bool(got.value)
         try:
             self.recover()
-        finally:
-            self.last_frame = out[: min(nb, max(out_beats, 1)) * ob].tobytes()
-            self.last_frame_tlast = bool(got.value)
+        except DeviceError as e:
+            raise DeviceError(f"{exc}\n  and the recovery failed: {e}") from exc
         raise exc
 
     def _out_pending(self) -> bool:
