@@ -58,10 +58,13 @@ def contract_rtl(d) -> bool:
 
 @pytest.fixture(params=["sim", "pynq"])
 def rig(request, dev, monkeypatch):
-    """(device, backend name) with PYNQ's stop() forbidden."""
+    """(device, backend name) with PYNQ's stop() forbidden; afterwards, the stream monitor
+    of the harness must have seen no AXI4-Stream rule broken during the test (on the RTL
+    that implements the frame contract: the earlier one drops TVALID in a soft reset)."""
     def forbidden_stop(self):
         raise AssertionError("the backend called PYNQ's DMA stop(), which can spin forever")
     monkeypatch.setattr(EmuSDMAChannel, "stop", forbidden_stop)
+    v0 = dev.violations()
     if request.param == "sim":
         yield dev, "sim"
     else:
@@ -69,6 +72,10 @@ def rig(request, dev, monkeypatch):
         yield board, "pynq"
         board.close()
     dev.set_stalls(0.0, 0.0)
+    v1 = dev.violations()
+    assert v1["s_axis"] == v0["s_axis"], v1  # the harness's own master
+    if contract_rtl(dev):
+        assert v1["m_axis"] == v0["m_axis"], v1
 
 
 def ws_job(cfg, B=12, seed=0):

@@ -77,6 +77,12 @@ struct Sim {
     Snk snk;
     // handshakes sampled in the current cycle (between eval and the clock edge)
     bool s_fire = false, m_fire = false, m_last = false;
+    // AXI4-Stream monitor of both streams: a beat offered (TVALID) and not taken must be
+    // offered again in the next cycle with the same TDATA/TLAST (ARM IHI 0051 2.2.1)
+    bool mon_m_wait = false, mon_s_wait = false, mon_m_last = false, mon_s_last = false;
+    uint8_t mon_m_data[512], mon_s_data[512];
+    uint64_t viol_m = 0, viol_s = 0;
+    uint64_t viol_m_first = ~0ull, viol_s_first = ~0ull;  // cycle of the first violation
 };
 
 inline uint32_t rand_ppm(Sim* s) {
@@ -161,9 +167,42 @@ inline void stream_drive(Sim* s) {
                        !(s->out_busy_ppm && rand_ppm(s) < s->out_busy_ppm);
 }
 
+template <typename T>
+inline bool same_bytes(const T& port, const uint8_t* ref, size_t nbytes) {
+    uint8_t cur[512];
+    get_bytes(port, cur, nbytes);
+    return std::memcmp(cur, ref, nbytes) == 0;
+}
+
+// The stream monitor: called after eval, before the edge.
+inline void monitor(Sim* s) {
+    auto* t = s->top.get();
+    constexpr size_t MB = (sizeof(t->m_axis_tdata) < 512) ? sizeof(t->m_axis_tdata) : 512;
+    constexpr size_t SB = (sizeof(t->s_axis_tdata) < 512) ? sizeof(t->s_axis_tdata) : 512;
+    if (s->mon_m_wait && (!t->m_axis_tvalid || t->m_axis_tlast != s->mon_m_last ||
+                          !same_bytes(t->m_axis_tdata, s->mon_m_data, MB))) {
+        if (!s->viol_m++) s->viol_m_first = s->cycle;
+    }
+    s->mon_m_wait = t->m_axis_tvalid && !t->m_axis_tready;
+    if (s->mon_m_wait) {
+        get_bytes(t->m_axis_tdata, s->mon_m_data, MB);
+        s->mon_m_last = t->m_axis_tlast;
+    }
+    if (s->mon_s_wait && (!t->s_axis_tvalid || t->s_axis_tlast != s->mon_s_last ||
+                          !same_bytes(t->s_axis_tdata, s->mon_s_data, SB))) {
+        if (!s->viol_s++) s->viol_s_first = s->cycle;
+    }
+    s->mon_s_wait = t->s_axis_tvalid && !t->s_axis_tready;
+    if (s->mon_s_wait) {
+        get_bytes(t->s_axis_tdata, s->mon_s_data, SB);
+        s->mon_s_last = t->s_axis_tlast;
+    }
+}
+
 // Handshakes of this cycle (after eval, before the edge); output data captured.
 inline void stream_sample(Sim* s) {
     auto* t = s->top.get();
+    monitor(s);
     s->s_fire = t->s_axis_tvalid && t->s_axis_tready;
     s->m_fire = t->m_axis_tvalid && t->m_axis_tready;
     if (s->m_fire) {
@@ -202,6 +241,7 @@ inline void cycle(Sim* s) {
 void src_abort(Sim* s) {
     s->src.active = false;
     s->src.hold = false;
+    s->mon_s_wait = false;
     s->top->s_axis_tvalid = 0;
     s->top->s_axis_tlast = 0;
 }
@@ -331,9 +371,20 @@ void ig_hard_reset(void* h) {
     auto* s = static_cast<Sim*>(h);
     idle_inputs(s);
     s->top->rst = 1;
-    for (int i = 0; i < 4; i++) cycle(s);
+    s->mon_m_wait = false;  // TVALID may drop in reset
+    for (int i = 0; i < 4; i++) { cycle(s); s->mon_m_wait = false; }
     s->top->rst = 0;
     cycle(s);
+}
+
+// Stream-protocol violations seen by the monitor: v[0] on m_axis (the core's output),
+// v[1] on s_axis (the harness's own master), v[2]/v[3] the cycle of the first of each.
+void ig_violations(void* h, uint64_t* v) {
+    auto* s = static_cast<Sim*>(h);
+    v[0] = s->viol_m;
+    v[1] = s->viol_s;
+    v[2] = s->viol_m_first;
+    v[3] = s->viol_s_first;
 }
 
 uint64_t ig_cycle(void* h) { return static_cast<Sim*>(h)->cycle; }

@@ -162,6 +162,7 @@ class _Lib:
             lib.ig_src_abort.argtypes = [vp]
             lib.ig_snk_abort.argtypes = [vp]
             lib.ig_stream_state.argtypes = [vp, ctypes.POINTER(u64)]
+            lib.ig_violations.argtypes = [vp, ctypes.POINTER(u64)]
             lib.ig_run.restype = ctypes.c_int
             lib.ig_run.argtypes = [vp, u64, ctypes.c_int]
             cls._cache[key] = lib
@@ -247,6 +248,17 @@ class SimDevice(Device):
         keys = ("src_beats", "src_active", "src_hold", "snk_beats", "snk_active", "snk_tlast",
                 "snk_overflow", "out_valid")
         return {k: int(v) for k, v in zip(keys, st)}
+
+    def violations(self) -> dict[str, int]:
+        """AXI4-Stream rule breaks the harness's monitor saw since the device was created: a
+        beat offered (TVALID high) and not accepted that was not offered again, unchanged,
+        in the next cycle.  ``m_axis`` is the core's output, ``s_axis`` the harness's own
+        master (0 by construction); ``*_first`` the cycle of the first one (or -1)."""
+        v = (ctypes.c_uint64 * 4)()
+        self._lib.ig_violations(self._h, v)
+        first = [int(x) if x != (1 << 64) - 1 else -1 for x in (v[2], v[3])]
+        return {"m_axis": int(v[0]), "s_axis": int(v[1]), "m_axis_first": first[0],
+                "s_axis_first": first[1]}
 
     def run(self, cycles: int, stop: int = 0) -> int:
         """Run up to ``cycles`` cycles, stopping after an event in ``stop`` (1 source done,
