@@ -115,7 +115,7 @@ class AxiDmaModel:
     """See the module docstring.  ``read``/``write`` take byte offsets like an MMIO."""
 
     def __init__(self, sim, memory: Memory | None = None, length_bits: int = 26,
-                 access_cycles: int = 32, reset_cycles: int = 16):
+                 access_cycles: int = 32, reset_cycles: int = 100):
         self.sim = sim
         self.mem = memory or Memory()
         self.length_mask = (1 << length_bits) - 1
