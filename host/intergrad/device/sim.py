@@ -285,6 +285,7 @@ class SimDevice(Device):
         n_in = len(buf) // ib
         out = np.zeros(max(out_beats, 1) * ob, dtype=np.uint8)
         n_in_done, n_out, got = ctypes.c_uint64(), ctypes.c_uint64(), ctypes.c_int()
+        self.recovered_beats, self.recovered_tlast, self.last_drain = 0, False, b""
         t0 = time.perf_counter()
         try:
             rc = self._lib.ig_transfer(self._h, buf, n_in, ib, int(bool(tlast)), out.ctypes.data,
@@ -319,12 +320,16 @@ class SimDevice(Device):
         else:
             exc = DeviceError(self._timeout_message(
                 f"the output frame ended early without a core error: {progress}"))
-        self.last_frame = out[: min(nb, max(out_beats, 1)) * ob].tobytes()
-        self.last_frame_tlast = bool(got.value)
         try:
             self.recover()
         except DeviceError as e:
             raise DeviceError(f"{exc}\n  and the recovery failed: {e}") from exc
+        finally:
+            # the frame as the receive got it, the abort beat the soft reset sent included
+            # when it came while the receive was still posted
+            nb = getattr(self, "recovered_beats", nb) if out_beats else 0
+            self.last_frame = out[: nb * ob].tobytes()
+            self.last_frame_tlast = getattr(self, "recovered_tlast", False) and bool(out_beats)
         raise exc
 
     def _out_pending(self) -> bool:
@@ -335,23 +340,32 @@ class SimDevice(Device):
 
     def recover(self) -> None:
         """The recovery sequence (docs/board.md) on the simulated streams: (1) soft-reset the
-        core while the streams are still posted (its abort beat can complete the receive),
-        (2) reset the "DMA": the master drops its beat (allowed in a master reset) and the
-        receive is abandoned, (3) while STATUS.OUT_PENDING, accept and discard beats up to
-        TLAST (bounded), (4) STATUS must read idle."""
+        core while the streams are still posted (its abort beat can complete the receive;
+        a few cycles are let pass for it, as the host's next access would), (2) reset the
+        "DMA": the master drops its beat (allowed in a master reset) and the receive is
+        abandoned, (3) while STATUS.OUT_PENDING, accept and keep (in :attr:`last_drain`)
+        beats up to TLAST, bounded, (4) STATUS must read idle."""
         self.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
+        if self.stream_state()["snk_active"]:
+            self.run(32, stop=2 | 4)
+        ss = self.stream_state()
+        self.recovered_beats, self.recovered_tlast = ss["snk_beats"], bool(ss["snk_tlast"])
         self.src_abort()
         self.snk_abort()
         ob = self.cfg.out_axis_bits // 8
         drain = np.zeros(64 * ob, dtype=np.uint8)
         self.drained_beats = 0
+        got = []
         for _ in range(self.drain_attempts):
             if not self._out_pending():
                 break
             self.snk_post(drain, 64)
             self.run(self.drain_cycles, stop=2 | 4)
-            self.drained_beats += self.stream_state()["snk_beats"]
+            n = self.stream_state()["snk_beats"]
+            got.append(drain[: n * ob].tobytes())
+            self.drained_beats += n
             self.snk_abort()
+        self.last_drain = b"".join(got)
         word = self.read(spec.REG["STATUS"].offset)
         busy = status_bit("BUSY") | status_bit("OUT_PENDING") | status_bit("COMPUTING")
         if word & (busy | status_bit("ERROR")) or self.stream_state()["out_valid"]:
