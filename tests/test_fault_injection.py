@@ -287,6 +287,34 @@ def test_soft_reset_with_pending_beat(rig):
         assert_next_job_exact(acc, seed=6)
 
 
+def test_aborted_job_without_output(rig):
+    """An OS job that saves its accumulators has no output frame, so no receive is posted;
+    aborted (its input ends early), it still sends the abort beat, which waits in the core
+    (OUT_PENDING) until the recovery drains it."""
+    d, kind = rig
+    acc = Accelerator(d)
+    cfg = acc.cfg
+    rng = np.random.default_rng(4)
+    job = Job("OS", 8, cfg.rows, cfg.cols, {"ACC_CLEAR", "SAVE"})
+    lanes = ArrayModel(cfg).job_input(job, left=rng.integers(-9, 9, (8, cfg.rows)),
+                                      top=rng.integers(-9, 9, (8, cfg.cols)))
+    assert job.out_beats() == 0
+    with bounded():
+        program(d, job)
+        with pytest.raises(CoreError, match="EARLY_TLAST"):
+            d.transfer(pack_beats(lanes[:-3], cfg.data_w, cfg.in_axis_bits), 0, timeout=5)
+        assert_idle(d)
+        if kind == "sim":
+            assert d.last_drain == spec.abort_beat(cfg, "EARLY_TLAST")
+        else:
+            assert d.drained_bytes == cfg.out_axis_bits // 8
+        # and the same job, whole, completes with no frame at all
+        acc._shadow.clear()
+        assert acc.run_job(job, lanes).shape[0] == 0
+        assert d.status()["SAVED"] == 1
+        assert_next_job_exact(acc, seed=10)
+
+
 # ------------------------------------------------------------------------- rejected START
 def test_rejected_start_bad_shape(rig):
     d, kind = rig
