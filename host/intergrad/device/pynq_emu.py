@@ -261,6 +261,9 @@ class EmuSystem:
 
     def __init__(self, sim: SimDevice | None = None, access_cycles: int = 32):
         self.sim = sim or SimDevice(verbose=False)
+        # a new system is a freshly configured PL: no stream of an earlier DMA goes on
+        self.sim.src_abort()
+        self.sim.snk_abort()
         self.memory = Memory()
         self.dma_model = AxiDmaModel(self.sim, self.memory, access_cycles=access_cycles)
 

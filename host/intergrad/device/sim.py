@@ -350,13 +350,15 @@ class SimDevice(Device):
         "DMA": the master drops its beat (allowed in a master reset) and the receive is
         abandoned, (3) while STATUS.OUT_PENDING, accept and keep (in :attr:`last_drain`)
         beats up to TLAST, bounded, (4) STATUS must read idle."""
-        self.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
-        if self.stream_state()["snk_active"]:
-            self.run(32, stop=2 | 4)
-        ss = self.stream_state()
-        self.recovered_beats, self.recovered_tlast = ss["snk_beats"], bool(ss["snk_tlast"])
-        self.src_abort()
-        self.snk_abort()
+        try:
+            self.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
+            if self.stream_state()["snk_active"]:
+                self.run(32, stop=2 | 4)
+        finally:  # whatever happens, the streams stop using the caller's buffers
+            ss = self.stream_state()
+            self.recovered_beats, self.recovered_tlast = ss["snk_beats"], bool(ss["snk_tlast"])
+            self.src_abort()
+            self.snk_abort()
         ob = self.cfg.out_axis_bits // 8
         drain = np.zeros(64 * ob, dtype=np.uint8)
         self.drained_beats = 0
