@@ -4,16 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import spec
-from .device.base import Device, DeviceError
+from .device.base import CoreError, Device, DeviceError
 from .golden import Job, JobError, pack_beats, unpack_beats
 
-
-class CoreError(DeviceError):
-    """The core finished a job with its STATUS.ERROR bit set."""
-
-    def __init__(self, msg: str, cause: str):
-        super().__init__(msg)
-        self.cause = cause
+__all__ = ["Accelerator", "CoreError"]
 
 
 class Accelerator:
@@ -39,7 +33,7 @@ class Accelerator:
         self._shadow: dict[str, int] = {}
         self.preloaded = False
         self.saved = False
-        self.soft_reset()
+        self.recover()  # whatever a previous user left: the core and the DMA start idle
 
     # -- registers --------------------------------------------------------------------
     def _wr(self, name: str, value: int, cache: bool = True) -> None:
@@ -50,8 +44,17 @@ class Accelerator:
 
     def soft_reset(self) -> None:
         self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
+        self._forget()
+
+    def recover(self) -> None:
+        """The backend's full recovery sequence (soft reset, DMA reset, drain, idle check)."""
+        self.device.recover()
+        self._forget()
+
+    def _forget(self) -> None:
         self.preloaded = False
         self.saved = False
+        self._shadow.clear()  # rewrite every job register after a reset
 
     def reset_counters(self) -> None:
         self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", CNT_RESET=1))
@@ -83,16 +86,25 @@ class Accelerator:
                                           FLAGS=spec.flags_word(*job.flags)))
         self._wr("BATCH", job.batch)
         self._wr("SHAPE", spec.pack_fields("SHAPE", ROWS_ACT=job.rows_act, COLS_ACT=job.cols_act))
-        self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", START=1))
+        what = f"job {job.mode} B={job.batch} {job.rows_act}x{job.cols_act} flags={sorted(job.flags)}"
         data = pack_beats(lanes, cfg.data_w, cfg.in_axis_bits)
-        raw = self.device.transfer(data, job.out_beats(), self.timeout if timeout is None else timeout)
-        st = self.device.status()
-        if st["ERROR"]:
-            cause = spec.error_name(st["ERR_CAUSE"])
-            self.soft_reset()
-            raise CoreError(f"core reported {cause} for job {job.mode} B={job.batch} "
-                            f"{job.rows_act}x{job.cols_act} flags={sorted(job.flags)}: "
-                            f"{spec.ERRORS.get(cause, (0, ''))[1]}", cause)
+        try:
+            self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", START=1))
+            raw = self.device.transfer(data, job.out_beats(),
+                                       self.timeout if timeout is None else timeout)
+            st = self.device.status()
+            if st["ERROR"]:  # a backend raises CoreError itself; this is a second line
+                self.device.recover()
+                cause = spec.error_name(st["ERR_CAUSE"])
+                raise CoreError(f"core reported {cause}: {spec.ERRORS.get(cause, (0, ''))[1]}",
+                                cause)
+        except DeviceError as e:
+            # the backend ran its recovery sequence: the core was soft-reset (preloaded
+            # weights and saved accumulators are gone) and is idle
+            self._forget()
+            if isinstance(e, CoreError):
+                raise CoreError(f"{what}: {e}", e.cause) from e
+            raise type(e)(f"{what}: {e}") from e
         if job.has("SWAP") or job.has("LOAD_W"):
             self.preloaded = False
         if job.has("PRELOAD"):

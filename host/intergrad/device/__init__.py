@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..spec import ArrayConfig
-from .base import Device, DeviceError, DeviceTimeout
+from .base import CoreError, Device, DeviceError, DeviceTimeout
 
 BACKENDS = ("auto", "sim", "pynq")
 
@@ -32,4 +32,4 @@ def open_device(backend: str = "auto", cfg: ArrayConfig | None = None, **kw) -> 
     return SimDevice(cfg, **kw)
 
 
-__all__ = ["Device", "DeviceError", "DeviceTimeout", "open_device", "BACKENDS", "board_present"]
+__all__ = ["CoreError", "Device", "DeviceError", "DeviceTimeout", "open_device", "BACKENDS", "board_present"]

@@ -38,6 +38,31 @@ inline void model_eval(Vintergrad_top* top) {
     top->eval();
 }
 
+// The stream master (what an AXI DMA's MM2S presents) and sink (its S2MM), persistent
+// across calls so that the streams keep flowing during AXI-Lite transactions, as on the
+// board.  The master is AXI4-Stream compliant: once TVALID is high it stays high with
+// TDATA/TLAST stable until the handshake; random idle cycles only come between beats.  The
+// sink's TREADY may toggle freely (random backpressure).  A receive ends at TLAST, as a DMA
+// S2MM transfer does, with the beats actually received; a sink whose buffer is full stops
+// being ready and flags an overflow when the core still presents a beat.
+struct Src {
+    const uint8_t* buf = nullptr;
+    uint64_t n = 0, i = 0;
+    uint32_t bytes = 0;
+    bool tlast_on_last = true;
+    bool active = false;  // a transfer is posted and not all of it accepted
+    bool hold = false;    // TVALID is asserted and not yet accepted
+};
+
+struct Snk {
+    uint8_t* buf = nullptr;
+    uint64_t cap = 0, i = 0;
+    uint32_t bytes = 0;
+    bool active = false;     // a receive is posted and has not seen TLAST
+    bool got_tlast = false;  // the last receive ended with TLAST
+    bool overflow = false;   // the buffer filled while the core presented another beat
+};
+
 struct Sim {
     std::unique_ptr<VerilatedContext> ctx;
     std::unique_ptr<Vintergrad_top> top;
@@ -46,8 +71,18 @@ struct Sim {
 #endif
     uint64_t cycle = 0;
     uint64_t rng = 0x9E3779B97F4A7C15ull;
-    uint32_t in_idle_ppm = 0;    // probability of an idle input cycle, per million
+    uint32_t in_idle_ppm = 0;    // probability of an idle cycle between input beats, per million
     uint32_t out_busy_ppm = 0;   // probability of a not-ready output cycle, per million
+    Src src;
+    Snk snk;
+    // handshakes sampled in the current cycle (between eval and the clock edge)
+    bool s_fire = false, m_fire = false, m_last = false;
+    // AXI4-Stream monitor of both streams: a beat offered (TVALID) and not taken must be
+    // offered again in the next cycle with the same TDATA/TLAST (ARM IHI 0051 2.2.1)
+    bool mon_m_wait = false, mon_s_wait = false, mon_m_last = false, mon_s_last = false;
+    uint8_t mon_m_data[512], mon_s_data[512];
+    uint64_t viol_m = 0, viol_s = 0;
+    uint64_t viol_m_first = ~0ull, viol_s_first = ~0ull;  // cycle of the first violation
 };
 
 inline uint32_t rand_ppm(Sim* s) {
@@ -112,15 +147,114 @@ inline void tick(Sim* s) {
     s->cycle++;
 }
 
+// Stream inputs for this cycle (before eval).
+inline void stream_drive(Sim* s) {
+    auto* t = s->top.get();
+    Src& a = s->src;
+    if (!a.hold) {
+        if (a.active && !(s->in_idle_ppm && rand_ppm(s) < s->in_idle_ppm)) {
+            put_bytes(t->s_axis_tdata, a.buf + a.i * a.bytes, a.bytes);
+            t->s_axis_tlast = a.tlast_on_last && (a.i == a.n - 1);
+            t->s_axis_tvalid = 1;
+            a.hold = true;
+        } else {
+            t->s_axis_tvalid = 0;
+            t->s_axis_tlast = 0;
+        }
+    }
+    Snk& b = s->snk;
+    t->m_axis_tready = b.active && b.i < b.cap &&
+                       !(s->out_busy_ppm && rand_ppm(s) < s->out_busy_ppm);
+}
+
+template <typename T>
+inline bool same_bytes(const T& port, const uint8_t* ref, size_t nbytes) {
+    uint8_t cur[512];
+    get_bytes(port, cur, nbytes);
+    return std::memcmp(cur, ref, nbytes) == 0;
+}
+
+// The stream monitor: called after eval, before the edge.
+inline void monitor(Sim* s) {
+    auto* t = s->top.get();
+    constexpr size_t MB = (sizeof(t->m_axis_tdata) < 512) ? sizeof(t->m_axis_tdata) : 512;
+    constexpr size_t SB = (sizeof(t->s_axis_tdata) < 512) ? sizeof(t->s_axis_tdata) : 512;
+    if (s->mon_m_wait && (!t->m_axis_tvalid || t->m_axis_tlast != s->mon_m_last ||
+                          !same_bytes(t->m_axis_tdata, s->mon_m_data, MB))) {
+        if (!s->viol_m++) s->viol_m_first = s->cycle;
+    }
+    s->mon_m_wait = t->m_axis_tvalid && !t->m_axis_tready;
+    if (s->mon_m_wait) {
+        get_bytes(t->m_axis_tdata, s->mon_m_data, MB);
+        s->mon_m_last = t->m_axis_tlast;
+    }
+    if (s->mon_s_wait && (!t->s_axis_tvalid || t->s_axis_tlast != s->mon_s_last ||
+                          !same_bytes(t->s_axis_tdata, s->mon_s_data, SB))) {
+        if (!s->viol_s++) s->viol_s_first = s->cycle;
+    }
+    s->mon_s_wait = t->s_axis_tvalid && !t->s_axis_tready;
+    if (s->mon_s_wait) {
+        get_bytes(t->s_axis_tdata, s->mon_s_data, SB);
+        s->mon_s_last = t->s_axis_tlast;
+    }
+}
+
+// Handshakes of this cycle (after eval, before the edge); output data captured.
+inline void stream_sample(Sim* s) {
+    auto* t = s->top.get();
+    monitor(s);
+    s->s_fire = t->s_axis_tvalid && t->s_axis_tready;
+    s->m_fire = t->m_axis_tvalid && t->m_axis_tready;
+    if (s->m_fire) {
+        Snk& b = s->snk;
+        get_bytes(t->m_axis_tdata, b.buf + b.i * b.bytes, b.bytes);
+        s->m_last = t->m_axis_tlast;
+    } else if (t->m_axis_tvalid && s->snk.active && s->snk.i >= s->snk.cap) {
+        s->snk.overflow = true;
+    }
+}
+
+// Bookkeeping after the edge.
+inline void stream_update(Sim* s) {
+    if (s->s_fire) {
+        Src& a = s->src;
+        a.hold = false;
+        if (++a.i == a.n) a.active = false;
+    }
+    if (s->m_fire) {
+        Snk& b = s->snk;
+        b.i++;
+        if (s->m_last) { b.active = false; b.got_tlast = true; }
+    }
+}
+
 inline void cycle(Sim* s) {
+    stream_drive(s);
     model_eval(s->top.get());
+    stream_sample(s);
     tick(s);
+    stream_update(s);
+}
+
+// A master reset (DMA MM2S reset): TVALID low without a handshake, as AXI4-Stream allows
+// only in reset.
+void src_abort(Sim* s) {
+    s->src.active = false;
+    s->src.hold = false;
+    s->mon_s_wait = false;
+    s->top->s_axis_tvalid = 0;
+    s->top->s_axis_tlast = 0;
+}
+
+void snk_abort(Sim* s) {
+    s->snk.active = false;
+    s->top->m_axis_tready = 0;
 }
 
 void idle_inputs(Sim* s) {
     auto* t = s->top.get();
-    t->s_axis_tvalid = 0;
-    t->s_axis_tlast = 0;
+    src_abort(s);
+    snk_abort(s);
     t->m_axis_tready = 0;
     t->s_axil_awvalid = 0;
     t->s_axil_wvalid = 0;
@@ -142,11 +276,14 @@ int axil_write(Sim* s, uint32_t addr, uint32_t data, uint64_t max_cycles) {
     t->s_axil_bready = 1;
     bool aw_done = false, w_done = false;
     for (uint64_t i = 0; i < max_cycles; i++) {
+        stream_drive(s);
         model_eval(t);
+        stream_sample(s);
         bool aw = t->s_axil_awvalid && t->s_axil_awready;
         bool w = t->s_axil_wvalid && t->s_axil_wready;
         bool b = t->s_axil_bvalid && t->s_axil_bready;
         tick(s);
+        stream_update(s);
         if (aw) { aw_done = true; t->s_axil_awvalid = 0; }
         if (w) { w_done = true; t->s_axil_wvalid = 0; }
         if (b && aw_done && w_done) { t->s_axil_bready = 0; return 0; }
@@ -163,11 +300,14 @@ int axil_read(Sim* s, uint32_t addr, uint32_t* data, uint64_t max_cycles) {
     t->s_axil_arvalid = 1;
     t->s_axil_rready = 1;
     for (uint64_t i = 0; i < max_cycles; i++) {
+        stream_drive(s);
         model_eval(t);
+        stream_sample(s);
         bool ar = t->s_axil_arvalid && t->s_axil_arready;
         bool r = t->s_axil_rvalid && t->s_axil_rready;
         uint32_t rd = t->s_axil_rdata;
         tick(s);
+        stream_update(s);
         if (ar) t->s_axil_arvalid = 0;
         if (r) { *data = rd; t->s_axil_rready = 0; return 0; }
     }
@@ -231,9 +371,20 @@ void ig_hard_reset(void* h) {
     auto* s = static_cast<Sim*>(h);
     idle_inputs(s);
     s->top->rst = 1;
-    for (int i = 0; i < 4; i++) cycle(s);
+    s->mon_m_wait = false;  // TVALID may drop in reset
+    for (int i = 0; i < 4; i++) { cycle(s); s->mon_m_wait = false; }
     s->top->rst = 0;
     cycle(s);
+}
+
+// Stream-protocol violations seen by the monitor: v[0] on m_axis (the core's output),
+// v[1] on s_axis (the harness's own master), v[2]/v[3] the cycle of the first of each.
+void ig_violations(void* h, uint64_t* v) {
+    auto* s = static_cast<Sim*>(h);
+    v[0] = s->viol_m;
+    v[1] = s->viol_s;
+    v[2] = s->viol_m_first;
+    v[3] = s->viol_s_first;
 }
 
 uint64_t ig_cycle(void* h) { return static_cast<Sim*>(h)->cycle; }
@@ -251,68 +402,122 @@ int ig_read(void* h, uint32_t addr, uint32_t* data) {
     return axil_read(static_cast<Sim*>(h), addr, data, 1000);
 }
 
-// Stream n_in input beats (tlast on the last, unless no_tlast) while collecting output
-// beats into out (max_out of them), then poll STATUS until the core is idle.
-// Returns 0 when done, 1 on timeout (max_cycles or wall-clock deadline), 2 when the core
-// produced more output beats than max_out.  *n_in_done / *n_out report progress.
-int ig_transfer(void* h, const uint8_t* in, uint64_t n_in, uint32_t in_beat_bytes,
-                uint8_t* out, uint64_t max_out, uint32_t out_beat_bytes,
-                uint32_t status_addr, uint64_t max_cycles, double timeout_s,
-                uint64_t* n_in_done, uint64_t* n_out) {
+// -- the stream engine, step by step (the DMA model drives it this way) ---------------
+
+// Post an MM2S-like transfer: n beats of `bytes` bytes from buf (the caller keeps it
+// alive), TLAST on the last unless tlast_on_last is 0.  Replaces any transfer in flight
+// (callers post only when the previous one is done or aborted).
+void ig_src_post(void* h, const uint8_t* buf, uint64_t n, uint32_t bytes, int tlast_on_last) {
     auto* s = static_cast<Sim*>(h);
-    auto* t = s->top.get();
+    s->src.buf = buf;
+    s->src.n = n;
+    s->src.i = 0;
+    s->src.bytes = bytes;
+    s->src.tlast_on_last = tlast_on_last != 0;
+    s->src.hold = false;
+    s->src.active = n > 0;
+}
+
+// Post an S2MM-like receive into buf (cap beats of `bytes` bytes); it ends at TLAST.
+void ig_snk_post(void* h, uint8_t* buf, uint64_t cap, uint32_t bytes) {
+    auto* s = static_cast<Sim*>(h);
+    s->snk.buf = buf;
+    s->snk.cap = cap;
+    s->snk.i = 0;
+    s->snk.bytes = bytes;
+    s->snk.got_tlast = false;
+    s->snk.overflow = false;
+    s->snk.active = true;
+}
+
+void ig_src_abort(void* h) { src_abort(static_cast<Sim*>(h)); }
+void ig_snk_abort(void* h) { snk_abort(static_cast<Sim*>(h)); }
+
+// st[0..7]: src beats accepted, src active, src holding TVALID, sink beats received, sink
+// active, sink ended with TLAST, sink overflow, core m_axis_tvalid.
+void ig_stream_state(void* h, uint64_t* st) {
+    auto* s = static_cast<Sim*>(h);
+    model_eval(s->top.get());
+    st[0] = s->src.i;
+    st[1] = s->src.active;
+    st[2] = s->src.hold;
+    st[3] = s->snk.i;
+    st[4] = s->snk.active;
+    st[5] = s->snk.got_tlast;
+    st[6] = s->snk.overflow;
+    st[7] = s->top->m_axis_tvalid;
+}
+
+// Run up to `cycles` cycles; stop early, after the cycle in which it happens, on an event
+// in stop_mask: 1 the source finished, 2 the sink received TLAST, 4 the sink overflowed.
+// Returns the events seen.
+int ig_run(void* h, uint64_t cycles, int stop_mask) {
+    auto* s = static_cast<Sim*>(h);
+    int ev = 0;
+    for (uint64_t c = 0; c < cycles; c++) {
+        bool src_was = s->src.active, snk_was = s->snk.active;
+        cycle(s);
+        if (src_was && !s->src.active) ev |= 1;
+        if (snk_was && !s->snk.active && s->snk.got_tlast) ev |= 2;
+        if (s->snk.overflow) ev |= 4;
+        if (ev & stop_mask) break;
+    }
+    return ev;
+}
+
+// One whole transfer for the sim backend, as a DMA does it: send n_in beats (TLAST on the
+// last unless tlast_on_last is 0) while receiving into out (max_out beats; the receive
+// ends at TLAST, so a short aborted frame is seen, not waited for); STATUS is polled every
+// poll_every cycles meanwhile and once both streams are done until the core is idle.
+// Returns 0 done, 1 timeout (max_cycles or wall-clock deadline), 2 the core presented more
+// beats than max_out without TLAST, 3 STATUS showed the error bit (err_mask).  The streams
+// stay posted on return (the caller aborts them in its recovery).  *n_in_done / *n_out /
+// *got_tlast report progress.
+int ig_transfer(void* h, const uint8_t* in, uint64_t n_in, uint32_t in_beat_bytes,
+                int tlast_on_last, uint8_t* out, uint64_t max_out, uint32_t out_beat_bytes,
+                uint32_t status_addr, uint32_t busy_mask, uint32_t err_mask,
+                uint64_t poll_every, uint64_t max_cycles, double timeout_s,
+                uint64_t* n_in_done, uint64_t* n_out, int* got_tlast) {
+    auto* s = static_cast<Sim*>(h);
     const auto t0 = std::chrono::steady_clock::now();
-    uint64_t i_in = 0, i_out = 0, c = 0;
+    ig_src_post(h, in, n_in, in_beat_bytes, tlast_on_last);
+    if (max_out) {
+        ig_snk_post(h, out, max_out, out_beat_bytes);
+    } else {
+        s->snk.active = false;  // no receive posted: a beat the core sends waits
+        s->snk.got_tlast = false;
+        s->snk.overflow = false;
+        s->snk.i = 0;
+    }
+    const uint64_t c_end = s->cycle + max_cycles;
+    if (poll_every == 0) poll_every = 1;
+    uint64_t next_poll = s->cycle + poll_every;
+    uint64_t next_clock = s->cycle + 0x10000;
     int rc = 1;
-    bool streams_done = false;
-    while (c < max_cycles) {
-        if ((c & 0xFFFF) == 0xFFFF && timeout_s > 0) {
-            double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            if (el > timeout_s) break;
+    while (s->cycle < c_end) {
+        if (s->cycle >= next_clock) {
+            next_clock = s->cycle + 0x10000;
+            if (timeout_s > 0) {
+                double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                if (el > timeout_s) break;
+            }
         }
-        if (!streams_done) {
-            bool in_v = i_in < n_in && !(s->in_idle_ppm && rand_ppm(s) < s->in_idle_ppm);
-            t->s_axis_tvalid = in_v;
-            if (in_v) {
-                put_bytes(t->s_axis_tdata, in + i_in * in_beat_bytes, in_beat_bytes);
-                t->s_axis_tlast = (i_in == n_in - 1);
-            } else {
-                t->s_axis_tlast = 0;
-            }
-            t->m_axis_tready = !(s->out_busy_ppm && rand_ppm(s) < s->out_busy_ppm);
-            model_eval(t);
-            bool s_fire = t->s_axis_tvalid && t->s_axis_tready;
-            bool m_fire = t->m_axis_tvalid && t->m_axis_tready;
-            if (m_fire) {
-                if (i_out >= max_out) { rc = 2; break; }
-                get_bytes(t->m_axis_tdata, out + i_out * out_beat_bytes, out_beat_bytes);
-            }
-            tick(s);
-            c++;
-            if (s_fire) i_in++;
-            if (m_fire) i_out++;
-            if (i_in == n_in && i_out == max_out) {
-                streams_done = true;
-                t->s_axis_tvalid = 0;
-                t->s_axis_tlast = 0;
-                t->m_axis_tready = 0;  // a surplus beat stays valid: overflow below
-            }
-        } else {
+        cycle(s);
+        if (s->snk.overflow) { rc = 2; break; }
+        bool frame_done = max_out ? !s->snk.active : true;
+        bool streams_done = !s->src.active && frame_done;
+        if (streams_done || s->cycle >= next_poll) {
+            next_poll = s->cycle + poll_every;
             uint32_t st = 0;
-            uint64_t before = s->cycle;
             if (axil_read(s, status_addr, &st, 100) != 0) { rc = 1; break; }
-            c += s->cycle - before;
-            model_eval(t);
-            if (t->m_axis_tvalid) { rc = 2; break; }
-            if ((st & 1u) == 0) { rc = 0; break; }
+            if (st & err_mask) { rc = 3; break; }
+            if (streams_done && !(st & busy_mask)) { rc = 0; break; }
+            if (s->snk.overflow) { rc = 2; break; }
         }
     }
-    t->s_axis_tvalid = 0;
-    t->s_axis_tlast = 0;
-    t->m_axis_tready = 0;
-    model_eval(t);
-    *n_in_done = i_in;
-    *n_out = i_out;
+    *n_in_done = s->src.i;
+    *n_out = s->snk.i;
+    *got_tlast = s->snk.got_tlast;
     return rc;
 }
 

