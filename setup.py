@@ -1,27 +1,35 @@
 """intergrad: InterGrad training on a configurable systolic array (RTL + host driver)."""
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
+#: the one version number, in the package (intergrad.__version__, `intergrad --version`)
+VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "host" / "intergrad" / "__init__.py")
+                    .read_text(encoding="utf-8"), re.M).group(1)
 
 
 class BuildWithRTL(build_py):
-    """Copy hls_verilog/ into the package (intergrad/_rtl) for non-editable installs; an
-    editable install finds the RTL in the source tree (intergrad.rtl.rtl_dir)."""
+    """Copy hls_verilog/ into the package (intergrad/_rtl) and notebooks/ into
+    intergrad/notebooks (what `pynq get-notebooks` delivers) for non-editable installs; an
+    editable install finds both in the source tree (intergrad.rtl.rtl_dir,
+    intergrad.notebooks.notebooks_dir)."""
 
     def run(self):
         super().run()
-        dst = Path(self.build_lib) / "intergrad" / "_rtl"
-        dst.mkdir(parents=True, exist_ok=True)
-        for f in sorted((ROOT / "hls_verilog").iterdir()):
-            if f.suffix in (".v", ".vh"):
-                self.copy_file(str(f), str(dst / f.name))
+        for src, dst, suffixes in ((ROOT / "hls_verilog", "_rtl", (".v", ".vh")),
+                                   (ROOT / "notebooks", "notebooks", (".ipynb",))):
+            out = Path(self.build_lib) / "intergrad" / dst
+            out.mkdir(parents=True, exist_ok=True)
+            for f in sorted(src.iterdir()):
+                if f.suffix in suffixes:
+                    self.copy_file(str(f), str(out / f.name))
 
 setup(
     name="intergrad",
-    version="0.1.0",
+    version=VERSION,
     description="FPGA co-design framework: interleaved WS/OS gradient computation on a "
                 "configurable systolic array (InterGrad, TCAS-I 2023)",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
@@ -30,7 +38,10 @@ setup(
     package_dir={"": "host"},
     packages=find_packages("host"),
     include_package_data=True,
-    package_data={"intergrad.device": ["harness.cpp", "verilated_fast.h"], "intergrad.model": ["data/*"]},
+    package_data={"intergrad.device": ["harness.cpp", "verilated_fast.h"],
+                  "intergrad.model": ["data/*"],
+                  # a release's overlay: the files, or .link files PYNQ resolves on the board
+                  "intergrad.overlays": ["*.bit", "*.hwh", "*.link"]},
     cmdclass={"build_py": BuildWithRTL},
     install_requires=[
         "numpy>=1.24,<2.4",
@@ -49,6 +60,8 @@ setup(
         "board": [
             'pynq>=3.0; platform_machine == "armv7l" or platform_machine == "aarch64"',
         ],
+        # the notebooks in a browser: `jupyter lab notebooks/` (see the README)
+        "notebooks": ["jupyterlab>=4", "ipykernel>=6"],
         "dev": [
             "cocotb==2.1.0",
             "cocotbext-axi==0.1.28",
@@ -61,5 +74,11 @@ setup(
             "ipykernel>=6",
         ],
     },
-    entry_points={"console_scripts": ["intergrad=intergrad.cli:main"]},
+    entry_points={
+        "console_scripts": ["intergrad=intergrad.cli:main"],
+        # `pynq get-notebooks intergrad` on a board delivers notebooks/ (PYNQ's convention)
+        "pynq.notebooks": ["intergrad = intergrad.notebooks"],
+        # PYNQ's lookup of overlays shipped in installed packages
+        "pynq.overlays": ["intergrad = intergrad.overlays"],
+    },
 )

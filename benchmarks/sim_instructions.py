@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _results import add_write_option, results_file  # noqa: E402 (benchmarks/)
+
 CHILD = r'''
 import sys, numpy as np
 from intergrad.device.sim import SimDevice
@@ -60,7 +62,13 @@ def count(array: str, B: int) -> tuple[int, int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--array", default="8x8")
+    add_write_option(ap, "sim_instructions")
     a = ap.parse_args(argv)
+    with results_file("sim_instructions", a.write, argv):
+        return _run(a)
+
+
+def _run(a) -> int:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind")
     c1, i1 = count(a.array, 1000)

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from intergrad import rtl
-from intergrad.device.sim import SimDevice
+from intergrad.device.sim import SimDevice, cache_root
 from intergrad.driver import Accelerator
 from intergrad.golden import ArrayModel, Job
 from intergrad.spec import ArrayConfig
+
+from _results import add_write_option, results_file  # noqa: E402 (benchmarks/)
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,7 +58,8 @@ def cpp_rate(cfg: ArrayConfig, B: int, reps: int = 9) -> dict:
 
 
 def cocotb_rate(cfg: ArrayConfig, B: int) -> dict:
-    build = HERE.parent / "sim_build" / f"bench_verilator_{cfg.rows}x{cfg.cols}"
+    # under the cache ($INTERGRAD_CACHE or ~/.cache/intergrad), not in the checkout
+    build = cache_root() / "cocotb" / f"bench_verilator_{cfg.rows}x{cfg.cols}"
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "res.json"
         total, failed = rtl.run_cocotb("verilator", cfg, build, "bench_cocotb_speed",
@@ -73,7 +76,13 @@ def main(argv=None) -> int:
     ap.add_argument("--array", default="8x8")
     ap.add_argument("--b-cpp", type=int, default=60000)
     ap.add_argument("--b-cocotb", type=int, default=20000)
+    add_write_option(ap, "sim_speed")
     a = ap.parse_args(argv)
+    with results_file("sim_speed", a.write, argv):
+        return _run(a)
+
+
+def _run(a) -> int:
     cfg = ArrayConfig.parse(a.array)
     cb = cocotb_rate(cfg, a.b_cocotb)
     cp = cpp_rate(cfg, a.b_cpp)

@@ -19,6 +19,8 @@ from intergrad.nn import (DeviceBackend, DigitsCNN, FloatBackend, load_digits_sp
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
+from _results import add_write_option, results_file  # noqa: E402 (benchmarks/)
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,7 +28,13 @@ def main(argv=None) -> int:
     ap.add_argument("--array", default="8x8")
     ap.add_argument("--schedule", default="intergrad", choices=["intergrad", "baseline"])
     ap.add_argument("--seed", type=int, default=0)
+    add_write_option(ap, "train_speed")
     a = ap.parse_args(argv)
+    with results_file("train_speed", a.write, argv):
+        return _run(a)
+
+
+def _run(a) -> int:
     cfg = ArrayConfig.parse(a.array)
     data = load_digits_split(a.seed)
     dev = SimDevice(cfg)

