@@ -224,20 +224,29 @@ class RayExecutor:
         self.address = address
         self._started = False
         if not ray.is_initialized():
-            kw = dict(include_dashboard=False, log_to_driver=False,
-                      configure_logging=True, logging_level="ERROR")
             if address is None:
                 # a local instance: its workers import this very intergrad (e.g. a checkout
                 # that is not installed, or one put first on sys.path by the tests)
                 pkg_parent = str(Path(__file__).resolve().parents[1])
                 pp = os.pathsep.join(x for x in (pkg_parent, os.environ.get("PYTHONPATH"))
                                      if x)
-                kw.update(num_cpus=num_cpus, runtime_env={"env_vars": {"PYTHONPATH": pp}})
+                kw = dict(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                          logging_level="ERROR",
+                          runtime_env={"env_vars": {"PYTHONPATH": pp}})
             else:
-                kw.update(address=address)
+                # a cluster (ray start --head), or Ray Client (ray://): its nodes have
+                # intergrad installed (run_task checks the model version)
+                kw = dict(address=address)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ray.init(**kw)
+                try:
+                    ray.init(**kw)
+                except Exception as e:      # one line for the CLI, not Ray's traceback
+                    where = f"the Ray cluster at {address}" if address else "a local Ray"
+                    hint = ("; is it running, and RAY_AUTH_MODE=token set with its token "
+                            "(docs/cluster.md)?" if address else "")
+                    raise ConnectionError(f"cannot start or reach {where}: "
+                                          f"{' '.join(str(e).split())[:300]}{hint}") from None
             self._started = True
         self.cpus = int(ray.cluster_resources().get("CPU", 0))
 
