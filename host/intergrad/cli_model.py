@@ -462,7 +462,11 @@ def _sweep(a) -> int:
                    requested=f"{r}x{c}", **kw)
               for (r, c), b in itertools.product(v["sizes"], v["batches"])]
     tasks = [{"kind": "point", "model_version": version, "args": p} for p in points]
-    keys = [sw.config_key(p, version) for p in points]
+    # the key covers the whole configuration; what all points share (the network's layers
+    # above all) is digested once
+    common = sw.digest({"net": net, "dataflows": v["dfs"], **kw})
+    keys = [sw.config_key({"common": common, "array": p["array"], "batch": p["batch"],
+                           "requested": p["requested"]}, version) for p in points]
     # the verification sample: small layers of the network on the simulated RTL, by the
     # same workers, in the same task list
     pairs, notes = sw.verify_sample(points, v["dfs"], verify_n) if verify_n else ([], [])

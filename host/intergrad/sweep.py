@@ -96,6 +96,13 @@ def canonical(obj):
     return repr(obj)
 
 
+def digest(config) -> str:
+    """sha256 of a configuration's canonical form (to put a large shared part, such as
+    the network, into many keys at the cost of one)."""
+    return hashlib.sha256(json.dumps(canonical(config), sort_keys=True,
+                                     separators=(",", ":")).encode()).hexdigest()
+
+
 def config_key(config: dict, version: str | None = None) -> str:
     """sha256 of the canonical configuration and the model version."""
     blob = json.dumps({"config": canonical(config), "model": version or model_version()},
@@ -173,6 +180,13 @@ class ResultCache:
 # ----------------------------------------------------------------------------- executors
 
 
+def _ignore_sigint():
+    """Pool workers leave Ctrl-C to the driver (which stops the sweep and says how to
+    resume) instead of each printing a KeyboardInterrupt traceback."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalExecutor:
     """A process pool on this machine (``jobs`` processes), or in-process with one job."""
 
@@ -191,16 +205,19 @@ class LocalExecutor:
                 yield i, fn(t)
             return
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        ex = ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)))
+        ex = ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)),
+                                 initializer=_ignore_sigint)
         try:
             pending = {ex.submit(fn, t): i for i, t in enumerate(tasks)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield pending.pop(fut), fut.result()
-        finally:
-            # an interruption: drop what has not started, do not wait for the rest
-            ex.shutdown(wait=False, cancel_futures=True)
+        except BaseException:
+            # an interruption: drop what has not started; the running points finish
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        ex.shutdown(wait=True)
 
     def close(self) -> None:
         pass
@@ -464,6 +481,6 @@ def run_cached(executor, tasks: list[dict], keys: list[str], cache: ResultCache,
 
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "ResultCache", "canonical",
-           "config_key", "default_cache_dir", "make_executor", "model_version",
+           "config_key", "digest", "default_cache_dir", "make_executor", "model_version",
            "run_cached", "run_task", "small_layer", "sweep_point", "verify_point",
            "verify_sample"]
