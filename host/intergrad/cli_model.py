@@ -471,6 +471,8 @@ def _sweep(a) -> int:
     # same workers, in the same task list
     pairs, notes = sw.verify_sample(points, v["dfs"], verify_n) if verify_n else ([], [])
     gemm = [L for L in net.layers if L.is_gemm]
+    if not gemm:
+        pairs, notes = [], notes + ["--verify: the network has no conv/fc layer to run"]
     for j, (i, design) in enumerate(pairs):
         p = points[i]
         layer, b = sw.small_layer(gemm[(j * 7 + i) % len(gemm)], p["batch"])
@@ -494,10 +496,12 @@ def _sweep(a) -> int:
         results = sw.run_cached(ex, tasks, keys, cache, progress)
     except KeyboardInterrupt:
         bar.close()
-        done = len(cache) if cache.enabled else 0
-        print(f"intergrad sweep: interrupted; completed points are cached in {cache.root} "
-              f"({done} results there): run the same command again to resume",
-              file=sys.stderr)
+        if cache.enabled:
+            print(f"intergrad sweep: interrupted; completed points are cached in "
+                  f"{cache.root} ({len(cache)} results there): run the same command again "
+                  f"to resume", file=sys.stderr)
+        else:
+            print("intergrad sweep: interrupted (--no-cache: nothing kept)", file=sys.stderr)
         return 130
     finally:
         bar.close()
