@@ -174,3 +174,11 @@ def test_sweep_on_ray(tmp_path, capsys):
     assert main(SMALL + ["--jobs", "2", "--no-cache", "--csv", str(tmp_path / "n.csv")]) == 0
     strip = lambda rows: [{k: v for k, v in r.items() if k != "rtl_check"} for r in rows]
     assert strip(_rows(ray_csv)) == strip(_rows(tmp_path / "n.csv"))
+
+
+def test_ray_missing_is_one_line(monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "ray", None)       # as if not installed
+    assert main(["sweep", "lenet5", "--executor", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install" in err and "intergrad[ray]" in err and len(err.splitlines()) == 1
