@@ -67,6 +67,10 @@ BAD = [
     (["info", "--backend", "board"], "--backend"),
     (["info", "--seed", "x"], "--seed"),
     (["no-such-command"], "invalid choice"),
+    # profile / sweep (cli_model): the last-resort handler of main keeps them to one line
+    (["profile", "no_such_network"], "unknown network"),
+    (["profile", "no/such/topology.csv"], "not found"),
+    (["sweep", "lenet5", "--arrays", "0x0", "--batches", "1"], "0x0"),
     ([], "required"),
 ]
 

@@ -74,3 +74,23 @@ def test_cli_demo_and_info(capsys):
 def test_cli_bad_array_is_a_clear_error(capsys):
     assert cli.main(["demo", "--backend", "sim", "--array", "8by8"]) == 2
     assert "RxC" in capsys.readouterr().err
+
+
+def test_cli_train_progress_bar_names_the_backend(monkeypatch, capsys):
+    """The progress bar's label is the backend's name (``[sim]``), not ``[device]``."""
+    import intergrad.nn as nn
+
+    seen = []
+
+    def fake_train(net, be, data, epochs, **kw):
+        seen.append(be.name)
+        hist = [nn.EpochStats(e, 0.5, 0.9, 0.9, 0.1, 0.0) for e in range(1, epochs + 1)]
+        for st in hist:
+            if kw.get("on_epoch"):
+                kw["on_epoch"](st)
+        return hist
+
+    monkeypatch.setattr(nn, "train", fake_train)
+    assert cli.main(["train", "--backend", "sim", "--epochs", "1", "--measure-steps", "0"]) == 0
+    assert seen[0] == "sim", seen
+    assert "epoch   1" in capsys.readouterr().out

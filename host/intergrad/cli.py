@@ -573,7 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    text = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError quotes its text
+    return " ".join(str(text).split()) or type(e).__name__
 
 
 def main(argv=None) -> int:
@@ -594,7 +595,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except UsageError as e:
+    except (UsageError, argparse.ArgumentTypeError) as e:
         print(f"{where}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except Diverged as e:
