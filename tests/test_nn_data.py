@@ -156,3 +156,17 @@ def test_cli_save_resume_evaluate(tmp_path, capsys):
     assert "precision int16, not int8" in capsys.readouterr().err
     assert cli.main(["train", "--backend", "sim", "--net", "lenet", "--load", ck]) == 2
     assert "network digits, not lenet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--net", "lenet5", "--channels", "4"], "--channels: lenet5"),
+    (["--momentum", "1.5"], "--momentum"),
+    (["--bits", "12"], "--bits"),
+    (["--net", "vgg"], "--net"),
+    (["--data", "digits:/x"], "give no folder"),
+    (["--data", "mnist"], "mnist needs a folder"),
+])
+def test_cli_train_option_errors(argv, msg, capsys):
+    assert cli.main(["train", "--backend", "sim"] + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and msg in err, err
