@@ -41,3 +41,17 @@ def test_short_lenet_training_lowers_the_loss(bits, acc_w, stochastic):
         assert ("conv1", "ig") not in kinds
     finally:
         dev.close()
+
+
+def test_lenet5_matches_the_zoo():
+    """--net lenet5 has the zoo's layer shapes (convs and FCs) at its 32x32 input."""
+    from intergrad import zoo
+
+    net = L.build("lenet5", (1, 32, 32))
+    ours = []
+    for i, layer in enumerate(net.layers):
+        if layer.kind in ("conv", "fc"):
+            ours.append((layer.kind, int(np.prod(net.shapes[i])), int(np.prod(net.shapes[i + 1]))))
+    theirs = [(l.kind, l.cin * l.hin * l.win, l.cout * l.hout * l.wout)
+              for l in zoo.get("lenet5").layers if l.kind in ("conv", "fc")]
+    assert ours == theirs
