@@ -1,4 +1,4 @@
-"""``intergrad`` command line: train, demo, info (and profile/sweep from the model)."""
+"""``intergrad`` command line: train, evaluate, demo, info (and profile/sweep from the model)."""
 from __future__ import annotations
 
 import argparse
