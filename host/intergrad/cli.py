@@ -177,11 +177,11 @@ def _train_setup(args, net_name=None, net_config=None, precision=None):
     except DataError as e:
         raise UsageError(f"--data: {e}") from None
     name = net_name or args.net
+    if getattr(args, "limit", 0):
+        data = (data[0][:args.limit], data[1][:args.limit], data[2], data[3])
     want = L.NETWORKS[name][1]
     if want is not None:
         data = (fit_images(data[0], want), data[1], fit_images(data[2], want), data[3])
-    if getattr(args, "limit", 0):
-        data = (data[0][:args.limit], data[1][:args.limit], data[2], data[3])
     kw = dict(net_config or {})
     if net_config is None and getattr(args, "channels", None) is not None:
         if name == "lenet5":
@@ -264,7 +264,7 @@ def cmd_train(args) -> int:
         be.rng.bit_generator.state = meta["sr_rng"]
     be.name = acc.device.backend          # the progress bar names the real backend
     sim_s = (lambda: dev.sim_seconds) if hasattr(dev, "sim_seconds") else None
-    net, opt = net0.copy(), None
+    net = net0.copy()
     opt = SGD(net.params(), args.lr, args.momentum)
     opt.load_state_dict(opt0.state_dict())
     rng = np.random.default_rng()
