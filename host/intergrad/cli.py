@@ -1,4 +1,4 @@
-"""``intergrad`` command line: train, demo, info (and profile/sweep from the model)."""
+"""``intergrad`` command line: train, evaluate, demo, info (and profile/sweep from the model)."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +68,22 @@ def _positive_float(text: str) -> float:
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return v
+
+
+def _unit_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number expected, got {text!r}") from None
+    if not (0.0 <= v < 1.0):
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return v
+
+
+#: --net choices (intergrad.layers.NETWORKS, listed here so --help needs no numpy import)
+NET_NAMES = {"digits": "conv3x3(8) -> maxpool -> FC(10)",
+             "lenet": "LeNet-class, 2 conv3x3 + 2 FC",
+             "lenet5": "the zoo's LeNet-5 at 32x32 (inputs padded/resized)"}
 
 
 def _array_type(text: str) -> str:
@@ -143,28 +159,116 @@ def _table(rows: list[dict], cols: list[str], fmt=None) -> str:
 
 # ------------------------------------------------------------------------------ train
 
+#: --bits -> the matching RTL build's (DATA_W, ACC_W)
+PRECISIONS = {16: (16, 32), 8: (8, 20)}
+
+
+def _train_setup(args, net_name=None, net_config=None, precision=None):
+    """Data, network, array build for train/evaluate; every bad input is a UsageError."""
+    from . import layers as L
+    from .data import DataError, fit_images, load
+
+    bits = args.bits if precision is None else int(precision.lstrip("int"))
+    d, a = PRECISIONS[bits]
+    base = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
+    cfg = ArrayConfig(base.rows, base.cols, d, a, base.dual_mac)
+    try:
+        data = load(args.data, args.seed)
+    except DataError as e:
+        raise UsageError(f"--data: {e}") from None
+    name = net_name or args.net
+    if getattr(args, "limit", 0):
+        data = (data[0][:args.limit], data[1][:args.limit], data[2], data[3])
+    want = L.NETWORKS[name][1]
+    if want is not None:
+        data = (fit_images(data[0], want), data[1], fit_images(data[2], want), data[3])
+    kw = dict(net_config or {})
+    if net_config is None and getattr(args, "channels", None) is not None:
+        if name == "lenet5":
+            raise UsageError("--channels: lenet5 has the zoo's fixed widths (6, 16)")
+        kw["channels"] = args.channels
+    kw.pop("classes", None)
+    try:
+        net = L.build(name, data[0].shape[1:], 10, args.seed, **kw)
+    except ValueError as e:
+        raise UsageError(f"--net {name}: {e}") from None
+    return data, net, cfg, f"int{bits}"
+
+
+def _check_build(acc, cfg) -> None:
+    if (acc.cfg.data_w, acc.cfg.acc_w) != (cfg.data_w, cfg.acc_w):
+        raise UsageError(f"the hardware is a {acc.cfg.data_w}/{acc.cfg.acc_w}-bit build, "
+                         f"--bits asks for {cfg.data_w}/{cfg.acc_w}")
+
+
+def _layer_table(report, cfg) -> str:
+    rows = _aggregate(report)
+    for r in rows:
+        peak = cfg.rows * cfg.cols * r["busy_cycles"] * (2 if cfg.dual_mac and r["pass"] == "ig" else 1)
+        r["beats"] = r["in_beats"] + r["out_beats"]
+        r["MAC util"] = 100.0 * r["macs"] / max(peak, 1)
+    return _table(rows, ["layer", "pass", "jobs", "busy_cycles", "macs", "MAC util", "in_beats",
+                         "out_beats", "wload_beats", "stall_in", "stall_out"],
+                  {"MAC util": "{:.0f}%"})
+
+
 def cmd_train(args) -> int:
-    from .nn import DeviceBackend, DigitsCNN, FloatBackend, load_digits_split, train
+    from . import checkpoint
+    from .nn import SGD, DeviceBackend, FloatBackend, softmax_ce, train
     from .scheduler import Scheduler
 
-    cfg = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
     _check_backend(args)
     if args.csv:
         check_writable(args.csv, "--csv")
-    data = load_digits_split(args.seed)
+    if args.save:
+        check_writable(args.save, "--save")
+    meta = None
+    if args.load:
+        try:
+            meta, _, _ = checkpoint.read(args.load)
+            checkpoint.check_compatible(meta, args.load, precision=f"int{args.bits}")
+        except checkpoint.CheckpointError as e:
+            raise UsageError(f"--load: {e}") from None
+        if meta["net"] != args.net:
+            raise UsageError(f"--load: {args.load} is a checkpoint of network {meta['net']}, "
+                             f"not {args.net} (use --net {meta['net']})")
+    data, net0, cfg, precision = _train_setup(args, net_config=meta and meta["config"])
     if args.batch > len(data[1]):
         raise UsageError(f"--batch {args.batch} is larger than the training set "
                          f"({len(data[1])} images)")
-    print(f"intergrad train: digits ({len(data[1])} train / {len(data[3])} test), "
-          f"CNN conv3x3({args.channels}) -> ReLU -> maxpool -> FC(10), batch {args.batch}, "
-          f"lr {args.lr}, {args.epochs} epochs, schedule {args.schedule}")
+    opt0 = SGD(net0.params(), args.lr, args.momentum)
+    rng0 = np.random.default_rng(args.seed)
+    start = 1
+    if args.load:
+        try:
+            meta = checkpoint.restore(args.load, net0, opt0, precision=precision, rng=rng0)
+        except checkpoint.CheckpointError as e:
+            raise UsageError(f"--load: {e}") from None
+        start = meta["epoch"] + 1
+    print(f"intergrad train: {args.data} ({len(data[1])} train / {len(data[3])} test, "
+          f"{'x'.join(map(str, data[0].shape[1:]))}), net {args.net}: {net0.describe()}")
+    print(f"  batch {args.batch}, lr {args.lr} (decay {args.decay}), momentum {args.momentum}, "
+          f"epochs {start}..{args.epochs}, schedule {args.schedule}, {precision} operands "
+          f"(DATA_W {cfg.data_w}, ACC_W {cfg.acc_w} accumulators), "
+          f"{'stochastic' if args.stochastic_rounding else 'nearest'} rounding of gradients, "
+          f"float32 master weights on the host")
+    if args.load:
+        print(f"  resumed from {args.load} after epoch {meta['epoch']}")
     dev, acc = _open(args, cfg)
+    _check_build(acc, cfg)
     print(f"device: {acc.describe()}")
-    net0 = DigitsCNN(args.channels, seed=args.seed)
     sched = Scheduler(acc)
-    be = DeviceBackend(sched, args.schedule)
+    be = DeviceBackend(sched, args.schedule, stochastic=args.stochastic_rounding,
+                       seed=args.seed)
+    if args.load and be.rng is not None and meta.get("sr_rng"):
+        be.rng.bit_generator.state = meta["sr_rng"]
     be.name = acc.device.backend          # the progress bar names the real backend
     sim_s = (lambda: dev.sim_seconds) if hasattr(dev, "sim_seconds") else None
+    net = net0.copy()
+    opt = SGD(net.params(), args.lr, args.momentum)
+    opt.load_state_dict(opt0.state_dict())
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rng0.bit_generator.state
 
     def show(st):
         if not math.isfinite(st.loss) or st.loss > DIVERGED_LOSS:
@@ -175,29 +279,48 @@ def cmd_train(args) -> int:
             extra = f", {100 * (1 - st.device_seconds / st.seconds):.0f}% in Python"
         print(f"epoch {st.epoch:3d}  loss {st.loss:.4f}  train acc {100 * st.train_acc:5.1f}%  "
               f"test acc {100 * st.test_acc:5.1f}%  ({st.seconds:.1f} s{extra})", flush=True)
+        if args.save:
+            checkpoint.save(args.save, net, opt, epoch=st.epoch, precision=precision, rng=rng,
+                            sr_rng=be.rng)
 
-    net = net0.copy()
+    if start > args.epochs:
+        print(f"the checkpoint already has {start - 1} epochs (>= --epochs {args.epochs}): "
+              f"nothing to train")
+        dev.close()
+        return 0
     try:
         hist = train(net, be, data, epochs=args.epochs, batch=args.batch, lr=args.lr,
                      seed=args.seed, progress=not args.no_progress, on_epoch=show,
-                     device_seconds=sim_s)
+                     device_seconds=sim_s, opt=opt, rng=rng, start_epoch=start,
+                     decay=args.decay)
         with np.errstate(all="ignore"):
-            ref = train(net0.copy(), FloatBackend(), data, epochs=args.epochs, batch=args.batch,
-                        lr=args.lr, seed=args.seed, progress=False)
+            ref_opt = SGD(net0.params(), args.lr, args.momentum)
+            ref_opt.load_state_dict(opt0.state_dict())
+            try:
+                ref = train(net0, FloatBackend(), data, epochs=args.epochs, batch=args.batch,
+                            lr=args.lr, seed=args.seed, progress=False, opt=ref_opt, rng=rng0,
+                            start_epoch=start, decay=args.decay)
+            except FloatingPointError:
+                ref = None
     except (FloatingPointError, Diverged) as e:
         dev.close()
         raise Diverged(f"training diverged ({e}); try a smaller --lr than {args.lr}") from None
-    acc_hw, acc_ref = hist[-1].test_acc, ref[-1].test_acc
-    ref_note = "" if math.isfinite(ref[-1].loss) else " (the float reference diverged)"
-    print(f"\ntest accuracy: {100 * acc_hw:.1f}% on the array (fixed point), "
-          f"{100 * acc_ref:.1f}% float reference ({100 * (acc_hw - acc_ref):+.1f} pp)"
-          f"{ref_note}")
+    acc_hw = hist[-1].test_acc
+    if ref is not None and math.isfinite(ref[-1].loss):
+        acc_ref = ref[-1].test_acc
+        print(f"\ntest accuracy: {100 * acc_hw:.1f}% on the array ({precision}), "
+              f"{100 * acc_ref:.1f}% float twin ({100 * (acc_hw - acc_ref):+.1f} pp)")
+    else:
+        print(f"\ntest accuracy: {100 * acc_hw:.1f}% on the array ({precision}); the float "
+              f"twin diverged")
+    if args.save:
+        print(f"checkpoint: {args.save} (epoch {hist[-1].epoch}; resume with --load)")
+    bits = ", ".join(f"{l}/{p} {min(v.values())}" for (l, p), v in be.bits_used.items())
+    print(f"magnitude bits used (fewest per layer/pass, of {cfg.data_w - 1}): {bits}")
 
     # counters per layer and pass over the whole training run
-    rows = _aggregate(sched.report)
     print(f"\nhardware counters over training (schedule {args.schedule}), per layer and pass:")
-    print(_table(rows, ["layer", "pass", "jobs", "busy_cycles", "steps", "macs", "in_beats",
-                        "out_beats", "wload_beats", "stall_in", "stall_out"]))
+    print(_layer_table(sched.report, acc.cfg))
     if args.csv:
         sched.report.to_csv(args.csv)
         print(f"(per-pass records written to {args.csv})")
@@ -214,15 +337,43 @@ def cmd_train(args) -> int:
         b2 = DeviceBackend(s2, name)
         n2 = net.copy()
         xtr, ytr = data[0], data[1]
-        rng = np.random.default_rng(args.seed + 1)
-        from .nn import softmax_ce
+        r2 = np.random.default_rng(args.seed + 1)
         for _ in range(args.measure_steps):
-            idx = rng.choice(len(ytr), args.batch, replace=False)
+            idx = r2.choice(len(ytr), args.batch, replace=False)
             logits, cache = n2.forward(b2, xtr[idx])
             _, dl = softmax_ce(logits, ytr[idx])
             n2.backward(b2, cache, dl)
         meas[name] = s2.report
-    print(_savings_table(meas["baseline"], meas["intergrad"]))
+    print(_savings_table(meas["baseline"], meas["intergrad"], [l.name for l in net.gemm_layers()]))
+    dev.close()
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Test accuracy of a checkpoint on the array (its precision) and in float."""
+    from . import checkpoint
+    from .nn import DeviceBackend, FloatBackend, evaluate
+    from .scheduler import Scheduler
+
+    _check_backend(args)
+    try:
+        meta, params, _ = checkpoint.read(args.load)
+    except checkpoint.CheckpointError as e:
+        raise UsageError(f"--load: {e}") from None
+    data, net, cfg, precision = _train_setup(args, meta["net"], meta["config"], meta["precision"])
+    try:
+        checkpoint.restore(args.load, net, precision=precision)
+    except checkpoint.CheckpointError as e:
+        raise UsageError(f"--load: {e}") from None
+    print(f"intergrad evaluate: {args.load} (net {meta['net']}, {precision}, epoch "
+          f"{meta['epoch']}) on {args.data} ({len(data[3])} test images)")
+    dev, acc = _open(args, cfg)
+    _check_build(acc, cfg)
+    sched = Scheduler(acc)
+    a_hw = evaluate(net, DeviceBackend(sched), data[2], data[3])
+    a_fl = evaluate(net, FloatBackend(), data[2], data[3])
+    print(f"test accuracy: {100 * a_hw:.1f}% on the array ({precision}), {100 * a_fl:.1f}% float")
+    print(_layer_table(sched.report, acc.cfg))
     dev.close()
     return 0
 
@@ -238,7 +389,7 @@ def _aggregate(report) -> list[dict]:
     return list(agg.values())
 
 
-def _savings_table(base, ig) -> str:
+def _savings_table(base, ig, layers=None) -> str:
     def sums(rep, layer=None, backward=None):
         t = {"busy_cycles": 0, "beats": 0}
         for r in rep:
@@ -250,7 +401,7 @@ def _savings_table(base, ig) -> str:
             t["beats"] += r.counters["in_beats"] + r.counters["out_beats"]
         return t
 
-    layers = sorted({r.layer for r in base})
+    layers = layers or sorted({r.layer for r in base})
     rows = []
     for scope, kw in [(f"{l} backward", {"layer": l, "backward": True}) for l in layers] + \
                      [("all layers, backward", {"backward": True}),
@@ -322,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
                             parser_class=OneLineParser)
 
+    def train_args(p):
+        p.add_argument("--data", default="digits",
+                       help="digits (scikit-learn's, bundled), mnist:DIR (IDX files, raw or "
+                            ".gz) or cifar10:DIR (binary batches)")
+        p.add_argument("--limit", type=_int_range(0), default=0,
+                       help="use only the first N training images (0: all)")
+
     def dev_args(p):
         p.add_argument("--backend", choices=["auto", "sim", "pynq"], default="auto",
                        help="hardware: the PYNQ board if present (auto), the simulated RTL "
@@ -338,27 +496,52 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=_int_range(0), default=0,
                        help="random seed (weights, data order, random operands)")
 
-    p = sub.add_parser("train", help="train the digits CNN with its GEMMs on the array",
-                       description="Train a small CNN on scikit-learn's digits with every GEMM "
-                                   "on the array; loss and accuracy per epoch, the hardware "
-                                   "counters, InterGrad's measured savings.",
+    p = sub.add_parser("train", help="train a CNN with its GEMMs on the array",
+                       description="Train a CNN (--net) on digits, MNIST or CIFAR-10 with every "
+                                   "GEMM on the array; loss and accuracy per epoch against a "
+                                   "float twin, the hardware counters per layer and pass, "
+                                   "InterGrad's measured savings per layer.",
                        formatter_class=fmt)
     dev_args(p)
+    train_args(p)
     p.add_argument("--schedule", choices=["intergrad", "baseline"], default="intergrad",
                    help="backward pass: one interleaved InterGrad pass per layer, or separate "
                         "dX (WS) and dW (OS) passes")
-    p.add_argument("--epochs", type=_int_range(1, 10000), default=8, help="training epochs")
+    p.add_argument("--net", choices=list(NET_NAMES), default="digits",
+                   help="network: " + "; ".join(f"{k}: {v}" for k, v in NET_NAMES.items()))
+    p.add_argument("--bits", type=int, choices=sorted(PRECISIONS, reverse=True), default=16,
+                   help="operand width, the RTL build: 16 (ACC_W 32) or 8 (ACC_W 20)")
+    p.add_argument("--stochastic-rounding", action="store_true",
+                   help="round gradients stochastically (seeded by --seed, reproducible)")
+    p.add_argument("--epochs", type=_int_range(1, 10000), default=8,
+                   help="training epochs (in total, when resuming with --load)")
     p.add_argument("--batch", type=_int_range(1), default=32,
                    help="minibatch size (at most the training set)")
     p.add_argument("--lr", type=_positive_float, default=0.1, help="SGD learning rate (> 0)")
-    p.add_argument("--channels", type=_int_range(1, 256), default=8,
-                   help="output channels of the 3x3 convolution")
+    p.add_argument("--momentum", type=_unit_float, default=0.0, help="SGD momentum in [0, 1)")
+    p.add_argument("--decay", choices=["none", "cosine"], default="none",
+                   help="learning-rate schedule over the epochs")
+    p.add_argument("--channels", type=_int_range(1, 256), default=None,
+                   help="first conv layer's output channels (digits, lenet; default 8)")
+    p.add_argument("--save", default=None,
+                   help="write a checkpoint (weights, optimizer state) after every epoch")
+    p.add_argument("--load", type=_existing_path, default=None,
+                   help="resume from this checkpoint (same --net and --bits)")
     p.add_argument("--measure-steps", type=_int_range(0, 10000), default=5,
                    help="training steps run under both schedules to measure savings (0: skip)")
     p.add_argument("--csv", default=None,
                    help="write the per-pass counter records to this CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint on the array",
+                       description="Load a checkpoint written by 'train --save' and measure its "
+                                   "test accuracy on the array (at its precision) and in float.",
+                       formatter_class=fmt)
+    dev_args(p)
+    train_args(p)
+    p.add_argument("--load", type=_existing_path, required=True, help="checkpoint file")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="one InterGrad pass of a random layer vs the golden model",
                        description="One InterGrad pass (dX and dW of a random FC layer) on the "
