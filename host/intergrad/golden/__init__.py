@@ -210,14 +210,12 @@ def unpack_beats(data: bytes, lanes: int, width: int, axis_bits: int) -> np.ndar
     if width in (8, 16, 32, 64) and lanes * width == axis_bits:
         dt = {8: "<i1", 16: "<i2", 32: "<i4", 64: "<i8"}[width]
         return np.frombuffer(data, dtype=dt).reshape(n, lanes).astype(np.int64)
-    out = np.zeros((n, lanes), dtype=np.int64)
-    mask = (1 << width) - 1
-    half = 1 << (width - 1)
-    for b in range(n):
-        v = int.from_bytes(data[b * nbytes:(b + 1) * nbytes], "little")
-        for i in range(lanes):
-            x = (v >> (i * width)) & mask
-            out[b, i] = x - (1 << width) if x >= half else x
+    # any other width: unpack the bits of every beat at once (no per-element Python loop)
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(n, nbytes)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :lanes * width]
+    weights = (np.int64(1) << np.arange(width, dtype=np.int64))
+    out = bits.reshape(n, lanes, width).astype(np.int64) @ weights
+    out -= (out >> (width - 1)) << width  # two's complement: subtract 2**width when negative
     return out
 
 
