@@ -103,3 +103,20 @@ def test_modules_icarus():
                        "test_pe", extra_env={"PE_CYCLES": "1500"}))
     _check(*run_module("icarus", "intergrad_array", ARRAY_CONFIGS[0][1],
                        BUILD / "icarus_array", "test_array", extra_env={"ARRAY_CYCLES": "800"}))
+
+
+# the top-level protocol testbench (tests/cocotb/test_protocol.py): raw AXI-Lite master at
+# chosen skews and backpressure, aborted frames and soft reset checked at the sink
+PROTOCOL_CONFIGS = [
+    ("3x4_dual", (3, 4, 16, 32, 1)),
+    ("4x6_single", (4, 6, 16, 32, 0)),
+]
+
+
+@pytest.mark.parametrize("name,cfgt", PROTOCOL_CONFIGS, ids=[c[0] for c in PROTOCOL_CONFIGS])
+def test_protocol_top(name, cfgt):
+    from intergrad.spec import ArrayConfig
+    seed = run_seed()
+    _check(*rtl.run_cocotb("verilator", ArrayConfig(*cfgt), BUILD / f"protocol_{name}",
+                           "test_protocol", COCOTB_DIR,
+                           extra_env={"INTERGRAD_SEED": str(seed), "IG_SEED": str(seed)}))
