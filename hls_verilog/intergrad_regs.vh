@@ -3,7 +3,7 @@
 
 /* verilator lint_off UNUSEDPARAM */
 localparam [31:0] IG_ID_MAGIC = 32'h49475244;
-localparam [31:0] IG_VERSION = 32'h00010000;
+localparam [31:0] IG_VERSION = 32'h00020000;
 localparam integer IG_ADDR_W = 8;
 localparam [7:0] IG_REG_ID = 8'h00;
 localparam [7:0] IG_REG_VERSION = 8'h04;
@@ -39,6 +39,10 @@ localparam integer IG_STATUS_PRELOADED_LSB = 3;
 localparam integer IG_STATUS_PRELOADED_W = 1;
 localparam integer IG_STATUS_SAVED_LSB = 4;
 localparam integer IG_STATUS_SAVED_W = 1;
+localparam integer IG_STATUS_COMPUTING_LSB = 5;
+localparam integer IG_STATUS_COMPUTING_W = 1;
+localparam integer IG_STATUS_OUT_PENDING_LSB = 6;
+localparam integer IG_STATUS_OUT_PENDING_W = 1;
 localparam integer IG_STATUS_ERR_CAUSE_LSB = 8;
 localparam integer IG_STATUS_ERR_CAUSE_W = 8;
 localparam [7:0] IG_REG_MODE = 8'h18;
@@ -74,6 +78,9 @@ localparam [7:0] IG_ERR_BAD_SHAPE = 8'd5;
 localparam [7:0] IG_ERR_NO_PRELOAD = 8'd6;
 localparam [7:0] IG_ERR_BAD_FLAGS = 8'd7;
 localparam [7:0] IG_ERR_NO_SAVED = 8'd8;
+localparam [7:0] IG_ERR_SOFT_RESET = 8'd9;
+localparam integer IG_ABORT_CAUSE_LSB = 0;
+localparam integer IG_ABORT_CAUSE_W = 8;
 localparam [7:0] IG_COUNTER_BASE = 8'h40;
 localparam integer IG_NUM_COUNTERS = 10;
 localparam integer IG_CNT_CYCLES = 0;

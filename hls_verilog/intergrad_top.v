@@ -2,14 +2,29 @@
  * intergrad: configurable WS / OS / InterGrad systolic array core.
  *
  * One AXI4-Stream input (weights and data), one AXI4-Stream output (results and
- * accumulator drain), an AXI4-Lite slave for identification, build configuration,
- * job control, status and 64-bit performance counters.  The register map and codes
- * come from intergrad_regs.vh, generated from host/intergrad/spec.py.
+ * accumulator drain), an AXI4-Lite slave (intergrad_axil_regs) for identification, build
+ * configuration, job control, status and 64-bit performance counters.  The register map,
+ * codes and the abort-beat layout come from intergrad_regs.vh, generated from
+ * host/intergrad/spec.py (docs/registers.md documents them).
  *
  * The array advances in global steps: a step happens when the beat it consumes (if any)
  * is valid and the output register can take the beat it produces (if any); otherwise the
  * whole array holds and the cycle is counted as an input or output stall.  Step counts
  * are therefore fixed by the job, whatever the stream timing.
+ *
+ * Frames: every job's output frame ends with exactly one TLAST.  An aborted job
+ * (EARLY_TLAST, MISSING_TLAST, SOFT_RESET) and a rejected START end their frame with one
+ * abort beat (TLAST, TDATA[7:0] = cause, all else 0) after the beats already produced,
+ * unless the frame had already ended.  The output register is a plain AXI4-Stream
+ * register slice: once TVALID is high it stays high, TDATA/TLAST stable, until TREADY,
+ * soft reset included (only the hard rst clears it).
+ *
+ * Sequencing: the job state machine is one-hot; every count that a step condition tests
+ * keeps registered "is zero" / "is one" flags beside it, so the step logic (go) depends on
+ * a few flag registers only.  Control registers are computed as *_next in `always @*`
+ * and registered in one `always @(posedge clk)` with `if (rst)` last; the wide datapath
+ * registers (output beat, weight beat) are loaded in clocked branches with enables.
+ * Performance-counter increments are registered (the counters lag by up to two cycles).
  */
 
 `resetall
@@ -57,7 +72,7 @@ module intergrad_top #
     input  wire                                         s_axil_wvalid,
     output wire                                         s_axil_wready,
     output wire [1:0]                                   s_axil_bresp,
-    output reg                                          s_axil_bvalid,
+    output wire                                         s_axil_bvalid,
     input  wire                                         s_axil_bready,
     input  wire [7:0]                                   s_axil_araddr,
     /* verilator lint_off UNUSEDSIGNAL */
@@ -65,9 +80,9 @@ module intergrad_top #
     /* verilator lint_on UNUSEDSIGNAL */
     input  wire                                         s_axil_arvalid,
     output wire                                         s_axil_arready,
-    output reg  [31:0]                                  s_axil_rdata,
+    output wire [31:0]                                  s_axil_rdata,
     output wire [1:0]                                   s_axil_rresp,
-    output reg                                          s_axil_rvalid,
+    output wire                                         s_axil_rvalid,
     input  wire                                         s_axil_rready
 );
 
@@ -75,87 +90,191 @@ module intergrad_top #
 
 localparam OUT_LANES = (ROWS > COLS) ? ROWS : COLS;
 localparam OUT_AXIS_W = (OUT_LANES*ACC_W+7)/8*8;
+localparam IN_W = (ROWS+COLS)*DATA_W;
 localparam FLUSH = ROWS + COLS;
 localparam MAC_W = $clog2(2*ROWS*COLS+1);
 localparam CNT_W = 64;
 localparam NCNT = IG_NUM_COUNTERS;
 
+// ---------------------------------------------------------------- parameter checks
+// Simulators report these from the initial block; synthesis tools (Vivado ignores
+// $error in initial blocks) fail at elaboration on the instance of a module that does
+// not exist, named after the error.
 initial begin
     if (ROWS < 1 || ROWS > 64 || COLS < 1 || COLS > 64) begin
         $error("intergrad_top: ROWS and COLS must be in 1..64");
+        $finish;
+    end
+    if (DATA_W < 2 || DATA_W > 24) begin
+        $error("intergrad_top: DATA_W must be in 2..24");
         $finish;
     end
     if (ACC_W < 2*DATA_W || ACC_W > 62) begin
         $error("intergrad_top: ACC_W must be in 2*DATA_W..62");
         $finish;
     end
+    if (DUAL_MAC != 0 && DUAL_MAC != 1) begin
+        $error("intergrad_top: DUAL_MAC must be 0 or 1");
+        $finish;
+    end
 end
 
-// ---------------------------------------------------------------- job state machine
-localparam [2:0] ST_IDLE = 3'd0, ST_LOAD = 3'd1, ST_STREAM = 3'd2, ST_TAIL = 3'd3,
-                 ST_DISCARD = 3'd4;
+generate
+    if (ROWS < 1 || ROWS > 64 || COLS < 1 || COLS > 64) begin : g_check_size
+        intergrad_top_PARAMETER_ERROR_ROWS_COLS_must_be_1_to_64 u_error ();
+    end
+    if (DATA_W < 2 || DATA_W > 24) begin : g_check_data_w
+        intergrad_top_PARAMETER_ERROR_DATA_W_must_be_2_to_24 u_error ();
+    end
+    if (ACC_W < 2*DATA_W || ACC_W > 62) begin : g_check_acc_w
+        intergrad_top_PARAMETER_ERROR_ACC_W_must_be_2xDATA_W_to_62 u_error ();
+    end
+    if (DUAL_MAC != 0 && DUAL_MAC != 1) begin : g_check_dual_mac
+        intergrad_top_PARAMETER_ERROR_DUAL_MAC_must_be_0_or_1 u_error ();
+    end
+endgenerate
 
-reg [2:0]  state;
+// ---------------------------------------------------------------- register file
+wire [1:0]  mode_reg;
+wire [7:0]  flags_reg;
+wire [15:0] batch_reg;
+wire [7:0]  rows_act_reg;
+wire [7:0]  cols_act_reg;
+wire        ctrl_start;
+wire        ctrl_soft_reset;
+wire        ctrl_cnt_reset;
+wire        ctrl_cnt_snapshot;
 
-// programmed job description
-reg [1:0]  mode_reg;
-reg [7:0]  flags_reg;
-reg [15:0] batch_reg;
-reg [7:0]  rows_act_reg;
-reg [7:0]  cols_act_reg;
+wire        st_busy;
+wire        st_done;
+wire        st_computing;
+wire        st_out_pending;
 
-// running job
-reg [1:0]  job_mode;
-reg [7:0]  job_flags;
-reg [7:0]  job_rows;
-reg [7:0]  job_cols;
-reg [7:0]  ld_idx;        // weight beat index (LOAD and preload)
-reg [7:0]  ld_cnt;        // weight beats left in LOAD
-reg [15:0] b_cnt;        // data beats left in STREAM
-reg [15:0] dout_cnt;     // data output beats left
-reg [15:0] flush_cnt;    // flush steps left in TAIL
-reg [7:0]  drain_cnt;     // drain beats left in TAIL
-reg [7:0]  drain_idx;
-reg [7:0]  pre_cnt;       // preload beats left in TAIL
-reg        sub;           // DUAL_MAC=0, IG: accumulate cycle done for this step
-reg        wsel;          // active weight bank
-reg        preloaded;
-reg        saved;           // accumulators saved in the drain buffer (SAVE), not yet drained
-reg [7:0]  sh_rows;         // shape of the saved tile
-reg [7:0]  sh_cols;
-reg [7:0]  pd_cnt;          // saved-drain beats left (DRAIN_PREV)
-reg [7:0]  pd_idx;
-reg        done_flag;
+reg  [CNT_W-1:0] snap [0:NCNT-1];
+wire [NCNT*CNT_W-1:0] snap_flat;
+
+genvar gi;
+generate
+    for (gi = 0; gi < NCNT; gi = gi + 1) begin : g_snap
+        assign snap_flat[gi*CNT_W +: CNT_W] = snap[gi];
+    end
+endgenerate
+
+// job state, declared here for the status inputs
 reg        err_flag;
 reg [7:0]  err_cause;
-reg [FLUSH-1:0] ovalid_sr;
+reg        preloaded;
+reg        saved;
 
-// control strobes from the register file
+intergrad_axil_regs #(
+    .ROWS(ROWS), .COLS(COLS), .DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC),
+    .NCNT(NCNT)
+) u_regs (
+    .clk(clk), .rst(rst),
+    .s_axil_awaddr(s_axil_awaddr), .s_axil_awvalid(s_axil_awvalid),
+    .s_axil_awready(s_axil_awready),
+    .s_axil_wdata(s_axil_wdata), .s_axil_wstrb(s_axil_wstrb), .s_axil_wvalid(s_axil_wvalid),
+    .s_axil_wready(s_axil_wready),
+    .s_axil_bresp(s_axil_bresp), .s_axil_bvalid(s_axil_bvalid), .s_axil_bready(s_axil_bready),
+    .s_axil_araddr(s_axil_araddr), .s_axil_arvalid(s_axil_arvalid),
+    .s_axil_arready(s_axil_arready),
+    .s_axil_rdata(s_axil_rdata), .s_axil_rresp(s_axil_rresp), .s_axil_rvalid(s_axil_rvalid),
+    .s_axil_rready(s_axil_rready),
+    .mode(mode_reg), .flags(flags_reg), .batch(batch_reg),
+    .rows_act(rows_act_reg), .cols_act(cols_act_reg),
+    .ctrl_start(ctrl_start), .ctrl_soft_reset(ctrl_soft_reset),
+    .ctrl_cnt_reset(ctrl_cnt_reset), .ctrl_cnt_snapshot(ctrl_cnt_snapshot),
+    .st_busy(st_busy), .st_done(st_done), .st_error(err_flag),
+    .st_preloaded(preloaded), .st_saved(saved),
+    .st_computing(st_computing), .st_out_pending(st_out_pending),
+    .st_err_cause(err_cause),
+    .snap_flat(snap_flat)
+);
+
+// ---------------------------------------------------------------- job state machine
+// one-hot state
+localparam S_IDLE = 0, S_LOAD = 1, S_STREAM = 2, S_TAIL = 3, S_DISCARD = 4;
+localparam [4:0] ST_IDLE = 5'b00001, ST_LOAD = 5'b00010, ST_STREAM = 5'b00100,
+                 ST_TAIL = 5'b01000, ST_DISCARD = 5'b10000;
+
+reg [4:0]  state, state_next;
+
+// START / SOFT_RESET strobes, one cycle after the CTRL write
 reg        start_req;
-reg        soft_reset_req;
-reg        cnt_reset_req;
-reg        cnt_snap_req;
+reg        soft_req;
+// configuration errors of the programmed job (MODE/BATCH/SHAPE/FLAGS), registered: the
+// register file changes only by writes, two or more cycles before a START strobe
+reg [7:0]  cfg_err, cfg_err_next;
 
-wire job_ws = job_mode == IG_MODE_WS;
-wire job_os = job_mode == IG_MODE_OS;
-wire job_ig = job_mode == IG_MODE_IG;
+// running job (loaded at START)
+reg        job_ws, job_os, job_ig;
+reg [7:0]  job_flags;
+reg [7:0]  job_rows;
+reg [7:0]  job_wlen;      // weight beats of a LOAD_W / PRELOAD (rows, or cols if TRANSPOSE)
+reg [COLS-1:0] job_colmask;  // active columns
+reg [COLS-1:0] sh_colmask;   // active columns of the saved tile
+reg [7:0]  sh_rows;          // rows of the saved tile
+
+// counts with their registered flags
+reg [7:0]  ld_cnt, ld_cnt_next;          // weight beats left in LOAD
+reg        ld_one, ld_one_next;
+reg [7:0]  ld_idx, ld_idx_next;          // weight beat index (LOAD and preload)
+reg [15:0] b_cnt, b_cnt_next;            // data beats left in STREAM
+reg        b_one, b_one_next;
+reg [15:0] dout_cnt, dout_cnt_next;      // data output beats left
+reg        dout_one, dout_one_next;
+reg [7:0]  flush_cnt, flush_cnt_next;    // flush steps left in TAIL
+reg        flush_nz, flush_nz_next;
+reg        flush_one, flush_one_next;
+reg [7:0]  drain_cnt, drain_cnt_next;    // drain beats left in TAIL
+reg        drain_nz, drain_nz_next;
+reg        drain_one, drain_one_next;
+reg [7:0]  drain_idx, drain_idx_next;
+reg [7:0]  pre_cnt, pre_cnt_next;        // preload beats left in TAIL
+reg        pre_nz, pre_nz_next;
+reg        pre_one, pre_one_next;
+reg [7:0]  pd_cnt, pd_cnt_next;          // saved-drain beats left (DRAIN_PREV)
+reg        pd_nz, pd_nz_next;
+reg        pd_one, pd_one_next;
+reg [7:0]  pd_idx, pd_idx_next;
+
+reg        sub, sub_next;                // DUAL_MAC=0, IG: accumulate cycle done this step
+reg        wsel, wsel_next;              // active weight bank
+reg        preloaded_next;
+reg        saved_next;
+reg        done_flag, done_flag_next;
+reg        err_flag_next;
+reg [7:0]  err_cause_next;
+reg [FLUSH-1:0] ovalid_sr, ovalid_sr_next;  // data-output valid per flush position
+reg        frame_done, frame_done_next;  // the job's TLAST beat has been loaded
+reg        term_pend, term_pend_next;    // abort beat waiting for the output register
+reg [7:0]  term_code, term_code_next;
+reg        pipe_clear, pipe_clear_next;  // clear the array's data links (after an abort)
+
+wire st_idle = state[S_IDLE];
+wire st_load = state[S_LOAD];
+wire st_stream = state[S_STREAM];
+wire st_tail = state[S_TAIL];
+wire st_discard = state[S_DISCARD];
+
 wire f_transpose = job_flags[IG_FLAG_TRANSPOSE];
 wire f_drain = job_flags[IG_FLAG_DRAIN];
 wire f_preload = job_flags[IG_FLAG_PRELOAD];
 wire f_save = job_flags[IG_FLAG_SAVE];
 
-wire in_flush = (state == ST_STREAM) || (state == ST_TAIL && flush_cnt != 16'd0);
+// step logic: a function of the state, the flag registers and the stream handshakes
+wire in_flush = st_stream || (st_tail && flush_nz);
 wire slow = (DUAL_MAC == 0) && job_ig && in_flush;
-wire stepping = (state == ST_LOAD) || (state == ST_STREAM) || (state == ST_TAIL);
+wire stepping = st_load || st_stream || st_tail;
 wire step_try = stepping && (!slow || sub);
 wire acc_cycle = stepping && slow && !sub;
 
-wire need_in = (state == ST_LOAD) || (state == ST_STREAM) || (state == ST_TAIL && pre_cnt != 8'd0);
+wire need_in = st_load || st_stream || (st_tail && pre_nz);
 wire data_out = in_flush && ovalid_sr[FLUSH-1];
-wire drain_out = (state == ST_TAIL) && (flush_cnt == 16'd0) && (drain_cnt != 8'd0);
+wire drain_out = st_tail && !flush_nz && drain_nz;
 // saved drain: the first steps of a job, before any of its own results can leave
 // (pd_cnt <= ROWS < ROWS + COLS, the earliest data output), so never together with them
-wire pd_out = stepping && (pd_cnt != 8'd0);
+wire pd_out = stepping && pd_nz;
 wire need_out = data_out || drain_out || pd_out;
 wire out_ok = !m_axis_tvalid || m_axis_tready;
 
@@ -164,37 +283,341 @@ wire take = go && need_in;
 wire stall_out_c = step_try && need_out && !out_ok;
 wire stall_in_c = step_try && !stall_out_c && need_in && !s_axis_tvalid;
 
-assign s_axis_tready = (step_try && need_in && (!need_out || out_ok)) || (state == ST_DISCARD);
+assign s_axis_tready = (step_try && need_in && (!need_out || out_ok)) || st_discard;
 
-wire expect_last = (state == ST_STREAM && b_cnt == 16'd1 && !f_preload) ||
-                   (state == ST_TAIL && pre_cnt == 8'd1);
+wire expect_last = (st_stream && b_one && !f_preload) || (st_tail && pre_one);
 wire early_tlast = take && s_axis_tlast && !expect_last;
 wire missing_tlast = take && !s_axis_tlast && expect_last;
 wire abort = early_tlast || missing_tlast;
 
-wire is_wload = take && ((state == ST_LOAD) || (state == ST_TAIL));
-wire is_data = take && (state == ST_STREAM);
+wire is_wload = take && (st_load || st_tail);
 
-// job completes on this step
-wire tail_last = (state == ST_TAIL) && go && !abort &&
-                 (flush_cnt <= 16'd1) &&
-                 (flush_cnt == 16'd1 ? (drain_cnt == 8'd0) : (drain_cnt <= 8'd1)) &&
-                 (pre_cnt <= 8'd1);
+// output beat of this step (loaded on every step that has one, an aborting step too:
+// it carries results of earlier beats) and its TLAST
+wire load_beat = go && need_out;
+wire beat_last = pd_out ? (pd_one && job_os && !f_drain) :
+                 data_out ? (dout_one && !f_drain) : drain_one;
+// abort beat into the output register
+wire load_term = term_pend && out_ok;
 
-// start validation
-wire [7:0] start_err =
-    (mode_reg > IG_MODE_IG) ? IG_ERR_BAD_MODE :
-    (batch_reg == 16'd0 || rows_act_reg == 8'd0 || rows_act_reg > ROWS[7:0] ||
-     cols_act_reg == 8'd0 || cols_act_reg > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
-    ((flags_reg[IG_FLAG_LOAD_W] && flags_reg[IG_FLAG_SWAP]) ||
-     (flags_reg[IG_FLAG_SAVE] && flags_reg[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
-    (flags_reg[IG_FLAG_SWAP] && !preloaded) ? IG_ERR_NO_PRELOAD :
-    (flags_reg[IG_FLAG_DRAIN_PREV] && !saved) ? IG_ERR_NO_SAVED :
-    IG_ERR_NONE;
-wire start_ok = start_req && (state == ST_IDLE) && (start_err == IG_ERR_NONE);
+// the job completes on this step: after it, flush, drain and preload are all done
+wire tail_last = st_tail && go && !abort &&
+                 (flush_one ? !drain_nz : (!flush_nz && (!drain_nz || drain_one))) &&
+                 (!pre_nz || pre_one);
+
+// start validation: configuration errors registered, pending-state errors now
+wire [7:0] start_err = (cfg_err != IG_ERR_NONE) ? cfg_err :
+                       (flags_reg[IG_FLAG_SWAP] && !preloaded) ? IG_ERR_NO_PRELOAD :
+                       (flags_reg[IG_FLAG_DRAIN_PREV] && !saved) ? IG_ERR_NO_SAVED :
+                       IG_ERR_NONE;
+wire can_start = st_idle && !term_pend;
+wire start_take = start_req && !soft_req;     // SOFT_RESET wins over START in one write
+wire start_ok = start_take && can_start && start_err == IG_ERR_NONE;
+wire start_rej = start_take && can_start && start_err != IG_ERR_NONE;
 
 wire [7:0] load_len = flags_reg[IG_FLAG_TRANSPOSE] ? cols_act_reg : rows_act_reg;
-wire [7:0] job_load_len = f_transpose ? job_cols : job_rows;
+
+integer c;
+
+always @* begin
+    cfg_err_next =
+        (mode_reg > IG_MODE_IG) ? IG_ERR_BAD_MODE :
+        (batch_reg == 16'd0 || rows_act_reg == 8'd0 || rows_act_reg > ROWS[7:0] ||
+         cols_act_reg == 8'd0 || cols_act_reg > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
+        ((flags_reg[IG_FLAG_LOAD_W] && flags_reg[IG_FLAG_SWAP]) ||
+         (flags_reg[IG_FLAG_SAVE] && flags_reg[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
+        IG_ERR_NONE;
+
+    state_next = state;
+    ld_cnt_next = ld_cnt;
+    ld_one_next = ld_one;
+    ld_idx_next = ld_idx;
+    b_cnt_next = b_cnt;
+    b_one_next = b_one;
+    dout_cnt_next = dout_cnt;
+    dout_one_next = dout_one;
+    flush_cnt_next = flush_cnt;
+    flush_nz_next = flush_nz;
+    flush_one_next = flush_one;
+    drain_cnt_next = drain_cnt;
+    drain_nz_next = drain_nz;
+    drain_one_next = drain_one;
+    drain_idx_next = drain_idx;
+    pre_cnt_next = pre_cnt;
+    pre_nz_next = pre_nz;
+    pre_one_next = pre_one;
+    pd_cnt_next = pd_cnt;
+    pd_nz_next = pd_nz;
+    pd_one_next = pd_one;
+    pd_idx_next = pd_idx;
+    sub_next = sub;
+    wsel_next = wsel;
+    preloaded_next = preloaded;
+    saved_next = saved;
+    done_flag_next = done_flag;
+    err_flag_next = err_flag;
+    err_cause_next = err_cause;
+    ovalid_sr_next = ovalid_sr;
+    frame_done_next = frame_done || (load_beat && beat_last);
+    term_pend_next = term_pend && !out_ok;
+    term_code_next = term_code;
+    pipe_clear_next = 1'b0;
+
+    // array steps
+    if (go) begin
+        ovalid_sr_next = {ovalid_sr[FLUSH-2:0], st_stream && !job_os};
+        sub_next = 1'b0;
+    end else if (acc_cycle) begin
+        sub_next = 1'b1;
+    end
+    if (go && data_out) begin
+        dout_cnt_next = dout_cnt - 16'd1;
+        dout_one_next = dout_cnt == 16'd2;
+    end
+    if (go && pd_out) begin
+        pd_cnt_next = pd_cnt - 8'd1;
+        pd_nz_next = !pd_one;
+        pd_one_next = pd_cnt == 8'd2;
+        pd_idx_next = pd_idx + 8'd1;
+    end
+    if (go && st_tail && flush_one && f_save) begin
+        saved_next = 1'b1;
+    end
+
+    if (st_load && go) begin
+        ld_idx_next = ld_idx + 8'd1;
+        ld_cnt_next = ld_cnt - 8'd1;
+        ld_one_next = ld_cnt == 8'd2;
+        if (ld_one) begin
+            wsel_next = ~wsel;
+            ld_idx_next = 8'd0;
+            state_next = ST_STREAM;
+        end
+    end
+    if (st_stream && go) begin
+        b_cnt_next = b_cnt - 16'd1;
+        b_one_next = b_cnt == 16'd2;
+        if (b_one) begin
+            flush_cnt_next = FLUSH[7:0];
+            flush_nz_next = 1'b1;
+            flush_one_next = 1'b0;          // FLUSH >= 2
+            drain_cnt_next = f_drain ? job_rows : 8'd0;
+            drain_nz_next = f_drain;        // job_rows >= 1
+            drain_one_next = f_drain && job_rows == 8'd1;
+            drain_idx_next = 8'd0;
+            pre_cnt_next = f_preload ? job_wlen : 8'd0;
+            pre_nz_next = f_preload;
+            pre_one_next = f_preload && job_wlen == 8'd1;
+            state_next = ST_TAIL;
+        end
+    end
+    if (st_tail && go) begin
+        if (flush_nz) begin
+            flush_cnt_next = flush_cnt - 8'd1;
+            flush_nz_next = !flush_one;
+            flush_one_next = flush_cnt == 8'd2;
+        end else if (drain_nz) begin
+            drain_cnt_next = drain_cnt - 8'd1;
+            drain_nz_next = !drain_one;
+            drain_one_next = drain_cnt == 8'd2;
+            drain_idx_next = drain_idx + 8'd1;
+        end
+        if (pre_nz) begin
+            pre_cnt_next = pre_cnt - 8'd1;
+            pre_nz_next = !pre_one;
+            pre_one_next = pre_cnt == 8'd2;
+            ld_idx_next = ld_idx + 8'd1;
+        end
+    end
+    if (tail_last) begin
+        state_next = ST_IDLE;
+        done_flag_next = 1'b1;
+        if (f_preload) begin
+            preloaded_next = 1'b1;
+        end
+    end
+    if (st_discard && s_axis_tvalid && s_axis_tlast) begin
+        state_next = ST_IDLE;
+    end
+
+    // an input beat with a wrong TLAST aborts the job; its frame ends with the abort beat
+    // unless it has ended already (on this step too)
+    if (abort) begin
+        err_flag_next = 1'b1;
+        err_cause_next = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;
+        ovalid_sr_next = {FLUSH{1'b0}};
+        pd_cnt_next = 8'd0;
+        pd_nz_next = 1'b0;
+        pd_one_next = 1'b0;
+        pipe_clear_next = 1'b1;
+        if (!frame_done && !(load_beat && beat_last)) begin
+            term_pend_next = 1'b1;
+            term_code_next = err_cause_next;
+        end
+        state_next = early_tlast ? ST_IDLE : ST_DISCARD;
+    end
+
+    // START
+    if (start_req && !can_start) begin
+        // a job (or its discard, or an abort beat) is still in progress: start nothing
+        if (!abort) begin
+            err_flag_next = 1'b1;
+            err_cause_next = IG_ERR_START_BUSY;
+        end
+    end
+    if (start_rej) begin
+        // rejected: the frame of this START is the abort beat alone
+        err_flag_next = 1'b1;
+        err_cause_next = start_err;
+        done_flag_next = 1'b0;
+        term_pend_next = 1'b1;
+        term_code_next = start_err;
+    end
+    if (start_ok) begin
+        done_flag_next = 1'b0;
+        err_flag_next = 1'b0;
+        err_cause_next = IG_ERR_NONE;
+        frame_done_next = 1'b0;
+        ld_idx_next = 8'd0;
+        ld_cnt_next = load_len;
+        ld_one_next = load_len == 8'd1;
+        b_cnt_next = batch_reg;
+        b_one_next = batch_reg == 16'd1;
+        dout_cnt_next = (mode_reg == IG_MODE_OS) ? 16'd0 : batch_reg;
+        dout_one_next = (mode_reg != IG_MODE_OS) && batch_reg == 16'd1;
+        sub_next = 1'b0;
+        // the shadow bank is written by LOAD_W and PRELOAD, made active by SWAP
+        if (flags_reg[IG_FLAG_SWAP]) begin
+            wsel_next = ~wsel;
+        end
+        if (flags_reg[IG_FLAG_SWAP] || flags_reg[IG_FLAG_LOAD_W] ||
+            flags_reg[IG_FLAG_PRELOAD]) begin
+            preloaded_next = 1'b0;
+        end
+        if (flags_reg[IG_FLAG_DRAIN_PREV]) begin
+            saved_next = 1'b0;
+            pd_cnt_next = sh_rows;
+            pd_nz_next = 1'b1;               // sh_rows >= 1
+            pd_one_next = sh_rows == 8'd1;
+            pd_idx_next = 8'd0;
+        end
+        state_next = flags_reg[IG_FLAG_LOAD_W] ? ST_LOAD : ST_STREAM;
+    end
+
+    // SOFT_RESET: abort a stepping job (abort beat, cause SOFT_RESET, unless its frame has
+    // ended), keep a pending beat or abort beat, clear the job and status state
+    if (soft_req) begin
+        if (stepping && !frame_done && !(load_beat && beat_last)) begin
+            term_pend_next = 1'b1;
+            term_code_next = IG_ERR_SOFT_RESET;
+        end
+        state_next = ST_IDLE;
+        sub_next = 1'b0;
+        preloaded_next = 1'b0;
+        saved_next = 1'b0;
+        pd_cnt_next = 8'd0;
+        pd_nz_next = 1'b0;
+        pd_one_next = 1'b0;
+        done_flag_next = 1'b0;
+        err_flag_next = 1'b0;
+        err_cause_next = IG_ERR_NONE;
+        ovalid_sr_next = {FLUSH{1'b0}};
+        pipe_clear_next = 1'b1;
+    end
+end
+
+always @(posedge clk) begin
+    state <= state_next;
+    start_req <= ctrl_start;
+    soft_req <= ctrl_soft_reset;
+    cfg_err <= cfg_err_next;
+    ld_cnt <= ld_cnt_next;
+    ld_one <= ld_one_next;
+    ld_idx <= ld_idx_next;
+    b_cnt <= b_cnt_next;
+    b_one <= b_one_next;
+    dout_cnt <= dout_cnt_next;
+    dout_one <= dout_one_next;
+    flush_cnt <= flush_cnt_next;
+    flush_nz <= flush_nz_next;
+    flush_one <= flush_one_next;
+    drain_cnt <= drain_cnt_next;
+    drain_nz <= drain_nz_next;
+    drain_one <= drain_one_next;
+    drain_idx <= drain_idx_next;
+    pre_cnt <= pre_cnt_next;
+    pre_nz <= pre_nz_next;
+    pre_one <= pre_one_next;
+    pd_cnt <= pd_cnt_next;
+    pd_nz <= pd_nz_next;
+    pd_one <= pd_one_next;
+    pd_idx <= pd_idx_next;
+    sub <= sub_next;
+    wsel <= wsel_next;
+    preloaded <= preloaded_next;
+    saved <= saved_next;
+    done_flag <= done_flag_next;
+    err_flag <= err_flag_next;
+    err_cause <= err_cause_next;
+    ovalid_sr <= ovalid_sr_next;
+    frame_done <= frame_done_next;
+    term_pend <= term_pend_next;
+    term_code <= term_code_next;
+    pipe_clear <= pipe_clear_next;
+
+    if (start_ok) begin
+        job_ws <= mode_reg == IG_MODE_WS;
+        job_os <= mode_reg == IG_MODE_OS;
+        job_ig <= mode_reg == IG_MODE_IG;
+        job_flags <= flags_reg;
+        job_rows <= rows_act_reg;
+        job_wlen <= load_len;
+        for (c = 0; c < COLS; c = c + 1) begin
+            job_colmask[c] <= c < cols_act_reg;
+        end
+    end
+    if (go && st_tail && flush_one && f_save) begin
+        sh_rows <= job_rows;
+        sh_colmask <= job_colmask;
+    end
+
+    if (rst) begin
+        state <= ST_IDLE;
+        start_req <= 1'b0;
+        soft_req <= 1'b0;
+        sub <= 1'b0;
+        wsel <= 1'b0;
+        preloaded <= 1'b0;
+        saved <= 1'b0;
+        pd_cnt <= 8'd0;
+        pd_nz <= 1'b0;
+        pd_one <= 1'b0;
+        flush_nz <= 1'b0;
+        drain_nz <= 1'b0;
+        pre_nz <= 1'b0;
+        done_flag <= 1'b0;
+        err_flag <= 1'b0;
+        err_cause <= IG_ERR_NONE;
+        ovalid_sr <= {FLUSH{1'b0}};
+        frame_done <= 1'b1;
+        term_pend <= 1'b0;
+        term_code <= IG_ERR_NONE;
+        pipe_clear <= 1'b0;
+        job_ws <= 1'b1;
+        job_os <= 1'b0;
+        job_ig <= 1'b0;
+        job_flags <= 8'd0;
+        job_rows <= ROWS[7:0];
+        job_wlen <= ROWS[7:0];
+        job_colmask <= {COLS{1'b1}};
+    end
+end
+
+// status
+assign st_computing = !st_idle;
+assign st_out_pending = m_axis_tvalid || term_pend;
+assign st_busy = st_computing || st_out_pending || start_req || soft_req;
+assign st_done = done_flag && !st_busy;
 
 // ---------------------------------------------------------------- array
 wire [ROWS*ACC_W-1:0]      out_row;
@@ -202,10 +625,29 @@ wire [ROWS*COLS*ACC_W-1:0] acc_flat;
 wire [ROWS*COLS*ACC_W-1:0] saved_flat;
 wire [MAC_W-1:0]           mac_total;
 
-wire pipe_clear = soft_reset_req || abort;
-wire acc_clear = start_ok && flags_reg[IG_FLAG_ACC_CLEAR];
 // the accumulators are final after the last flush step: copy them then (SAVE)
-wire acc_save = go && (state == ST_TAIL) && (flush_cnt == 16'd1) && f_save;
+wire acc_save = go && st_tail && flush_one && f_save;
+
+// weight beats are written one cycle after they are taken (registered write port); the
+// bank they load is used two or more cycles later
+reg              w_we_q;
+reg              w_bank_q;
+reg              w_tr_q;
+reg [7:0]        w_idx_q;
+reg [IN_W-1:0]   w_beat_q;
+
+always @(posedge clk) begin
+    w_we_q <= is_wload;
+    if (is_wload) begin
+        w_bank_q <= ~wsel;
+        w_tr_q <= f_transpose;
+        w_idx_q <= ld_idx;
+        w_beat_q <= s_axis_tdata[IN_W-1:0];
+    end
+    if (rst) begin
+        w_we_q <= 1'b0;
+    end
+end
 
 intergrad_array #(
     .ROWS(ROWS), .COLS(COLS), .DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC)
@@ -215,39 +657,41 @@ intergrad_array #(
     .acc_go(DUAL_MAC ? (go && (job_os || job_ig)) : (job_os ? go : acc_cycle)),
     .psum_on(job_ws || job_ig),
     .mul_h(job_os || acc_cycle),
-    .acc_clear(acc_clear),
+    .acc_clear(start_ok && flags_reg[IG_FLAG_ACC_CLEAR]),
     .acc_save(acc_save),
     .pipe_clear(pipe_clear),
     .wsel(wsel),
     .shape_ld(start_ok),
     .rows_act(rows_act_reg),
     .cols_act(cols_act_reg),
-    .w_we(is_wload && !abort),
-    .w_bank(~wsel),
-    .w_transpose(f_transpose),
-    .w_idx(ld_idx),
-    .w_left(s_axis_tdata[ROWS*DATA_W-1:0]),
-    .w_top(s_axis_tdata[(ROWS+COLS)*DATA_W-1:ROWS*DATA_W]),
+    .w_we(w_we_q),
+    .w_bank(w_bank_q),
+    .w_transpose(w_tr_q),
+    .w_idx(w_idx_q),
+    .w_left(w_beat_q[ROWS*DATA_W-1:0]),
+    .w_top(w_beat_q[IN_W-1:ROWS*DATA_W]),
     .in_left(s_axis_tdata[ROWS*DATA_W-1:0]),
-    .in_top(s_axis_tdata[(ROWS+COLS)*DATA_W-1:ROWS*DATA_W]),
-    .in_valid(is_data),
+    .in_top(s_axis_tdata[IN_W-1:ROWS*DATA_W]),
+    // the array registers a beat only on a step (adv); in STREAM every step takes one
+    .in_valid(st_stream),
     .out_row(out_row),
     .acc_flat(acc_flat),
     .saved_flat(saved_flat),
     .mac_total(mac_total)
 );
 
-// output beats: a row of the accumulators (masked to the active columns) or the aligned
-// data row; functions evaluated only in the clocked branch that loads the output register
+// ---------------------------------------------------------------- output register
+// a row of the accumulators (masked to the active columns), the aligned data row, or the
+// abort beat; functions evaluated only in the clocked branch that loads the register
 function [OUT_AXIS_W-1:0] drain_beat;
     input [ROWS*COLS*ACC_W-1:0] accs;
     input [7:0] row;
-    input [7:0] ncols;
+    input [COLS-1:0] colmask;
     integer k;
     begin
         drain_beat = {OUT_AXIS_W{1'b0}};
         for (k = 0; k < COLS; k = k + 1) begin
-            if (k < ncols) begin
+            if (colmask[k]) begin
                 drain_beat[k*ACC_W +: ACC_W] = accs[(row*COLS + k)*ACC_W +: ACC_W];
             end
         end
@@ -264,316 +708,80 @@ generate
     end
 endgenerate
 
-// ---------------------------------------------------------------- sequencing
+wire [OUT_AXIS_W-1:0] abort_word =
+    {{(OUT_AXIS_W-IG_ABORT_CAUSE_W){1'b0}}, term_code[IG_ABORT_CAUSE_W-1:0]} <<
+    IG_ABORT_CAUSE_LSB;
+
+// TVALID falls only on a handshake; TDATA/TLAST change only when the register is free
 always @(posedge clk) begin
     if (m_axis_tvalid && m_axis_tready) begin
         m_axis_tvalid <= 1'b0;
     end
-
-    if (go) begin
-        ovalid_sr <= {ovalid_sr[FLUSH-2:0], is_data && !job_os};
-        sub <= 1'b0;
-    end else if (acc_cycle) begin
-        sub <= 1'b1;
-    end
-
-    if (go && need_out && !abort) begin
+    if (load_term) begin
         m_axis_tvalid <= 1'b1;
+        m_axis_tdata <= abort_word;
+        m_axis_tlast <= 1'b1;
+    end else if (load_beat) begin
+        m_axis_tvalid <= 1'b1;
+        m_axis_tlast <= beat_last;
         if (pd_out) begin
-            m_axis_tdata <= drain_beat(saved_flat, pd_idx, sh_cols);
-            m_axis_tlast <= (pd_cnt == 8'd1) && (dout_cnt == 16'd0) && !f_drain;
+            m_axis_tdata <= drain_beat(saved_flat, pd_idx, sh_colmask);
         end else if (data_out) begin
             m_axis_tdata <= data_word;
-            m_axis_tlast <= (dout_cnt == 16'd1) && !f_drain;
         end else begin
-            m_axis_tdata <= drain_beat(acc_flat, drain_idx, job_cols);
-            m_axis_tlast <= drain_cnt == 8'd1;
+            m_axis_tdata <= drain_beat(acc_flat, drain_idx, job_colmask);
         end
-    end
-    if (go && data_out) begin
-        dout_cnt <= dout_cnt - 16'd1;
-    end
-    if (go && pd_out) begin
-        pd_cnt <= pd_cnt - 8'd1;
-        pd_idx <= pd_idx + 8'd1;
-    end
-    if (acc_save) begin
-        saved <= 1'b1;
-        sh_rows <= job_rows;
-        sh_cols <= job_cols;
-    end
-
-    if (start_req && state != ST_IDLE) begin
-        err_flag <= 1'b1;
-        err_cause <= IG_ERR_START_BUSY;
-    end else if (start_req && start_err != IG_ERR_NONE) begin
-        err_flag <= 1'b1;
-        err_cause <= start_err;
-        done_flag <= 1'b0;
-    end
-
-    if (start_ok) begin
-        job_mode <= mode_reg;
-        job_flags <= flags_reg;
-        job_rows <= rows_act_reg;
-        job_cols <= cols_act_reg;
-        done_flag <= 1'b0;
-        err_flag <= 1'b0;
-        err_cause <= IG_ERR_NONE;
-        ld_idx <= 8'd0;
-        ld_cnt <= load_len;
-        b_cnt <= batch_reg;
-        dout_cnt <= (mode_reg == IG_MODE_OS) ? 16'd0 : batch_reg;
-        sub <= 1'b0;
-        if (flags_reg[IG_FLAG_SWAP]) begin
-            wsel <= ~wsel;
-            preloaded <= 1'b0;
-        end
-        if (flags_reg[IG_FLAG_LOAD_W]) begin
-            preloaded <= 1'b0;
-        end
-        if (flags_reg[IG_FLAG_DRAIN_PREV]) begin
-            saved <= 1'b0;
-            pd_cnt <= sh_rows;
-            pd_idx <= 8'd0;
-        end
-        state <= flags_reg[IG_FLAG_LOAD_W] ? ST_LOAD : ST_STREAM;
-    end
-
-    case (state)
-        ST_LOAD: begin
-            if (go) begin
-                ld_idx <= ld_idx + 8'd1;
-                ld_cnt <= ld_cnt - 8'd1;
-                if (ld_cnt == 8'd1) begin
-                    wsel <= ~wsel;
-                    ld_idx <= 8'd0;
-                    state <= ST_STREAM;
-                end
-            end
-        end
-        ST_STREAM: begin
-            if (go) begin
-                b_cnt <= b_cnt - 16'd1;
-                if (b_cnt == 16'd1) begin
-                    flush_cnt <= FLUSH[15:0];
-                    drain_cnt <= f_drain ? job_rows : 8'd0;
-                    drain_idx <= 8'd0;
-                    pre_cnt <= f_preload ? job_load_len : 8'd0;
-                    state <= ST_TAIL;
-                end
-            end
-        end
-        ST_TAIL: begin
-            if (go) begin
-                if (flush_cnt != 16'd0) begin
-                    flush_cnt <= flush_cnt - 16'd1;
-                end else if (drain_cnt != 8'd0) begin
-                    drain_cnt <= drain_cnt - 8'd1;
-                    drain_idx <= drain_idx + 8'd1;
-                end
-                if (pre_cnt != 8'd0) begin
-                    pre_cnt <= pre_cnt - 8'd1;
-                    ld_idx <= ld_idx + 8'd1;
-                end
-                if (tail_last) begin
-                    state <= ST_IDLE;
-                    done_flag <= 1'b1;
-                    if (f_preload) begin
-                        preloaded <= 1'b1;
-                    end
-                end
-            end
-        end
-        ST_DISCARD: begin
-            if (s_axis_tvalid && s_axis_tlast) begin
-                state <= ST_IDLE;
-            end
-        end
-        default: begin
-        end
-    endcase
-
-    if (abort) begin
-        err_flag <= 1'b1;
-        err_cause <= early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;
-        ovalid_sr <= {FLUSH{1'b0}};
-        pd_cnt <= 8'd0;
-        state <= early_tlast ? ST_IDLE : ST_DISCARD;
-    end
-
-    if (rst || soft_reset_req) begin
-        state <= ST_IDLE;
-        sub <= 1'b0;
-        preloaded <= 1'b0;
-        saved <= 1'b0;
-        pd_cnt <= 8'd0;
-        done_flag <= 1'b0;
-        err_flag <= 1'b0;
-        err_cause <= IG_ERR_NONE;
-        ovalid_sr <= {FLUSH{1'b0}};
-        m_axis_tvalid <= 1'b0;
-        m_axis_tlast <= 1'b0;
     end
     if (rst) begin
-        wsel <= 1'b0;
-        job_mode <= IG_MODE_WS;
-        job_flags <= 8'd0;
-        job_rows <= ROWS[7:0];
-        job_cols <= COLS[7:0];
+        m_axis_tvalid <= 1'b0;
+        m_axis_tlast <= 1'b0;
     end
 end
 
 // ---------------------------------------------------------------- performance counters
+// increments registered one cycle, then added: a counter lags its events by two cycles
 reg [CNT_W-1:0] cnt [0:NCNT-1];
-reg [CNT_W-1:0] snap [0:NCNT-1];
-integer c;
-
-wire busy = state != ST_IDLE;
+reg [NCNT-1:0]  inc_q;
+reg [MAC_W-1:0] mac_q;
 
 always @(posedge clk) begin
-    cnt[IG_CNT_CYCLES] <= cnt[IG_CNT_CYCLES] + 1'b1;
-    cnt[IG_CNT_BUSY_CYCLES] <= cnt[IG_CNT_BUSY_CYCLES] + {{(CNT_W-1){1'b0}}, busy};
-    cnt[IG_CNT_STEPS] <= cnt[IG_CNT_STEPS] + {{(CNT_W-1){1'b0}}, go};
-    cnt[IG_CNT_MACS] <= cnt[IG_CNT_MACS] + {{(CNT_W-MAC_W){1'b0}}, mac_total};
-    cnt[IG_CNT_IN_BEATS] <= cnt[IG_CNT_IN_BEATS] +
-        {{(CNT_W-1){1'b0}}, s_axis_tvalid && s_axis_tready};
-    cnt[IG_CNT_WLOAD_BEATS] <= cnt[IG_CNT_WLOAD_BEATS] + {{(CNT_W-1){1'b0}}, is_wload};
-    cnt[IG_CNT_OUT_BEATS] <= cnt[IG_CNT_OUT_BEATS] +
-        {{(CNT_W-1){1'b0}}, m_axis_tvalid && m_axis_tready};
-    cnt[IG_CNT_STALL_IN] <= cnt[IG_CNT_STALL_IN] + {{(CNT_W-1){1'b0}}, stall_in_c};
-    cnt[IG_CNT_STALL_OUT] <= cnt[IG_CNT_STALL_OUT] + {{(CNT_W-1){1'b0}}, stall_out_c};
-    cnt[IG_CNT_JOBS] <= cnt[IG_CNT_JOBS] + {{(CNT_W-1){1'b0}}, tail_last};
+    inc_q <= {NCNT{1'b0}};
+    inc_q[IG_CNT_CYCLES] <= 1'b1;
+    inc_q[IG_CNT_BUSY_CYCLES] <= stepping;
+    inc_q[IG_CNT_STEPS] <= go;
+    inc_q[IG_CNT_IN_BEATS] <= take;
+    inc_q[IG_CNT_WLOAD_BEATS] <= is_wload;
+    inc_q[IG_CNT_OUT_BEATS] <= m_axis_tvalid && m_axis_tready;
+    inc_q[IG_CNT_STALL_IN] <= stall_in_c;
+    inc_q[IG_CNT_STALL_OUT] <= stall_out_c;
+    inc_q[IG_CNT_JOBS] <= tail_last;
+    mac_q <= mac_total;
 
-    if (cnt_snap_req) begin
+    for (c = 0; c < NCNT; c = c + 1) begin
+        if (c == IG_CNT_MACS) begin
+            cnt[c] <= cnt[c] + {{(CNT_W-MAC_W){1'b0}}, mac_q};
+        end else begin
+            cnt[c] <= cnt[c] + {{(CNT_W-1){1'b0}}, inc_q[c]};
+        end
+    end
+
+    // the snapshot is taken at the edge that applies the CNT_SNAPSHOT write
+    if (ctrl_cnt_snapshot) begin
         for (c = 0; c < NCNT; c = c + 1) begin
             snap[c] <= cnt[c];
         end
     end
-    if (rst || cnt_reset_req) begin
+    if (rst || ctrl_cnt_reset) begin
         for (c = 0; c < NCNT; c = c + 1) begin
             cnt[c] <= {CNT_W{1'b0}};
         end
     end
     if (rst) begin
+        inc_q <= {NCNT{1'b0}};
+        mac_q <= {MAC_W{1'b0}};
         for (c = 0; c < NCNT; c = c + 1) begin
             snap[c] <= {CNT_W{1'b0}};
         end
-    end
-end
-
-// ---------------------------------------------------------------- AXI4-Lite slave
-wire wr_fire = s_axil_awvalid && s_axil_wvalid && !s_axil_bvalid;
-wire rd_fire = s_axil_arvalid && !s_axil_rvalid;
-
-assign s_axil_awready = wr_fire;
-assign s_axil_wready = wr_fire;
-assign s_axil_bresp = 2'b00;
-assign s_axil_arready = rd_fire;
-assign s_axil_rresp = 2'b00;
-
-wire [31:0] mode_word = {16'd0, flags_reg, 6'd0, mode_reg};
-wire [31:0] batch_word = {16'd0, batch_reg};
-wire [31:0] shape_word = {8'd0, cols_act_reg, 8'd0, rows_act_reg};
-wire [31:0] status_word = {16'd0, err_cause, 3'd0, saved, preloaded, err_flag, done_flag, busy};
-wire [31:0] cfg_array_word = {15'd0, DUAL_MAC[0], COLS[7:0], ROWS[7:0]};
-wire [31:0] cfg_width_word = {16'd0, ACC_W[7:0], DATA_W[7:0]};
-
-/* verilator lint_off UNUSEDSIGNAL */
-wire [7:0] rd_cnt_off = s_axil_araddr - IG_COUNTER_BASE;
-wire [4:0] rd_cnt_idx = rd_cnt_off[7:3];
-/* verilator lint_on UNUSEDSIGNAL */
-
-// register writes take the bytes enabled by wstrb (every field lies within whole bytes);
-// reads are decoded in the clocked branch that answers them
-integer wb;
-
-always @(posedge clk) begin
-    start_req <= 1'b0;
-    soft_reset_req <= 1'b0;
-    cnt_reset_req <= 1'b0;
-    cnt_snap_req <= 1'b0;
-
-    if (s_axil_bvalid && s_axil_bready) begin
-        s_axil_bvalid <= 1'b0;
-    end
-    if (s_axil_rvalid && s_axil_rready) begin
-        s_axil_rvalid <= 1'b0;
-    end
-
-    if (wr_fire) begin
-        s_axil_bvalid <= 1'b1;
-        case (s_axil_awaddr & 8'hFC)
-            IG_REG_CTRL: begin
-                if (s_axil_wstrb[0]) begin
-                    start_req <= s_axil_wdata[IG_CTRL_START_LSB];
-                    soft_reset_req <= s_axil_wdata[IG_CTRL_SOFT_RESET_LSB];
-                    cnt_reset_req <= s_axil_wdata[IG_CTRL_CNT_RESET_LSB];
-                    cnt_snap_req <= s_axil_wdata[IG_CTRL_CNT_SNAPSHOT_LSB];
-                end
-            end
-            IG_REG_MODE: begin
-                if (s_axil_wstrb[IG_MODE_MODE_LSB/8]) begin
-                    mode_reg <= s_axil_wdata[IG_MODE_MODE_LSB +: IG_MODE_MODE_W];
-                end
-                if (s_axil_wstrb[IG_MODE_FLAGS_LSB/8]) begin
-                    flags_reg <= s_axil_wdata[IG_MODE_FLAGS_LSB +: IG_MODE_FLAGS_W];
-                end
-            end
-            IG_REG_BATCH: begin
-                for (wb = 0; wb < IG_BATCH_BATCH_W/8; wb = wb + 1) begin
-                    if (s_axil_wstrb[IG_BATCH_BATCH_LSB/8 + wb]) begin
-                        batch_reg[wb*8 +: 8] <= s_axil_wdata[IG_BATCH_BATCH_LSB + wb*8 +: 8];
-                    end
-                end
-            end
-            IG_REG_SHAPE: begin
-                if (s_axil_wstrb[IG_SHAPE_ROWS_ACT_LSB/8]) begin
-                    rows_act_reg <= s_axil_wdata[IG_SHAPE_ROWS_ACT_LSB +: IG_SHAPE_ROWS_ACT_W];
-                end
-                if (s_axil_wstrb[IG_SHAPE_COLS_ACT_LSB/8]) begin
-                    cols_act_reg <= s_axil_wdata[IG_SHAPE_COLS_ACT_LSB +: IG_SHAPE_COLS_ACT_W];
-                end
-            end
-            default: begin
-            end
-        endcase
-    end
-
-    if (rd_fire) begin
-        s_axil_rvalid <= 1'b1;
-        case (s_axil_araddr & 8'hFC)
-            IG_REG_ID: s_axil_rdata <= IG_ID_MAGIC;
-            IG_REG_VERSION: s_axil_rdata <= IG_VERSION;
-            IG_REG_CFG_ARRAY: s_axil_rdata <= cfg_array_word;
-            IG_REG_CFG_WIDTH: s_axil_rdata <= cfg_width_word;
-            IG_REG_STATUS: s_axil_rdata <= status_word;
-            IG_REG_MODE: s_axil_rdata <= mode_word;
-            IG_REG_BATCH: s_axil_rdata <= batch_word;
-            IG_REG_SHAPE: s_axil_rdata <= shape_word;
-            default: begin
-                if (s_axil_araddr >= IG_COUNTER_BASE && {27'd0, rd_cnt_idx} < NCNT) begin
-                    s_axil_rdata <= rd_cnt_off[2] ? snap[rd_cnt_idx[$clog2(NCNT)-1:0]][63:32]
-                                                  : snap[rd_cnt_idx[$clog2(NCNT)-1:0]][31:0];
-                end else begin
-                    s_axil_rdata <= 32'd0;
-                end
-            end
-        endcase
-    end
-
-    if (rst) begin
-        s_axil_bvalid <= 1'b0;
-        s_axil_rvalid <= 1'b0;
-        start_req <= 1'b0;
-        soft_reset_req <= 1'b0;
-        cnt_reset_req <= 1'b0;
-        cnt_snap_req <= 1'b0;
-        mode_reg <= 2'd0;
-        flags_reg <= 8'd0;
-        batch_reg <= 16'd1;
-        rows_act_reg <= ROWS[7:0];
-        cols_act_reg <= COLS[7:0];
     end
 end
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 TOP = "intergrad_top"
-SOURCES = ("intergrad_top.v", "intergrad_array.v", "intergrad_pe.v", "intergrad_delay.v")
+SOURCES = ("intergrad_top.v", "intergrad_axil_regs.v", "intergrad_array.v", "intergrad_pe.v", "intergrad_delay.v")
 INCLUDES = ("intergrad_regs.vh",)
 
 

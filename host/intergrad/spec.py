@@ -27,7 +27,7 @@ DEFAULT_ACC_W = 32
 DEFAULT_DUAL_MAC = 1
 
 ID_MAGIC = 0x49475244  # "IGRD"
-VERSION = 0x00010000   # major.minor.patch as 8.8.16 bits: 1.0.0
+VERSION = 0x00020000   # major.minor.patch as 8.8.16 bits: 0.2.0 (every frame terminated)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +140,19 @@ ERRORS = {
     "NO_PRELOAD": (6, "SWAP with no preloaded weights pending"),
     "BAD_FLAGS": (7, "LOAD_W together with SWAP, or SAVE together with DRAIN"),
     "NO_SAVED": (8, "DRAIN_PREV with no saved accumulators pending"),
+    "SOFT_RESET": (9, "the job was aborted by CTRL.SOFT_RESET; this code is carried by the abort "
+                      "beat only (the soft reset clears STATUS, so ERR_CAUSE does not show it)"),
 }
+
+#: Errors found when START is written (the job is rejected: its frame is the abort beat alone).
+START_ERRORS = ("BAD_MODE", "BAD_SHAPE", "BAD_FLAGS", "NO_PRELOAD", "NO_SAVED")
+#: Errors that abort a running job (its frame ends with the abort beat).
+ABORT_ERRORS = ("EARLY_TLAST", "MISSING_TLAST", "SOFT_RESET")
+
+#: Abort beat: the one beat that ends the output frame of an aborted or rejected job.
+#: TLAST = 1, TDATA[ABORT_CAUSE_LSB +: ABORT_CAUSE_W] = the error code, every other bit 0.
+ABORT_CAUSE_LSB = 0
+ABORT_CAUSE_W = 8
 
 # --------------------------------------------------------------------------- registers
 
@@ -163,16 +175,23 @@ REGISTERS = (
         (("DATA_W", 0, 8, "input element width"), ("ACC_W", 8, 8, "accumulator/output width"))),
     Reg("CTRL", 0x10, "WO", "control strobes (write 1; read as 0)",
         (("START", 0, 1, "start the job described by MODE/BATCH/SHAPE"),
-         ("SOFT_RESET", 1, 1, "abort any job, clear the pipeline, status and pending preload "
-                              "(weights and accumulators keep their values)"),
+         ("SOFT_RESET", 1, 1, "abort any job (its frame ends with an abort beat, cause "
+                              "SOFT_RESET), clear the pipeline, status, pending preload and "
+                              "saved accumulators; a pending output beat is still delivered"),
          ("CNT_RESET", 2, 1, "zero all performance counters"),
          ("CNT_SNAPSHOT", 3, 1, "copy all counters to the readable snapshot registers"))),
     Reg("STATUS", 0x14, "RO", "job status",
-        (("BUSY", 0, 1, "a job is running"),
-         ("DONE", 1, 1, "the last job finished (cleared by START)"),
+        (("BUSY", 0, 1, "COMPUTING or OUT_PENDING (also in the cycle a START or SOFT_RESET "
+                        "write is being taken): the host waits for BUSY = 0"),
+         ("DONE", 1, 1, "the last job completed without error AND its whole output frame was "
+                        "accepted (cleared by START and SOFT_RESET; never 1 while BUSY)"),
          ("ERROR", 2, 1, "an error occurred (cleared by START without error or SOFT_RESET)"),
          ("PRELOADED", 3, 1, "preloaded weights are pending in the shadow bank"),
          ("SAVED", 4, 1, "saved accumulators are pending in the drain buffer"),
+         ("COMPUTING", 5, 1, "the job sequencer is working: a job runs, or the input is being "
+                             "discarded up to TLAST after MISSING_TLAST"),
+         ("OUT_PENDING", 6, 1, "an output beat (or the abort beat) is not yet accepted on "
+                               "m_axis"),
          ("ERR_CAUSE", 8, 8, "error code, see the error table"))),
     Reg("MODE", 0x18, "RW", "job mode and flags",
         (("MODE", 0, 2, "0 WS, 1 OS, 2 IG"), ("FLAGS", 8, 8, "flag bits, see the flag table"))),
@@ -187,17 +206,24 @@ REGISTERS = (
 COUNTER_BASE = 0x40
 COUNTERS = (
     ("cycles", "every clock cycle since the last CNT_RESET"),
-    ("busy_cycles", "cycles with a job running (STATUS.BUSY)"),
+    ("busy_cycles", "cycles in which the sequencer steps an accepted job (from START to its "
+                    "last array step, or to the beat that aborts it); not counted: the wait "
+                    "for the last output beat after the last step, the discard after "
+                    "MISSING_TLAST, a pending abort beat"),
     ("steps", "array steps: cycles in which the wavefront advanced one position"),
     ("macs", "multiply-accumulates performed by active PEs on valid data"),
-    ("in_beats", "input stream beats accepted (weights and data)"),
+    ("in_beats", "input beats taken by jobs (weights and data, the beat that aborts a job "
+                 "included); beats discarded after MISSING_TLAST are not counted"),
     ("wload_beats", "input beats that carried weights (LOAD_W and PRELOAD)"),
-    ("out_beats", "output stream beats sent"),
+    ("out_beats", "output stream beats accepted, abort beats included"),
     ("stall_in", "busy cycles waiting for an input beat (s_axis_tvalid low)"),
     ("stall_out", "busy cycles waiting for the output (m_axis_tready low); counted first "
                   "when both are missing"),
     ("jobs", "jobs completed without error"),
 )
+#: Counters are updated up to COUNTER_LAG cycles after the event they count (their increments
+#: are registered for timing); they are exact once STATUS.COMPUTING = 0 has been read.
+COUNTER_LAG = 2
 COUNTER_INDEX = {name: i for i, (name, _) in enumerate(COUNTERS)}
 REG = {r.name: r for r in REGISTERS}
 ADDR_W = 8  # AXI-Lite address width (bytes)
@@ -246,6 +272,24 @@ def config_from_registers(cfg_array: int, cfg_width: int) -> ArrayConfig:
                        dual_mac=unpack_field("CFG_ARRAY", "DUAL_MAC", cfg_array))
 
 
+def abort_beat(cfg: ArrayConfig, cause: str | int) -> bytes:
+    """The bytes of the abort beat of ``cause`` (name or code) on ``cfg``'s output stream."""
+    code = ERRORS[cause][0] if isinstance(cause, str) else int(cause)
+    return (code << ABORT_CAUSE_LSB).to_bytes(cfg.out_axis_bits // 8, "little")
+
+
+def abort_cause(beat: bytes) -> int | None:
+    """The cause code if ``beat`` (one output beat's bytes) has the form of an abort beat,
+    else None.  A data beat can have this form too: the host knows a frame was aborted from
+    STATUS (ERROR, or the soft reset it issued) or from a frame shorter than expected."""
+    v = int.from_bytes(beat, "little")
+    mask = ((1 << ABORT_CAUSE_W) - 1) << ABORT_CAUSE_LSB
+    if v & ~mask:
+        return None
+    code = v >> ABORT_CAUSE_LSB
+    return code if code != 0 else None
+
+
 def error_name(code: int) -> str:
     for name, (c, _) in ERRORS.items():
         if c == code:
@@ -276,6 +320,8 @@ def verilog_header() -> str:
         lines.append(f"localparam integer IG_FLAG_{name} = {bit};")
     for name, (code, _) in ERRORS.items():
         lines.append(f"localparam [7:0] IG_ERR_{name} = 8'd{code};")
+    lines.append(f"localparam integer IG_ABORT_CAUSE_LSB = {ABORT_CAUSE_LSB};")
+    lines.append(f"localparam integer IG_ABORT_CAUSE_W = {ABORT_CAUSE_W};")
     lines.append(f"localparam [{ADDR_W - 1}:0] IG_COUNTER_BASE = {ADDR_W}'h{COUNTER_BASE:02X};")
     lines.append(f"localparam integer IG_NUM_COUNTERS = {len(COUNTERS)};")
     for i, (name, _) in enumerate(COUNTERS):
@@ -317,7 +363,12 @@ def registers_markdown() -> str:
         out.append(f"| {code} | {name} | {doc} |")
     out += ["", "## Performance counters", "",
             f"64 bits each, low word at `0x{COUNTER_BASE:02X} + 8*index`, high word 4 bytes above.",
-            "Reads return the values copied by `CTRL.CNT_SNAPSHOT` (all counters at one instant).",
+            "Reads return the values copied by `CTRL.CNT_SNAPSHOT` (all counters at one instant);",
+            "a read whose address is accepted in the cycle after the CNT_SNAPSHOT write's",
+            "handshake (or later) returns the new snapshot. Counters are updated up to",
+            f"{COUNTER_LAG} cycles after the event they count (registered increments); once",
+            "STATUS has read COMPUTING = 0 (and OUT_PENDING = 0 for out_beats), a snapshot",
+            "holds the exact values.",
             "", "| index | offset | counter | definition |", "|---|---|---|---|"]
     for i, (name, doc) in enumerate(COUNTERS):
         out.append(f"| {i} | 0x{COUNTER_BASE + 8 * i:02X} | {name} | {doc} |")
@@ -345,6 +396,36 @@ def registers_markdown() -> str:
             "* Forward `Y = X W` is WS with S = W^T (load W with TRANSPOSE), v = X;",
             "  `dX = dY W^T` is WS with S = W, v = dY; `dW = X^T dY` is OS with a = X, b = dY;",
             "  InterGrad computes both with S = W, X left, dY top, dY streamed once.",
+            "",
+            "### Frames, aborted jobs, soft reset",
+            "",
+            "Every START produces exactly one output frame ending with exactly one TLAST beat,",
+            "except a job that completes with no output beats (OS without DRAIN and without",
+            "DRAIN_PREV), which sends none, and a START while COMPUTING or while an abort beat",
+            "is pending (START_BUSY: it starts nothing and has no frame; the running job goes on).",
+            "A START is taken while the previous job's last beat still waits in the output",
+            "register; the beats stay in order.",
+            "",
+            "An **aborted** job (" + ", ".join(ABORT_ERRORS) + ") or a **rejected** START",
+            "(" + ", ".join(START_ERRORS) + ") ends its frame with one **abort beat**:",
+            f"TLAST = 1, TDATA[{ABORT_CAUSE_LSB + ABORT_CAUSE_W - 1}:{ABORT_CAUSE_LSB}] = the error code "
+            "(table above), every other bit 0.",
+            "The beats the job produced before the error are delivered first, as usual; a",
+            "rejected START's frame is the abort beat alone. If the job's frame had already",
+            "ended with TLAST before the error (an error during a trailing PRELOAD after the",
+            "last output beat), no beat is added. After MISSING_TLAST the input is discarded",
+            "up to its next TLAST (COMPUTING stays 1 meanwhile) while the abort beat is sent.",
+            "",
+            "SOFT_RESET aborts a running job this way (cause SOFT_RESET), clears the pipeline,",
+            "the job, error, DONE, PRELOADED and SAVED state (weights and accumulators keep",
+            "their values; after any abort the shadow bank is unspecified). It never withdraws",
+            "a beat: a pending output beat stays valid, with TDATA/TLAST stable, until accepted,",
+            "then the abort beat follows; the core is idle (BUSY = 0) once they are delivered.",
+            "Hard `rst` clears everything, TVALID included.",
+            "",
+            "The host tells an aborted frame from STATUS (ERROR and ERR_CAUSE, or the soft",
+            "reset it issued) and discards its last beat; `spec.abort_beat` / `spec.abort_cause`",
+            "build and parse the abort beat.",
             "",
             "## Arithmetic",
             "",

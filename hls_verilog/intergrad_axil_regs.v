@@ -1,0 +1,316 @@
+/*
+ * intergrad: AXI4-Lite slave and register file of the core.
+ *
+ * Modelled on verilog-axi's axil_reg_if_wr / axil_reg_if_rd (alexforencich): every
+ * ready/valid output is a register; AW and W are captured independently (either order,
+ * any skew), the write is applied in the cycle after both halves are held (`wr_en`) and
+ * BVALID rises with it; AR is captured, the read word is decoded in the next cycle and
+ * RVALID rises with it.  BVALID and RVALID are held until BREADY / RREADY; the next
+ * address is only accepted once the previous response has been taken.
+ *
+ * Ordering: a write is applied at the clock edge that ends its `wr_en` cycle; a read whose
+ * AR handshake is at that edge or later decodes in a later cycle, so it sees the write
+ * (CNT_SNAPSHOT included: the snapshot is taken at that same edge, see intergrad_top).
+ * Two writes are applied at least two cycles apart (a write's halves are accepted again
+ * only after it has been applied).
+ *
+ * The register file (MODE, BATCH, SHAPE) lives here; CTRL writes give one-cycle strobes in
+ * the cycle the write is applied.  Read words are packed from the generated IG_* field
+ * constants of intergrad_regs.vh (host/intergrad/spec.py).
+ */
+
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module intergrad_axil_regs #
+(
+    // PE rows, columns, element and accumulator widths, PE variant (reported in CFG_*)
+    parameter ROWS = 8,
+    parameter COLS = 8,
+    parameter DATA_W = 16,
+    parameter ACC_W = 32,
+    parameter DUAL_MAC = 1,
+    // number of 64-bit counters in the snapshot
+    parameter NCNT = 10
+)
+(
+    input  wire                 clk,
+    input  wire                 rst,
+
+    // AXI4-Lite slave
+    input  wire [7:0]           s_axil_awaddr,
+    input  wire                 s_axil_awvalid,
+    output wire                 s_axil_awready,
+    input  wire [31:0]          s_axil_wdata,
+    input  wire [3:0]           s_axil_wstrb,
+    input  wire                 s_axil_wvalid,
+    output wire                 s_axil_wready,
+    output wire [1:0]           s_axil_bresp,
+    output wire                 s_axil_bvalid,
+    input  wire                 s_axil_bready,
+    input  wire [7:0]           s_axil_araddr,
+    input  wire                 s_axil_arvalid,
+    output wire                 s_axil_arready,
+    output wire [31:0]          s_axil_rdata,
+    output wire [1:0]           s_axil_rresp,
+    output wire                 s_axil_rvalid,
+    input  wire                 s_axil_rready,
+
+    // register file
+    output reg  [1:0]           mode,
+    output reg  [7:0]           flags,
+    output reg  [15:0]          batch,
+    output reg  [7:0]           rows_act,
+    output reg  [7:0]           cols_act,
+
+    // CTRL strobes, one cycle, in the cycle the CTRL write is applied
+    output wire                 ctrl_start,
+    output wire                 ctrl_soft_reset,
+    output wire                 ctrl_cnt_reset,
+    output wire                 ctrl_cnt_snapshot,
+
+    // status of the core (STATUS fields)
+    input  wire                 st_busy,
+    input  wire                 st_done,
+    input  wire                 st_error,
+    input  wire                 st_preloaded,
+    input  wire                 st_saved,
+    input  wire                 st_computing,
+    input  wire                 st_out_pending,
+    input  wire [7:0]           st_err_cause,
+
+    // counter snapshot, counter i in bits [64*i +: 64]
+    input  wire [NCNT*64-1:0]   snap_flat
+);
+
+`include "intergrad_regs.vh"
+
+localparam CIDX_W = $clog2(NCNT);
+
+// ---------------------------------------------------------------- write channel
+reg [7:0]  awaddr_reg, awaddr_next;
+reg        awvalid_reg, awvalid_next;
+reg [31:0] wdata_reg, wdata_next;
+reg [3:0]  wstrb_reg, wstrb_next;
+reg        wvalid_reg, wvalid_next;
+reg        bvalid_reg, bvalid_next;
+reg        wr_en_reg, wr_en_next;
+
+assign s_axil_awready = !awvalid_reg;
+assign s_axil_wready = !wvalid_reg;
+assign s_axil_bresp = 2'b00;
+assign s_axil_bvalid = bvalid_reg;
+
+always @* begin
+    awaddr_next = awaddr_reg;
+    awvalid_next = awvalid_reg;
+    wdata_next = wdata_reg;
+    wstrb_next = wstrb_reg;
+    wvalid_next = wvalid_reg;
+    bvalid_next = bvalid_reg && !s_axil_bready;
+
+    // the held write is applied in this cycle: free both halves, respond
+    if (wr_en_reg) begin
+        awvalid_next = 1'b0;
+        wvalid_next = 1'b0;
+        bvalid_next = 1'b1;
+    end
+    // capture each half independently while its holding register is free
+    if (!awvalid_reg) begin
+        awaddr_next = s_axil_awaddr;
+        awvalid_next = s_axil_awvalid;
+    end
+    if (!wvalid_reg) begin
+        wdata_next = s_axil_wdata;
+        wstrb_next = s_axil_wstrb;
+        wvalid_next = s_axil_wvalid;
+    end
+
+    wr_en_next = awvalid_next && wvalid_next && !bvalid_next;
+end
+
+always @(posedge clk) begin
+    awaddr_reg <= awaddr_next;
+    awvalid_reg <= awvalid_next;
+    wdata_reg <= wdata_next;
+    wstrb_reg <= wstrb_next;
+    wvalid_reg <= wvalid_next;
+    bvalid_reg <= bvalid_next;
+    wr_en_reg <= wr_en_next;
+
+    if (rst) begin
+        awvalid_reg <= 1'b0;
+        wvalid_reg <= 1'b0;
+        bvalid_reg <= 1'b0;
+        wr_en_reg <= 1'b0;
+    end
+end
+
+// ---------------------------------------------------------------- register file
+wire [7:0] wr_word = awaddr_reg & 8'hFC;
+wire wr_ctrl = wr_en_reg && wr_word == IG_REG_CTRL && wstrb_reg[0];
+
+assign ctrl_start = wr_ctrl && wdata_reg[IG_CTRL_START_LSB];
+assign ctrl_soft_reset = wr_ctrl && wdata_reg[IG_CTRL_SOFT_RESET_LSB];
+assign ctrl_cnt_reset = wr_ctrl && wdata_reg[IG_CTRL_CNT_RESET_LSB];
+assign ctrl_cnt_snapshot = wr_ctrl && wdata_reg[IG_CTRL_CNT_SNAPSHOT_LSB];
+
+// a write takes the bytes enabled by wstrb (every writable field lies within whole bytes,
+// which spec.py checks)
+integer wb;
+
+always @(posedge clk) begin
+    if (wr_en_reg) begin
+        case (wr_word)
+            IG_REG_MODE: begin
+                if (wstrb_reg[IG_MODE_MODE_LSB/8]) begin
+                    mode <= wdata_reg[IG_MODE_MODE_LSB +: IG_MODE_MODE_W];
+                end
+                if (wstrb_reg[IG_MODE_FLAGS_LSB/8]) begin
+                    flags <= wdata_reg[IG_MODE_FLAGS_LSB +: IG_MODE_FLAGS_W];
+                end
+            end
+            IG_REG_BATCH: begin
+                for (wb = 0; wb < IG_BATCH_BATCH_W/8; wb = wb + 1) begin
+                    if (wstrb_reg[IG_BATCH_BATCH_LSB/8 + wb]) begin
+                        batch[wb*8 +: 8] <= wdata_reg[IG_BATCH_BATCH_LSB + wb*8 +: 8];
+                    end
+                end
+            end
+            IG_REG_SHAPE: begin
+                if (wstrb_reg[IG_SHAPE_ROWS_ACT_LSB/8]) begin
+                    rows_act <= wdata_reg[IG_SHAPE_ROWS_ACT_LSB +: IG_SHAPE_ROWS_ACT_W];
+                end
+                if (wstrb_reg[IG_SHAPE_COLS_ACT_LSB/8]) begin
+                    cols_act <= wdata_reg[IG_SHAPE_COLS_ACT_LSB +: IG_SHAPE_COLS_ACT_W];
+                end
+            end
+            default: begin
+            end
+        endcase
+    end
+
+    if (rst) begin
+        mode <= 2'd0;
+        flags <= 8'd0;
+        batch <= 16'd1;
+        rows_act <= ROWS[7:0];
+        cols_act <= COLS[7:0];
+    end
+end
+
+// ---------------------------------------------------------------- read channel
+reg [7:0]  araddr_reg, araddr_next;
+reg        arvalid_reg, arvalid_next;
+reg [31:0] rdata_reg, rdata_next;
+reg        rvalid_reg, rvalid_next;
+reg        rd_en_reg, rd_en_next;
+
+assign s_axil_arready = !arvalid_reg;
+assign s_axil_rdata = rdata_reg;
+assign s_axil_rresp = 2'b00;
+assign s_axil_rvalid = rvalid_reg;
+
+// read words, packed from the generated field constants
+reg [31:0] cfg_array_word, cfg_width_word, status_word, mode_word, batch_word, shape_word;
+
+always @* begin
+    cfg_array_word = 32'd0;
+    cfg_array_word[IG_CFG_ARRAY_ROWS_LSB +: IG_CFG_ARRAY_ROWS_W] = ROWS[IG_CFG_ARRAY_ROWS_W-1:0];
+    cfg_array_word[IG_CFG_ARRAY_COLS_LSB +: IG_CFG_ARRAY_COLS_W] = COLS[IG_CFG_ARRAY_COLS_W-1:0];
+    cfg_array_word[IG_CFG_ARRAY_DUAL_MAC_LSB] = DUAL_MAC[0];
+
+    cfg_width_word = 32'd0;
+    cfg_width_word[IG_CFG_WIDTH_DATA_W_LSB +: IG_CFG_WIDTH_DATA_W_W] = DATA_W[IG_CFG_WIDTH_DATA_W_W-1:0];
+    cfg_width_word[IG_CFG_WIDTH_ACC_W_LSB +: IG_CFG_WIDTH_ACC_W_W] = ACC_W[IG_CFG_WIDTH_ACC_W_W-1:0];
+
+    status_word = 32'd0;
+    status_word[IG_STATUS_BUSY_LSB] = st_busy;
+    status_word[IG_STATUS_DONE_LSB] = st_done;
+    status_word[IG_STATUS_ERROR_LSB] = st_error;
+    status_word[IG_STATUS_PRELOADED_LSB] = st_preloaded;
+    status_word[IG_STATUS_SAVED_LSB] = st_saved;
+    status_word[IG_STATUS_COMPUTING_LSB] = st_computing;
+    status_word[IG_STATUS_OUT_PENDING_LSB] = st_out_pending;
+    status_word[IG_STATUS_ERR_CAUSE_LSB +: IG_STATUS_ERR_CAUSE_W] = st_err_cause;
+
+    mode_word = 32'd0;
+    mode_word[IG_MODE_MODE_LSB +: IG_MODE_MODE_W] = mode;
+    mode_word[IG_MODE_FLAGS_LSB +: IG_MODE_FLAGS_W] = flags;
+
+    batch_word = 32'd0;
+    batch_word[IG_BATCH_BATCH_LSB +: IG_BATCH_BATCH_W] = batch;
+
+    shape_word = 32'd0;
+    shape_word[IG_SHAPE_ROWS_ACT_LSB +: IG_SHAPE_ROWS_ACT_W] = rows_act;
+    shape_word[IG_SHAPE_COLS_ACT_LSB +: IG_SHAPE_COLS_ACT_W] = cols_act;
+end
+
+// counter words: the low / high half of counter (addr - COUNTER_BASE) / 8
+/* verilator lint_off UNUSEDSIGNAL */
+wire [7:0] rd_cnt_off = araddr_reg - IG_COUNTER_BASE;
+/* verilator lint_on UNUSEDSIGNAL */
+wire [4:0] rd_cnt_idx = rd_cnt_off[7:3];
+wire rd_cnt_hit = araddr_reg >= IG_COUNTER_BASE && {27'd0, rd_cnt_idx} < NCNT;
+wire [CIDX_W-1:0] rd_cidx = rd_cnt_idx[CIDX_W-1:0];
+
+reg [31:0] rd_word;
+
+always @* begin
+    case (araddr_reg & 8'hFC)
+        IG_REG_ID: rd_word = IG_ID_MAGIC;
+        IG_REG_VERSION: rd_word = IG_VERSION;
+        IG_REG_CFG_ARRAY: rd_word = cfg_array_word;
+        IG_REG_CFG_WIDTH: rd_word = cfg_width_word;
+        IG_REG_STATUS: rd_word = status_word;
+        IG_REG_MODE: rd_word = mode_word;
+        IG_REG_BATCH: rd_word = batch_word;
+        IG_REG_SHAPE: rd_word = shape_word;
+        default: begin
+            if (rd_cnt_hit) begin
+                rd_word = snap_flat[{rd_cidx, rd_cnt_off[2], 5'd0} +: 32];
+            end else begin
+                rd_word = 32'd0;
+            end
+        end
+    endcase
+end
+
+always @* begin
+    araddr_next = araddr_reg;
+    arvalid_next = arvalid_reg;
+    rdata_next = rdata_reg;
+    rvalid_next = rvalid_reg && !s_axil_rready;
+
+    // the held address is decoded in this cycle: answer, free the address register
+    if (rd_en_reg) begin
+        arvalid_next = 1'b0;
+        rdata_next = rd_word;
+        rvalid_next = 1'b1;
+    end
+    if (!arvalid_reg) begin
+        araddr_next = s_axil_araddr;
+        arvalid_next = s_axil_arvalid;
+    end
+
+    rd_en_next = arvalid_next && !rvalid_next;
+end
+
+always @(posedge clk) begin
+    araddr_reg <= araddr_next;
+    arvalid_reg <= arvalid_next;
+    rdata_reg <= rdata_next;
+    rvalid_reg <= rvalid_next;
+    rd_en_reg <= rd_en_next;
+
+    if (rst) begin
+        arvalid_reg <= 1'b0;
+        rvalid_reg <= 1'b0;
+        rd_en_reg <= 1'b0;
+    end
+end
+
+endmodule
+
+`resetall
