@@ -66,6 +66,11 @@ SUITES: dict[str, tuple] = {
     "top_counters": ("top", (3, 4, 16, 32, 1),
                      ["test_counter_reset_and_stalls", "test_intergrad_vs_separate_passes"],
                      {"IG_MAX_B": "40"}),
+    # the protocol testbench (tests/cocotb/test_protocol.py): raw AXI-Lite master, frames
+    "protocol": ("top", (3, 4, 16, 32, 1), None, {}, "test_protocol"),
+    "protocol_axil": ("top", (3, 4, 16, 32, 1),
+                      ["test_axil_write_orders_and_skews", "test_axil_response_backpressure"],
+                      {}, "test_protocol"),
 }
 
 
@@ -133,8 +138,61 @@ MUTANTS: list[Mutant] = [
            "MAC counter misses the accumulate MACs"),
 ]
 
-# top-level mutants: added after the new top RTL landed (see TOP_MUTANTS below)
-TOP_MUTANTS: list[Mutant] = []
+AXL = "intergrad_axil_regs.v"
+
+# top level and AXI-Lite slave: the protocol bugs the old testbench could not see, and the
+# sequencer's bookkeeping
+TOP_MUTANTS: list[Mutant] = [
+    Mutant("axil_ignores_wvalid", AXL,
+           "wr_en_next = awvalid_next && wvalid_next && !bvalid_next;",
+           "wr_en_next = awvalid_next && !bvalid_next;", ["protocol_axil", "top_regs"],
+           "AXI-Lite write applied on AW alone, without waiting for WVALID", fast=True),
+    Mutant("axil_bvalid_drop", AXL, "bvalid_next = bvalid_reg && !s_axil_bready;",
+           "bvalid_next = 1'b0;", ["protocol_axil", "top_regs"],
+           "BVALID dropped after one cycle without BREADY"),
+    Mutant("axil_rvalid_drop", AXL, "rvalid_next = rvalid_reg && !s_axil_rready;",
+           "rvalid_next = 1'b0;", ["protocol_axil", "top_regs"],
+           "RVALID dropped after one cycle without RREADY"),
+    Mutant("axil_rdata_live", AXL, "assign s_axil_rdata = rdata_reg;",
+           "assign s_axil_rdata = rd_word;", ["protocol_axil", "top_regs"],
+           "RDATA not held: follows the register while RVALID waits for RREADY"),
+    Mutant("axil_wstrb_ignored", AXL,
+           "if (wstrb_reg[IG_BATCH_BATCH_LSB/8 + wb]) begin", "if (1'b1) begin",
+           ["top_regs"], "BATCH write ignores the byte strobes"),
+    Mutant("soft_reset_drops_tvalid", TOP,
+           "    if (rst) begin\n        m_axis_tvalid <= 1'b0;",
+           "    if (rst || soft_req) begin\n        m_axis_tvalid <= 1'b0;",
+           ["protocol", "top_errors"],
+           "soft reset clears m_axis_tvalid without a handshake (the old behaviour)"),
+    Mutant("soft_reset_no_abort_beat", TOP,
+           "            term_pend_next = 1'b1;\n            term_code_next = IG_ERR_SOFT_RESET;",
+           "            term_pend_next = 1'b0;\n            term_code_next = IG_ERR_SOFT_RESET;",
+           ["protocol", "top_errors"], "soft reset leaves the running job's frame unterminated"),
+    Mutant("abort_no_beat", TOP,
+           "            term_pend_next = 1'b1;\n            term_code_next = err_cause_next;",
+           "            term_pend_next = 1'b0;\n            term_code_next = err_cause_next;",
+           ["protocol", "top_errors"],
+           "EARLY/MISSING_TLAST abort leaves the frame without TLAST (the old behaviour)"),
+    Mutant("abort_beat_no_tlast", TOP,
+           "        m_axis_tdata <= abort_word;\n        m_axis_tlast <= 1'b1;",
+           "        m_axis_tdata <= abort_word;\n        m_axis_tlast <= 1'b0;",
+           ["protocol", "top_errors"], "abort beat sent without TLAST"),
+    Mutant("done_before_delivery", TOP,
+           "assign st_busy = st_computing || st_out_pending || start_req || soft_req;",
+           "assign st_busy = st_computing || term_pend || start_req || soft_req;",
+           ["protocol", "top_errors"],
+           "BUSY=0 and DONE=1 while the last output beat waits (the old behaviour)"),
+    Mutant("done_while_busy", TOP, "assign st_done = done_flag && !st_busy;",
+           "assign st_done = done_flag;", ["protocol", "top_jobs"],
+           "DONE reported while BUSY (before the frame is delivered)"),
+    Mutant("batch_off_by_one", TOP, "        b_cnt_next = batch_reg;\n",
+           "        b_cnt_next = batch_reg + 16'd1;\n", ["top_jobs"],
+           "job takes one data beat more than BATCH"),
+    Mutant("abort_cause_wrong", TOP,
+           "err_cause_next = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;",
+           "err_cause_next = IG_ERR_EARLY_TLAST;", ["protocol", "top_errors"],
+           "MISSING_TLAST reported (and carried by the abort beat) as EARLY_TLAST"),
+]
 
 
 def all_mutants() -> list[Mutant]:
@@ -206,13 +264,14 @@ def worker(copy_root: Path, suite: str) -> int:
             except SystemExit:
                 total, failed = _results(bdir)
         else:
-            _, cfgt, testcase, extra = SUITES[suite]
+            _, cfgt, testcase, extra, *mod = SUITES[suite]
             cfg = ArrayConfig(*cfgt)
             bdir = copy_root / "sim_build" / ("top_" + "_".join(map(str, cfgt)))
             env = {"IG_SEED": os.environ.get("IG_SEED", "1")}
             env.update(extra)
             try:
-                total, failed = rtl.run_cocotb("verilator", cfg, bdir, "test_intergrad_top",
+                total, failed = rtl.run_cocotb("verilator", cfg, bdir,
+                                               mod[0] if mod else "test_intergrad_top",
                                                copy_root / "tests" / "cocotb", testcase=testcase,
                                                extra_env=env)
             except SystemExit:
