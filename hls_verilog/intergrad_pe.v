@@ -10,8 +10,9 @@
  * The PE has no valid bit or tile enable of its own: the array feeds zeros into the data
  * links for bubbles, flush steps and lanes outside the active tile (zero gating), so a
  * product that must not count is zero; the array also masks the partial sums of inactive
- * rows at its output.  Data links and weights are cleared by `clr` (reset, abort) so nothing stale
- * or undefined reaches a product.
+ * rows at its output.  The data links are cleared by `clr` (reset, abort, soft reset) so
+ * nothing stale or undefined reaches a product; the weights only by `w_clr` (hard reset):
+ * an abort or soft reset leaves both banks as they are.
  * With DUAL_MAC = 0 one multiplier serves both; the controller then issues the
  * accumulate in a separate cycle and selects the operand with mul_h.
  * Arithmetic is two's complement and wraps modulo 2^ACC_W.

@@ -26,7 +26,8 @@ CONFIGS = [
 ICARUS_TESTS = [
     "test_id_and_config", "test_register_byte_strobes", "test_intergrad_random",
     "test_intergrad_vs_separate_passes",
-    "test_errors_never_hang",
+    "test_errors_never_hang", "test_soft_reset_keeps_pending_beat",
+    "test_aborted_frames_are_terminated", "test_axil_order_skew_and_holds",
 ]
 
 

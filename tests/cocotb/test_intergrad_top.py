@@ -7,6 +7,7 @@ the output; outputs and counters are compared with intergrad.golden.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import os
@@ -15,7 +16,7 @@ import random
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, with_timeout
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, with_timeout
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
@@ -38,6 +39,27 @@ def random_pause(rng: random.Random, p_idle: float):
         yield 1 if rng.random() < p_idle else 0
 
 
+async def m_axis_hold_monitor(dut, errors: list):
+    """AXI4-Stream rule on the core's output: once TVALID is high it stays high, with TDATA
+    and TLAST stable, until TREADY (soft reset and errors included; only rst may drop it)."""
+    pending = None
+    while True:
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        if int(dut.rst.value):
+            pending = None
+            continue
+        valid = int(dut.m_axis_tvalid.value)
+        if pending is not None:
+            now = (valid, int(dut.m_axis_tdata.value), int(dut.m_axis_tlast.value))
+            if now != pending:
+                errors.append(f"m_axis beat withdrawn or changed before TREADY: held "
+                              f"{pending[0]}/tlast {pending[2]}, now valid {now[0]} tlast {now[2]}")
+        pending = None
+        if valid and not int(dut.m_axis_tready.value):
+            pending = (1, int(dut.m_axis_tdata.value), int(dut.m_axis_tlast.value))
+
+
 class TB:
     def __init__(self, dut, p_in_idle=0.3, p_out_busy=0.3, seed=SEED):
         self.dut = dut
@@ -50,6 +72,11 @@ class TB:
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.set_stalls(p_in_idle, p_out_busy)
+        self.protocol_errors: list[str] = []
+        cocotb.start_soon(m_axis_hold_monitor(dut, self.protocol_errors))
+
+    def check_protocol(self):
+        assert not self.protocol_errors, "\n".join(self.protocol_errors[:5])
 
     def set_stalls(self, p_in_idle, p_out_busy):
         if p_in_idle:
@@ -61,12 +88,12 @@ class TB:
         else:
             self.sink.clear_pause_generator()
 
-    def reset_streams(self):
-        """What the host does to its DMA after a soft reset: drop whatever is in flight."""
-        for s in (self.source, self.sink):
-            s.clear()
-            s._handle_reset(True)
-            s._handle_reset(False)
+    def reset_source(self):
+        """What the host does to its DMA's MM2S channel after an error: drop the input beats
+        still in flight.  The output side is not reset: the aborted frame is checked."""
+        self.source.clear()
+        self.source._handle_reset(True)
+        self.source._handle_reset(False)
         self.source.pause = False
 
     async def reset(self):
@@ -115,6 +142,29 @@ class TB:
         assert got.shape[0] == n_beats, f"expected {n_beats} output beats in one frame, got {got.shape[0]}"
         return got
 
+    async def recv_aborted(self, cause: str, expect: np.ndarray | None = None,
+                           timeout_us=2000) -> np.ndarray:
+        """Receive the frame of an aborted or rejected job: the beats it produced (a prefix
+        of ``expect``, the golden outputs of the whole job), then one abort beat carrying
+        ``cause``; the sink splits frames at TLAST, so the frame has exactly one."""
+        frame = await with_timeout(self.sink.recv(), timeout_us, "us")
+        data = bytes(frame.tdata)
+        nb = CFG.out_axis_bits // 8
+        assert len(data) >= nb and len(data) % nb == 0, f"frame of {len(data)} bytes"
+        last = data[-nb:]
+        assert last == spec.abort_beat(CFG, cause), (
+            f"frame's TLAST beat is not the {cause} abort beat: cause field "
+            f"{spec.abort_cause(last)} ({spec.error_name(spec.abort_cause(last) or 0)})")
+        got = unpack_beats(data[:-nb], CFG.out_lanes, CFG.acc_w, CFG.out_axis_bits)
+        if expect is not None:
+            assert got.shape[0] < max(expect.shape[0], 1) + 1, (
+                f"aborted frame has {got.shape[0]} result beats, the job only {expect.shape[0]}")
+            assert_equal(got, expect[:got.shape[0]], f"beats before the {cause} abort beat")
+        return got
+
+    def assert_no_frame(self, what=""):
+        assert self.sink.empty(), f"{what}: unexpected output frame {self.sink.recv_nowait()}"
+
     async def wait_idle(self, timeout_cycles=200000):
         for _ in range(timeout_cycles // 16):
             st = await self.status()
@@ -134,6 +184,8 @@ class TB:
         st = await self.wait_idle()
         assert st["ERROR"] == 0, f"job {job} ended with error {spec.error_name(st['ERR_CAUSE'])}"
         assert st["DONE"] == 1
+        self.assert_no_frame(f"after {job}")
+        self.check_protocol()
         if check:
             assert_equal(got, expect, f"outputs of {job}")
         return got, expect
@@ -198,7 +250,8 @@ async def test_id_and_config(dut):
     assert spec.unpack_field("CFG_WIDTH", "DATA_W", w) == CFG.data_w
     assert spec.unpack_field("CFG_WIDTH", "ACC_W", w) == CFG.acc_w
     st = await tb.status()
-    assert st == {"BUSY": 0, "DONE": 0, "ERROR": 0, "PRELOADED": 0, "SAVED": 0, "ERR_CAUSE": 0}
+    assert st == {"BUSY": 0, "DONE": 0, "ERROR": 0, "PRELOADED": 0, "SAVED": 0,
+                  "COMPUTING": 0, "OUT_PENDING": 0, "ERR_CAUSE": 0}
 
 
 @cocotb.test()
@@ -398,12 +451,14 @@ async def test_saved_accumulators_drain_during_next_job(dut):
 
 @cocotb.test()
 async def test_soft_reset_mid_job(dut):
-    """Soft reset in the middle of a job, then a correct job."""
+    """Soft reset in the middle of a job: its frame (the beats produced so far) ends with the
+    SOFT_RESET abort beat; then a correct job."""
     tb = TB(dut, p_in_idle=0.0, p_out_busy=0.0)
     await tb.reset()
     job = Job("IG", 50, CFG.rows, CFG.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
     d = tb.random_job_data(job)
     lanes = tb.model.job_input(job, **d)
+    expect = copy.deepcopy(tb.model).run(job, lanes)
     await tb.program(job)
     await tb.start()
     tb.send(lanes)
@@ -411,11 +466,14 @@ async def test_soft_reset_mid_job(dut):
     await ClockCycles(dut.clk, job.load_beats() + 20)
     tb.source.pause = True
     await ClockCycles(dut.clk, 3)
-    assert (await tb.status())["BUSY"] == 1
-    await tb.wr("CTRL", spec.pack_fields("CTRL", SOFT_RESET=1))
-    tb.reset_streams()
     st = await tb.status()
-    assert st["BUSY"] == 0 and st["ERROR"] == 0
+    assert st["BUSY"] == 1 and st["COMPUTING"] == 1, st
+    await tb.wr("CTRL", spec.pack_fields("CTRL", SOFT_RESET=1))
+    await tb.recv_aborted("SOFT_RESET", expect)
+    tb.reset_source()
+    st = await tb.wait_idle(2000)
+    assert st["ERROR"] == 0 and st["DONE"] == 0 and st["OUT_PENDING"] == 0, st
+    tb.assert_no_frame("after the soft reset")
     # the model: the aborted job's LOAD_W was completed (weights loaded, bank swapped)
     tb.model = ArrayModel(CFG)
     job2 = Job("IG", 33, CFG.rows, CFG.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
@@ -424,19 +482,171 @@ async def test_soft_reset_mid_job(dut):
 
 
 @cocotb.test()
+async def test_soft_reset_keeps_pending_beat(dut):
+    """Soft reset while an output beat waits under backpressure: the beat stays valid with
+    TDATA/TLAST stable (monitor) until accepted, then the SOFT_RESET abort beat ends the
+    frame; STATUS shows OUT_PENDING (BUSY) until both are delivered."""
+    tb = TB(dut, p_in_idle=0.0, p_out_busy=0.0)
+    await tb.reset()
+    job = Job("WS", 12, CFG.rows, CFG.cols, {"LOAD_W"})
+    lanes = tb.model.job_input(job, **tb.random_job_data(job))
+    expect = copy.deepcopy(tb.model).run(job, lanes)
+    tb.sink.pause = True
+    await tb.program(job)
+    await tb.start()
+    tb.send(lanes)
+    for _ in range(2000):
+        await RisingEdge(dut.clk)
+        if int(dut.m_axis_tvalid.value):
+            break
+    await ClockCycles(dut.clk, 5)
+    st = await tb.status()
+    assert st["COMPUTING"] == 1 and st["OUT_PENDING"] == 1 and st["BUSY"] == 1, st
+    await tb.wr("CTRL", spec.pack_fields("CTRL", SOFT_RESET=1))
+    await ClockCycles(dut.clk, 20)
+    assert int(dut.m_axis_tvalid.value) == 1, "soft reset withdrew a pending beat"
+    st = await tb.status()
+    assert (st["COMPUTING"], st["OUT_PENDING"], st["BUSY"], st["DONE"], st["ERROR"]) == \
+        (0, 1, 1, 0, 0), st
+    tb.sink.pause = False
+    got = await tb.recv_aborted("SOFT_RESET", expect)
+    assert got.shape[0] == 1, f"only the pending beat precedes the abort beat, got {got.shape[0]}"
+    tb.reset_source()
+    st = await tb.wait_idle(2000)
+    assert st["OUT_PENDING"] == 0 and st["DONE"] == 0, st
+    tb.check_protocol()
+    tb.model = ArrayModel(CFG)
+    job2 = Job("WS", 7, CFG.rows, CFG.cols, {"LOAD_W"})
+    await tb.run_job(job2, **tb.random_job_data(job2))
+
+
+@cocotb.test()
+async def test_done_after_last_beat_delivered(dut):
+    """DONE never reads 1 while the last beat (with TLAST) still waits in the output
+    register: COMPUTING falls first, OUT_PENDING keeps BUSY up until the beat is taken."""
+    tb = TB(dut, p_in_idle=0.0, p_out_busy=0.0)
+    await tb.reset()
+    # jobs whose frame is one beat (a longer frame stalls the job itself on the sink)
+    for job in (Job("WS", 1, CFG.rows, CFG.cols, {"LOAD_W"}),
+                Job("OS", 3, 1, CFG.cols, {"ACC_CLEAR", "DRAIN"})):
+        lanes = tb.model.job_input(job, **tb.random_job_data(job))
+        expect = tb.model.run(job, lanes)
+        c0 = await tb.counters()
+        tb.sink.pause = True
+        await tb.program(job)
+        await tb.start()
+        tb.send(lanes)
+        for _ in range(200):
+            st = await tb.status()
+            assert not (st["DONE"] and st["OUT_PENDING"]), st
+            if not st["COMPUTING"]:
+                break
+        else:
+            raise AssertionError(f"job never stopped computing: {st}")
+        assert (st["BUSY"], st["DONE"], st["OUT_PENDING"], st["ERROR"]) == (1, 0, 1, 0), st
+        await ClockCycles(dut.clk, 10)
+        st = await tb.status()
+        assert (st["BUSY"], st["DONE"], st["OUT_PENDING"]) == (1, 0, 1), st
+        tb.sink.pause = False
+        got = await tb.recv(job.out_beats())
+        st = await tb.wait_idle(2000)
+        assert (st["DONE"], st["ERROR"], st["OUT_PENDING"]) == (1, 0, 0), st
+        assert_equal(got, expect, f"outputs of {job}")
+        check_counters(counters_delta(await tb.counters(), c0), [job], f"{job.mode} held output")
+    tb.check_protocol()
+
+
+@cocotb.test()
+async def test_aborted_frames_are_terminated(dut):
+    """EARLY_TLAST and MISSING_TLAST late in a job, with results already leaving: the frame
+    carries the results produced so far (checked against the golden model), then one abort
+    beat with the cause; the surplus input after MISSING_TLAST is discarded up to its TLAST
+    and not counted; the counters follow their documented definitions."""
+    tb = TB(dut, p_in_idle=0.2, p_out_busy=0.3)
+    await tb.reset()
+    R, C = CFG.rows, CFG.cols
+    F = CFG.flush_steps
+    # early TLAST on data beat B_cut-1 of a WS job, after some results have left
+    B = F + 20
+    job = Job("WS", B, R, C, {"LOAD_W"})
+    lanes = tb.model.job_input(job, **tb.random_job_data(job))
+    expect = copy.deepcopy(tb.model).run(job, lanes)
+    cut = job.load_beats() + F + 8
+    c0 = await tb.counters()
+    await tb.program(job)
+    await tb.start()
+    tb.send(lanes[:cut])
+    got = await tb.recv_aborted("EARLY_TLAST", expect)
+    assert got.shape[0] > 0, "some results were produced before the abort"
+    st = await tb.wait_idle(5000)
+    assert (st["ERROR"], st["ERR_CAUSE"], st["DONE"]) == (1, spec.ERRORS["EARLY_TLAST"][0], 0), st
+    d = counters_delta(await tb.counters(), c0)
+    assert d["in_beats"] == cut and d["steps"] == cut, d
+    assert d["out_beats"] == got.shape[0] + 1 and d["jobs"] == 0, d
+    assert d["busy_cycles"] == d["steps"] + d["stall_in"] + d["stall_out"], d
+    tb.assert_no_frame("after EARLY_TLAST")
+
+    # missing TLAST on the last preload beat of a WS job; 3 surplus beats are discarded
+    tb.model = ArrayModel(CFG)
+    job = Job("WS", 20, R, C, {"LOAD_W", "PRELOAD"})
+    lanes = tb.model.job_input(job, **tb.random_job_data(job))
+    expect = copy.deepcopy(tb.model).run(job, lanes)
+    c0 = await tb.counters()
+    await tb.program(job)
+    await tb.start()
+    tb.send(np.concatenate([lanes, lanes[:3]]))
+    got = await tb.recv_aborted("MISSING_TLAST", expect)
+    await tb.source.wait()
+    st = await tb.wait_idle(5000)
+    assert (st["ERROR"], st["ERR_CAUSE"], st["PRELOADED"]) == \
+        (1, spec.ERRORS["MISSING_TLAST"][0], 0), st
+    assert tb.source.empty()
+    d = counters_delta(await tb.counters(), c0)
+    assert d["in_beats"] == job.in_beats() and d["wload_beats"] == job.load_beats() + \
+        job.preload_beats(), d
+    assert d["out_beats"] == got.shape[0] + 1 and d["jobs"] == 0, d
+    assert d["busy_cycles"] == d["steps"] + d["stall_in"] + d["stall_out"], d
+    tb.assert_no_frame("after MISSING_TLAST")
+
+    # an accumulate-only job (no output beats) aborted: its frame is the abort beat alone
+    job = Job("OS", 6, R, C, {"ACC_CLEAR"})
+    lanes = tb.model.job_input(job, **tb.random_job_data(job))
+    await tb.program(job)
+    await tb.start()
+    tb.send(lanes[:4])
+    got = await tb.recv_aborted("EARLY_TLAST")
+    assert got.shape[0] == 0
+    await tb.wait_idle(5000)
+    tb.check_protocol()
+    tb.model = ArrayModel(CFG)
+    job = Job("IG", 9, R, C, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    await tb.run_job(job, **tb.random_job_data(job))
+
+
+@cocotb.test()
 async def test_errors_never_hang(dut):
-    """Malformed jobs give an error cause, never a hang; a good job works after each."""
+    """Malformed jobs give an error cause and a terminated frame, never a hang; a good job
+    works after each."""
     tb = TB(dut, p_in_idle=0.2, p_out_busy=0.2)
     await tb.reset()
     R, C = CFG.rows, CFG.cols
 
-    async def expect_error(name):
+    async def expect_error(name, frame=True):
+        if frame:
+            # a rejected START's frame is its abort beat alone
+            got = await tb.recv_aborted(name)
+            assert got.shape[0] == 0
         st = await tb.wait_idle(5000)
         assert st["ERROR"] == 1 and st["ERR_CAUSE"] == spec.ERRORS[name][0], (
             f"expected {name}, status {st}")
+        assert st["DONE"] == 0
+        tb.assert_no_frame(name)
 
-    async def good_job():
+    async def good_job(running=False):
         await tb.wr("CTRL", spec.pack_fields("CTRL", SOFT_RESET=1))
+        if running:
+            await tb.recv_aborted("SOFT_RESET")
+            tb.reset_source()
         tb.model = ArrayModel(CFG)
         job = Job("IG", 9, R, C, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
         await tb.run_job(job, **tb.random_job_data(job))
@@ -475,13 +685,15 @@ async def test_errors_never_hang(dut):
     job = Job("WS", 10, R, C, {"LOAD_W"})
     d = tb.random_job_data(job)
     lanes = tb.model.job_input(job, **d)
+    expect = copy.deepcopy(tb.model).run(job, lanes)
     await tb.program(job)
     await tb.start()
     tb.send(lanes[:-2])
     await tb.source.wait()
-    await expect_error("EARLY_TLAST")
+    await tb.recv_aborted("EARLY_TLAST", expect)
+    await expect_error("EARLY_TLAST", frame=False)
     await ClockCycles(dut.clk, 40)
-    tb.reset_streams()
+    tb.reset_source()
     await good_job()
 
     # missing tlast: the frame runs three beats past the job's end; they are discarded
@@ -494,7 +706,7 @@ async def test_errors_never_hang(dut):
     await tb.source.wait()
     await expect_error("MISSING_TLAST")
     assert tb.source.empty()
-    tb.reset_streams()
+    tb.reset_source()
     await good_job()
 
     # start while busy: error cause recorded, the running job completes correctly
@@ -511,18 +723,133 @@ async def test_errors_never_hang(dut):
     assert st["DONE"] == 1 and st["ERROR"] == 1
     assert st["ERR_CAUSE"] == spec.ERRORS["START_BUSY"][0]
     assert_equal(got, expect, "job that survived a second START")
+    tb.assert_no_frame("START_BUSY")
 
     # a start with no data never completes by itself, but is visible and resettable
     await tb.program(Job("WS", 3, R, C))
     await tb.start()
     await ClockCycles(dut.clk, 50)
     st = await tb.status()
-    assert st["BUSY"] == 1
+    assert st["BUSY"] == 1 and st["COMPUTING"] == 1
     c = await tb.counters()
     await ClockCycles(dut.clk, 10)
     c2 = await tb.counters()
     assert c2["stall_in"] - c["stall_in"] > 0, "a starved job must count input stalls"
-    await good_job()
+    await good_job(running=True)
+    tb.check_protocol()
+
+
+class AxilPins:
+    """AXI4-Lite master driven pin by pin: AW and W with any skew, either order, and
+    delayed BREADY / RREADY, checking that BVALID/RVALID (and RDATA) hold until taken."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        for n in ("awvalid", "wvalid", "bready", "arvalid", "rready", "awaddr", "wdata",
+                  "araddr", "awprot", "arprot"):
+            getattr(dut, f"s_axil_{n}").value = 0
+        dut.s_axil_wstrb.value = 0xF
+
+    async def write(self, addr, data, aw_delay=0, w_delay=0, b_delay=0, after_hs=None):
+        """Write; ``after_hs`` (a coroutine function) is started in the cycle right after
+        the later of the AW and W handshakes."""
+        dut = self.dut
+        aw_done = w_done = False
+        t = 0
+        while not (aw_done and w_done):
+            if not aw_done:
+                dut.s_axil_awvalid.value = 1 if t >= aw_delay else 0
+                dut.s_axil_awaddr.value = addr
+            if not w_done:
+                dut.s_axil_wvalid.value = 1 if t >= w_delay else 0
+                dut.s_axil_wdata.value = data
+            await RisingEdge(dut.clk)
+            if not aw_done and int(dut.s_axil_awvalid.value) and int(dut.s_axil_awready.value):
+                aw_done = True
+                dut.s_axil_awvalid.value = 0
+            if not w_done and int(dut.s_axil_wvalid.value) and int(dut.s_axil_wready.value):
+                w_done = True
+                dut.s_axil_wvalid.value = 0
+            t += 1
+            assert t < 200, "AXI-Lite write address/data never accepted"
+        if after_hs is not None:
+            cocotb.start_soon(after_hs())
+        seen = False
+        for i in range(200):
+            dut.s_axil_bready.value = 1 if i >= b_delay else 0
+            await RisingEdge(dut.clk)
+            bv = int(dut.s_axil_bvalid.value)
+            if seen:
+                assert bv, "BVALID dropped before BREADY"
+            seen = seen or bv
+            if bv and int(dut.s_axil_bready.value):
+                dut.s_axil_bready.value = 0
+                return
+        raise AssertionError("no write response")
+
+    async def read(self, addr, r_delay=0):
+        dut = self.dut
+        dut.s_axil_araddr.value = addr
+        dut.s_axil_arvalid.value = 1
+        for _ in range(200):
+            await RisingEdge(dut.clk)
+            if int(dut.s_axil_arready.value):
+                break
+        dut.s_axil_arvalid.value = 0
+        held = None
+        for i in range(200):
+            dut.s_axil_rready.value = 1 if i >= r_delay else 0
+            await RisingEdge(dut.clk)
+            rv = int(dut.s_axil_rvalid.value)
+            if held is not None:
+                assert rv and int(dut.s_axil_rdata.value) == held, "RVALID/RDATA not held"
+            if rv:
+                held = int(dut.s_axil_rdata.value)
+                if int(dut.s_axil_rready.value):
+                    dut.s_axil_rready.value = 0
+                    return held
+        raise AssertionError("no read response")
+
+
+@cocotb.test()
+async def test_axil_order_skew_and_holds(dut):
+    """AW and W in either order at any skew; BVALID/RVALID held until BREADY/RREADY; a read
+    whose address comes in the cycle right after a CNT_SNAPSHOT write sees the new snapshot."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.s_axis_tvalid.value = 0
+    dut.m_axis_tready.value = 0
+    pins = AxilPins(dut)
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    rng = random.Random(SEED)
+    off = spec.REG["BATCH"].offset
+    for i, (aw, w) in enumerate([(0, 0), (0, 3), (3, 0), (0, 1), (1, 0), (7, 2), (2, 7)] +
+                                [(rng.randint(0, 9), rng.randint(0, 9)) for _ in range(6)]):
+        val = 1 + i * 37
+        await pins.write(off, val, aw_delay=aw, w_delay=w, b_delay=rng.randint(0, 4))
+        got = await pins.read(off, r_delay=rng.randint(0, 4))
+        assert got == val, f"AW delay {aw}, W delay {w}: BATCH reads {got}, wrote {val}"
+    # snapshot ordering: old snapshot, wait, snapshot write with AR in the next cycle
+    lo = spec.COUNTER_BASE + 8 * spec.COUNTER_INDEX["cycles"]
+    ctrl = spec.REG["CTRL"].offset
+    await pins.write(ctrl, spec.pack_fields("CTRL", CNT_SNAPSHOT=1))
+    old = await pins.read(lo)
+    await ClockCycles(dut.clk, 100)
+    result = {}
+
+    async def read_now():
+        result["v"] = await pins.read(lo)
+
+    await pins.write(ctrl, spec.pack_fields("CTRL", CNT_SNAPSHOT=1), b_delay=3,
+                     after_hs=read_now)
+    for _ in range(50):
+        if "v" in result:
+            break
+        await RisingEdge(dut.clk)
+    assert result["v"] >= old + 100, f"read after CNT_SNAPSHOT returned the old snapshot " \
+                                     f"({result['v']} vs {old})"
 
 
 @cocotb.test()
