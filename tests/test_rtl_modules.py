@@ -23,10 +23,10 @@ COCOTB_DIR = HERE / "cocotb"
 
 def run_seed() -> int:
     """The run's seed: INTERGRAD_SEED if set, else a random one (printed)."""
-    s = os.environ.get("INTERGRAD_SEED")
+    s = os.environ.get("INTERGRAD_SEED") or os.environ.get("IG_SEED")
     if s is None:
         s = str(random.SystemRandom().randrange(1, 1 << 31))
-        os.environ["INTERGRAD_SEED"] = s
+    os.environ["INTERGRAD_SEED"] = s
     print(f"\nINTERGRAD_SEED={s} (set it to rerun with the same stimulus)")
     return int(s)
 

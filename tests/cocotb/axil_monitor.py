@@ -9,8 +9,9 @@ WDATA+WSTRB / ARADDR unchanged, until their READY.
 Slave side: BVALID and RVALID stay high, with BRESP / RDATA+RRESP unchanged, until BREADY /
 RREADY; no write response before both the address and the data of that write were
 accepted, no read data before its address was accepted (no response without a request);
-at most ``max_outstanding`` accepted-but-unanswered requests per channel (the slave promises
-one); VALID and READY outputs are never X/Z out of reset, and VALIDs are low while reset is
+at most ``max_outstanding`` accepted-but-unanswered requests per channel (default 2:
+intergrad_axil_regs holds one further address/data while the previous response waits for
+its READY, and no more); VALID and READY outputs are never X/Z out of reset, and VALIDs are low while reset is
 held (from the second reset cycle on).
 
 A violation raises :class:`ProtocolError` from the monitor's task, failing the running test
@@ -78,7 +79,7 @@ class AxilMonitor:
     """Protocol monitor of one AXI4-Lite slave interface; starts itself."""
 
     def __init__(self, dut, prefix: str, clk, rst=None, name: str | None = None,
-                 max_outstanding: int = 1):
+                 max_outstanding: int = 2):
         self.name = name or prefix
         self.clk = clk
         self.rst = rst
