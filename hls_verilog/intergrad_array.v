@@ -14,8 +14,17 @@
  *
  * For the MAC counter, all PEs on anti-diagonal d = n + m hold the same sample: one valid
  * bit per diagonal (a ROWS+COLS-1 bit shift register) times the number of active PEs on
- * that diagonal (latched with the tile shape at job start, shape_ld) counts the PEs that
- * hold a valid sample inside the tile.
+ * that diagonal counts the PEs that hold a valid sample inside the tile.  For timing
+ * (every register-to-register path within a few LUT levels, see docs/timing.md) both
+ * sums are balanced adder trees between registers, not serial chains:
+ *   - the tile shape is latched at job start (shape_ld) as row/column enables; the
+ *     per-diagonal PE counts diag_k are a registered popcount of them, valid one cycle
+ *     later (the first MAC of a job is counted three cycles after shape_ld at the earliest);
+ *   - mac_total is registered two cycles after the step it counts: stage 1 sums the valid
+ *     diagonals' counts in groups of 8 (and registers the step's enables), stage 2 adds the
+ *     groups and doubles for an InterGrad step.  The last MAC of a job is counted at least
+ *     one step before its last step, so the MAC counter is final one cycle after the job
+ *     ends (before the host can read STATUS and snapshot the counters).
  */
 
 `resetall
@@ -78,6 +87,14 @@ localparam MAC_W = $clog2(2*ROWS*COLS+1);
 localparam ND = ROWS + COLS - 1;
 localparam KMAX = (ROWS < COLS) ? ROWS : COLS;
 localparam KW = $clog2(KMAX + 1);
+// adder-tree levels of the diagonal popcount
+localparam LOGK = $clog2(KMAX);
+// MAC sum: groups of GSZ diagonals in stage 1 (GW bits each), NG groups in stage 2
+localparam GSZ = 8;
+localparam LOGG = 3;
+localparam NG = (ND + GSZ - 1) / GSZ;
+localparam LOGNG = $clog2(NG);
+localparam GW = $clog2(GSZ * KMAX + 1);
 
 // valid bit of the sample on each anti-diagonal: vd[d] for the PEs with n + m = d
 reg [ND-1:0] vd;
@@ -103,27 +120,77 @@ generate
     end
 endgenerate
 
-// active tile: rows below rows_act and columns below cols_act; diag_k[d] = active PEs on
-// diagonal d
-function [KW-1:0] diag_count;
-    input integer d;
-    input [7:0] nrows;
-    input [7:0] ncols;
-    integer r;
+// balanced adder trees (not serial chains): sums of 1-bit / KW-bit / GW-bit terms.  The
+// working vector is twice the number of terms so every select stays in range.
+function [KW-1:0] popcount_k;
+    input [KMAX-1:0] b;
+    reg [2*KMAX*KW-1:0] s;
+    integer l, j;
     begin
-        diag_count = {KW{1'b0}};
-        for (r = 0; r < ROWS; r = r + 1) begin
-            if (r < nrows && r <= d && d - r < ncols) begin
-                diag_count = diag_count + {{(KW-1){1'b0}}, 1'b1};
+        s = {2*KMAX*KW{1'b0}};
+        for (j = 0; j < KMAX; j = j + 1) begin
+            s[j*KW] = b[j];
+        end
+        for (l = 0; l < LOGK; l = l + 1) begin
+            for (j = 0; j < KMAX; j = j + 1) begin
+                if (2*j + 1 < ((KMAX + (1 << l) - 1) >> l)) begin
+                    s[j*KW +: KW] = s[2*j*KW +: KW] + s[(2*j+1)*KW +: KW];
+                end else if (2*j < ((KMAX + (1 << l) - 1) >> l)) begin
+                    s[j*KW +: KW] = s[2*j*KW +: KW];
+                end
             end
         end
+        popcount_k = s[KW-1:0];
     end
 endfunction
 
+function [GW-1:0] group_sum;
+    input [GSZ*KW-1:0] t;
+    reg [2*GSZ*GW-1:0] s;
+    integer l, j;
+    begin
+        s = {2*GSZ*GW{1'b0}};
+        for (j = 0; j < GSZ; j = j + 1) begin
+            s[j*GW +: KW] = t[j*KW +: KW];
+        end
+        for (l = 0; l < LOGG; l = l + 1) begin
+            for (j = 0; j < GSZ; j = j + 1) begin
+                if (2*j + 1 < (GSZ >> l)) begin
+                    s[j*GW +: GW] = s[2*j*GW +: GW] + s[(2*j+1)*GW +: GW];
+                end
+            end
+        end
+        group_sum = s[GW-1:0];
+    end
+endfunction
+
+function [MAC_W-1:0] groups_sum;
+    input [NG*GW-1:0] g;
+    reg [2*NG*MAC_W-1:0] s;
+    integer l, j;
+    begin
+        s = {2*NG*MAC_W{1'b0}};
+        for (j = 0; j < NG; j = j + 1) begin
+            s[j*MAC_W +: GW] = g[j*GW +: GW];
+        end
+        for (l = 0; l < LOGNG; l = l + 1) begin
+            for (j = 0; j < NG; j = j + 1) begin
+                if (2*j + 1 < ((NG + (1 << l) - 1) >> l)) begin
+                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W] + s[(2*j+1)*MAC_W +: MAC_W];
+                end else if (2*j < ((NG + (1 << l) - 1) >> l)) begin
+                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W];
+                end
+            end
+        end
+        groups_sum = s[MAC_W-1:0];
+    end
+endfunction
+
+// active tile, latched at job start: rows below rows_act and columns below cols_act
 reg [ROWS-1:0]        row_en;
+reg [COLS-1:0]        col_en;
 reg [ROWS*DATA_W-1:0] left_mask;   // lanes of the active rows
 reg [COLS*DATA_W-1:0] top_mask;    // lanes of the active columns
-reg [ND*KW-1:0]       diag_k;
 integer i;
 
 always @(posedge clk) begin
@@ -133,13 +200,35 @@ always @(posedge clk) begin
             left_mask[i*DATA_W +: DATA_W] <= {DATA_W{i < rows_act}};
         end
         for (i = 0; i < COLS; i = i + 1) begin
+            col_en[i] <= i < cols_act;
             top_mask[i*DATA_W +: DATA_W] <= {DATA_W{i < cols_act}};
-        end
-        for (i = 0; i < ND; i = i + 1) begin
-            diag_k[i*KW +: KW] <= diag_count(i, rows_act, cols_act);
         end
     end
 end
+
+// diag_k[d] = active PEs on diagonal d: popcount of row_en[r] & col_en[d - r] over the
+// rows r of the diagonal, registered (one cycle behind the shape latch)
+wire [ND*KW-1:0] diag_k;
+genvar gd, gr;
+generate
+    for (gd = 0; gd < ND; gd = gd + 1) begin : g_diag
+        localparam integer LO = (gd >= COLS) ? gd - COLS + 1 : 0;
+        localparam integer HI = (gd < ROWS) ? gd : ROWS - 1;
+        wire [KMAX-1:0] b;
+        reg  [KW-1:0]   k;
+        for (gr = 0; gr < KMAX; gr = gr + 1) begin : g_b
+            if (LO + gr <= HI) begin : g_on
+                assign b[gr] = row_en[LO + gr] & col_en[gd - LO - gr];
+            end else begin : g_off
+                assign b[gr] = 1'b0;
+            end
+        end
+        always @(posedge clk) begin
+            k <= popcount_k(b);
+        end
+        assign diag_k[gd*KW +: KW] = k;
+    end
+endgenerate
 
 wire data_clr = rst || pipe_clear;
 
@@ -231,27 +320,52 @@ generate
     end
 endgenerate
 
-// MACs performed this cycle: every PE holding a valid sample inside the active tile does
+// MACs performed on a step: every PE holding a valid sample inside the active tile does
 // one psum MAC on an array step (WS, IG) and one accumulate MAC on an accumulate cycle
-// (OS, IG); those PEs are the active PEs of the valid diagonals
-function [MAC_W-1:0] fire_count;
-    input [ND-1:0] valid;
-    input [ND*KW-1:0] k;
-    integer d;
-    begin
-        fire_count = {MAC_W{1'b0}};
-        for (d = 0; d < ND; d = d + 1) begin
-            if (valid[d]) begin
-                fire_count = fire_count + {{(MAC_W-KW){1'b0}}, k[d*KW +: KW]};
+// (OS, IG); those PEs are the active PEs of the valid diagonals.  Two registered stages
+// (see the header): mac_total counts the step two cycles before.
+reg mac_p;     // the step two stages back did psum MACs
+reg mac_a;     // ... and accumulate MACs
+generate
+    for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp
+        wire [GSZ*KW-1:0] t;
+        reg  [GW-1:0]     s;
+        for (gr = 0; gr < GSZ; gr = gr + 1) begin : g_t
+            if (gd*GSZ + gr < ND) begin : g_on
+                assign t[gr*KW +: KW] = vd[gd*GSZ + gr] ? diag_k[(gd*GSZ + gr)*KW +: KW]
+                                                        : {KW{1'b0}};
+            end else begin : g_off
+                assign t[gr*KW +: KW] = {KW{1'b0}};
+            end
+        end
+        always @(posedge clk) begin
+            s <= group_sum(t);
+            if (rst) begin
+                s <= {GW{1'b0}};
             end
         end
     end
-endfunction
+endgenerate
 
-wire [MAC_W-1:0] n_fire = fire_count(vd, diag_k);
-always @* begin
-    mac_total = ((adv && psum_on) ? n_fire : {MAC_W{1'b0}}) +
-                (acc_go ? n_fire : {MAC_W{1'b0}});
+wire [NG*GW-1:0] grp;
+generate
+    for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp_cat
+        assign grp[gd*GW +: GW] = g_grp[gd].s;
+    end
+endgenerate
+
+wire [MAC_W-1:0] n_fire = groups_sum(grp);
+
+always @(posedge clk) begin
+    mac_p <= adv && psum_on;
+    mac_a <= acc_go;
+    mac_total <= (mac_p && mac_a) ? {n_fire[MAC_W-2:0], 1'b0} :
+                 (mac_p || mac_a) ? n_fire : {MAC_W{1'b0}};
+    if (rst) begin
+        mac_p <= 1'b0;
+        mac_a <= 1'b0;
+        mac_total <= {MAC_W{1'b0}};
+    end
 end
 
 endmodule

@@ -21,7 +21,7 @@
 #   PS M_AXI_GP0 --> ps7_axi_periph --> intergrad_0/s_axil, axi_dma_0/S_AXI_LITE
 #   rst_ps7_100M/peripheral_reset (ACTIVE HIGH) --> intergrad_0/rst
 
-# PS7 settings of the PYNQ-Z2 (DDR3, clocks, MIO), applied when the board files
+# PS7 settings of the PYNQ-Z2 (DDR3L: MT41K256M16 RE-125 at 1.35 V, clocks, MIO), applied when the board files
 # (tul.com.tw:pynq-z2:part0:1.0) are not installed and the project targets the bare part.
 # Values as in the PYNQ-Z2 board preset / PYNQ's Pynq-Z2 hardware project.
 proc pynq_z2_ps7_preset {} {
@@ -31,8 +31,8 @@ proc pynq_z2_ps7_preset {} {
         CONFIG.PCW_CRYSTAL_PERIPHERAL_FREQMHZ {50} \
         CONFIG.PCW_APU_PERIPHERAL_FREQMHZ {650} \
         CONFIG.PCW_UIPARAM_DDR_ENABLE {1} \
-        CONFIG.PCW_UIPARAM_DDR_MEMORY_TYPE {DDR 3} \
-        CONFIG.PCW_UIPARAM_DDR_PARTNO {MT41J256M16 RE-125} \
+        CONFIG.PCW_UIPARAM_DDR_MEMORY_TYPE {DDR 3 (Low Voltage)} \
+        CONFIG.PCW_UIPARAM_DDR_PARTNO {MT41K256M16 RE-125} \
         CONFIG.PCW_UIPARAM_DDR_BUS_WIDTH {16 Bit} \
         CONFIG.PCW_UIPARAM_DDR_FREQ_MHZ {525} \
         CONFIG.PCW_UIPARAM_DDR_TRAIN_DATA_EYE {1} \

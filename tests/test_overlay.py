@@ -536,14 +536,17 @@ class VivadoStub:
                 "get_bd_intf_pins connect_bd_intf_net connect_bd_net get_bd_addr_spaces "
                 "get_bd_addr_segs assign_bd_address validate_bd_design save_bd_design "
                 "generate_target make_wrapper launch_runs wait_on_run get_property get_runs "
-                "open_run report_utilization report_timing_summary").split()
+                "open_run report_utilization report_timing_summary get_pins get_clocks").split()
 
-    def __init__(self, workdir: Path, board: bool = False, wns: str = "0.250"):
+    def __init__(self, workdir: Path, board: bool = False, wns: str = "0.250",
+                 period: str = "10.000", whs: str = "0.020"):
         tkinter = pytest.importorskip("tkinter", reason="Python's tkinter (Tcl) not available")
         self.tcl = tkinter.Tcl()
         self.workdir = workdir
         self.board = board
         self.wns = wns
+        self.period = period
+        self.whs = whs
         self.calls: list[tuple] = []
         self.design = Design()
         self.rundir = workdir / "impl_1"
@@ -622,9 +625,17 @@ class VivadoStub:
     def do_make_wrapper(self, *a):
         return str(self.workdir / "intergrad_bd_wrapper.v")
 
-    def do_get_property(self, prop, obj=None, *rest):
-        return {"PROGRESS": "100%", "STATS.WNS": self.wns,
-                "DIRECTORY": str(self.rundir)}.get(prop, "")
+    def do_get_property(self, *a):
+        a = [x for x in a if x != "-quiet"]
+        prop = a[0]
+        return {"PROGRESS": "100%", "STATS.WNS": self.wns, "STATS.WHS": self.whs,
+                "PERIOD": self.period, "DIRECTORY": str(self.rundir)}.get(prop, "")
+
+    def do_get_pins(self, *a):
+        return "intergrad_bd_i/intergrad_0/clk" if "-hierarchical" in a else a[-1].lstrip("/")
+
+    def do_get_clocks(self, *a):
+        return "clk_fpga_0"
 
     def run(self, script: Path, argv: list[str]) -> None:
         self.tcl.call("set", "argv", tuple(argv))
@@ -693,6 +704,70 @@ def test_build_tcl_refuses_bad_input(tmp_path):
         bad.run(BUILD_TCL, params_mod.tcl_args() + [f"OUT_DIR={tmp_path / 'o'}",
                                                      f"BUILD_DIR={tmp_path / 'bd'}"])
     assert not (tmp_path / "o" / "intergrad.bit").exists()
+
+
+XDC = OVERLAY / "intergrad.xdc"
+
+
+def _xdc_commands() -> list[str]:
+    lines = [ln.split("#", 1)[0].strip() for ln in XDC.read_text().splitlines()]
+    return [ln for ln in lines if ln]
+
+
+def test_xdc_constrains_the_fabric_clock_of_the_block_design(tmp_path):
+    """intergrad.xdc: one create_clock, on the PS7 cell's FCLKCLK[0] of this block design,
+    at the period of the FCLK0 frequency intergrad_bd.tcl configures; no timing exception."""
+    stub = _run_build(tmp_path)
+    mhz = float(stub.design.cfg("ps7")["CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"])
+    assert mhz == 100.0
+    cmds = _xdc_commands()
+    clocks = [c for c in cmds if c.startswith("create_clock")]
+    assert len(clocks) == 1, cmds
+    m = re.search(r"-period\s+([\d.]+)", clocks[0])
+    assert m and abs(float(m.group(1)) - 1000.0 / mhz) < 1e-6, clocks[0]
+    assert "-name clk_fpga_0" in clocks[0]
+    # the pin of the PS7 cell of the design build.tcl makes (<design>_i/<cell>/inst/PS7_i)
+    design = stub.called("create_bd_design")[0][-1]
+    assert f"{{{design}_i/ps7/inst/PS7_i/FCLKCLK[0]}}" in clocks[0]
+    assert "ps7" in stub.design.cells
+    assert not [c for c in cmds if c.split()[0] in ("set_multicycle_path", "set_false_path",
+                                                   "set_max_delay", "set_clock_groups")]
+
+
+def test_build_tcl_reads_the_xdc_late(tmp_path):
+    stub = _run_build(tmp_path)
+    added = [a for a in stub.called("add_files") if "constrs_1" in a]
+    assert [Path(a[-1]).resolve() for a in added] == [XDC.resolve()]
+    props = stub.design.props[str(XDC)]
+    assert props["PROCESSING_ORDER"] == "LATE"
+    assert "implementation" in props["USED_IN"]
+    # the Makefile rebuilds when the constraints change
+    assert "intergrad.xdc" in (OVERLAY / "Makefile").read_text().split("$(OUT).bit:")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"period": "20.000"}, "not the 10 ns clk_fpga_0"),
+    ({"wns": ""}, "no setup slack"),
+    ({"wns": "-0.4"}, "setup timing not met"),
+    ({"whs": "-0.05"}, "hold timing not met"),
+])
+def test_strict_timing_refuses_an_untimed_bitstream(tmp_path, kw, msg):
+    import tkinter
+    args = params_mod.tcl_args() + [f"OUT_DIR={tmp_path / 'o'}", f"BUILD_DIR={tmp_path / 'b'}"]
+    with pytest.raises(tkinter.TclError, match=msg):
+        VivadoStub(tmp_path / "s", **kw).run(BUILD_TCL, args)
+    assert not (tmp_path / "o" / "intergrad.bit").exists()
+    # STRICT_TIMING=0: written anyway, with the warning
+    VivadoStub(tmp_path / "n", **kw).run(BUILD_TCL, args + ["STRICT_TIMING=0"])
+    assert (tmp_path / "o" / "intergrad.bit").exists()
+
+
+def test_fallback_ps7_preset_has_the_pynq_z2_ddr3l_part(tmp_path):
+    """PYNQ-Z2: MT41K256M16 RE-125 (DDR3L, 1.35 V), not the 1.5 V MT41J256M16."""
+    ps7 = _run_build(tmp_path).design.cfg("ps7")
+    assert ps7["CONFIG.PCW_UIPARAM_DDR_PARTNO"] == "MT41K256M16 RE-125"
+    assert ps7["CONFIG.PCW_UIPARAM_DDR_MEMORY_TYPE"] == "DDR 3 (Low Voltage)"
+    assert ps7["CONFIG.PCW_UIPARAM_DDR_BUS_WIDTH"] == "16 Bit"
 
 
 def test_running_a_mutated_tcl_is_caught(tmp_path, rtl, bd_text):
