@@ -19,7 +19,10 @@ saves, weight writes, bank selects, tile shapes), outputs compared every cycle w
 reference: sample t registered on a step (zeroed for a bubble and outside the tile) sits on
 anti-diagonal d = n + m of the array d steps later, where PE(n, m) sees top lane m and left
 lane n of it; p(n, m) <= p(n, m-1) + psum_on * a * v on a step; acc += b * v on acc_go; row
-n's partial sum reaches out_row ROWS-1-n steps after leaving the last column.
+n's partial sum reaches out_row ROWS-1-n steps after leaving the last column.  The MAC
+count of a cycle (active PEs on the valid diagonals, once per psum step and once per
+accumulate) appears on the registered mac_total MAC_LAT cycles later; the per-diagonal PE
+counts follow a new tile shape DIAG_LAT cycle(s) after shape_ld (registered for timing).
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ DUAL_MAC = int(P.get("DUAL_MAC", 1))
 SEED = int(os.environ.get("INTERGRAD_SEED", "1"))
 CYCLES = int(os.environ.get("ARRAY_CYCLES", "2500"))
 ND = ROWS + COLS - 1
+MAC_LAT = 2     # mac_total is registered two cycles after the cycle it counts
+DIAG_LAT = 1    # diag_k is a registered popcount of the latched tile shape
 DMASK = (1 << DATA_W) - 1
 AMASK = (1 << ACC_W) - 1
 
@@ -192,7 +197,7 @@ async def gemm_job(d: Dut, rng: random.Random, mode: str, ra: int, ca: int, B: i
             t += 1
         elif t >= B:
             flush += 1
-    for _ in range(4):   # a pipelined MAC count may lag a few cycles
+    for _ in range(MAC_LAT + 2):   # the registered MAC count lags MAC_LAT cycles
         macs += await d.cycle_with(idle_inputs(wsel=bank))
     Sa = S[:ra, :ca]
     exp_out = [[wrap(x) for x in (Sa @ V[b, :ca]).tolist()] + [0] * (ROWS - ra)
@@ -251,6 +256,8 @@ class ArrayRef:
         self.lmask = None
         self.tmask = None
         self.diag_k = None
+        self.shape = None
+        self.mac_pipe = [None] * MAC_LAT   # mac_pipe[-1] is on mac_total
 
     def _vh(self, n, m):
         s = self.R[n + m]
@@ -275,6 +282,8 @@ class ArrayRef:
 
     def step(self, i):
         rst, clr = i["rst"], i["rst"] or i["pipe_clear"]
+        m_now = self.mac(i)
+        self.mac_pipe = [0 if rst else m_now] + [0 if rst else v for v in self.mac_pipe[:-1]]
         # products with the pre-edge state
         new_p = [row[:] for row in self.p]
         new_acc = [row[:] for row in self.acc]
@@ -331,15 +340,18 @@ class ArrayRef:
                 reg = ([0] * ROWS, [0] * COLS)
             self.R = [reg] + self.R[:-1]
             self.vd = [i["in_valid"]] + self.vd[:-1]
-        # tile shape
-        if i["shape_ld"]:
-            ra, ca = i["rows_act"], i["cols_act"]
-            self.row_en = [n < ra for n in range(ROWS)]
-            self.lmask = [n < ra for n in range(ROWS)]
-            self.tmask = [m < ca for m in range(COLS)]
+        # tile shape; the diagonal counts follow the latched shape one cycle later
+        if self.shape is not None:
+            ra, ca = self.shape
             # active PEs on diagonal dd: real PEs (n < ROWS, m < COLS) inside the tile
             self.diag_k = [sum(1 for r in range(ROWS)
                                if r < ra and 0 <= dd - r < min(ca, COLS)) for dd in range(ND)]
+        if i["shape_ld"]:
+            ra, ca = i["rows_act"], i["cols_act"]
+            self.shape = (ra, ca)
+            self.row_en = [n < ra for n in range(ROWS)]
+            self.lmask = [n < ra for n in range(ROWS)]
+            self.tmask = [m < ca for m in range(COLS)]
 
 
 def random_inputs(rng: random.Random, state: dict) -> dict:
@@ -398,12 +410,12 @@ async def test_array_random_cycles(dut):
     for cyc in range(CYCLES):
         i = first if cyc == 0 else random_inputs(rng, state)
         d.drive(i)
-        await Timer(1, unit="ns")
-        em = ref.mac(i)
-        if em is not None:
-            assert d.mac() == em, f"cycle {cyc}: mac_total {d.mac()}, reference {em} ({i})"
         await FallingEdge(dut.clk)
         ref.step(i)
+        em = ref.mac_pipe[-1]
+        if em is not None:
+            assert d.mac() == em, (f"cycle {cyc}: mac_total {d.mac()}, reference {em} (the "
+                                   f"count of cycle {cyc - MAC_LAT + 1})")
         eo = ref.out_row()
         if eo is not None:
             go = d.out_row()

@@ -130,12 +130,12 @@ MUTANTS: list[Mutant] = [
            "in_top_reg <= in_valid ? (in_top & top_mask) : {COLS*DATA_W{1'b0}};",
            "in_top_reg <= in_top & top_mask;", ["array_dual", "top_jobs"],
            "bubble (no valid input) not zeroed on the top lanes"),
-    Mutant("array_diag_count", ARR, "if (r < nrows && r <= d && d - r < ncols) begin",
-           "if (r <= nrows && r <= d && d - r < ncols) begin", ["array_dual", "top_counters"],
-           "MAC counter: active PEs per diagonal off by one row"),
-    Mutant("array_mac_acc", ARR, "(acc_go ? n_fire : {MAC_W{1'b0}});",
-           "{MAC_W{1'b0}};", ["array_dual", "top_counters"],
-           "MAC counter misses the accumulate MACs"),
+    Mutant("array_diag_count", ARR,
+           "assign b[gr] = row_en[LO + gr] & col_en[gd - LO - gr];",
+           "assign b[gr] = row_en[LO + gr];", ["array_dual", "top_counters"],
+           "MAC counter: PEs per diagonal counted in every column, not just the tile's"),
+    Mutant("array_mac_acc", ARR, "    mac_a <= acc_go;\n", "    mac_a <= 1'b0;\n",
+           ["array_dual", "top_counters"], "MAC counter misses the accumulate MACs"),
 ]
 
 AXL = "intergrad_axil_regs.v"
