@@ -299,39 +299,48 @@ def run(mutants: list[Mutant], seed: str, baseline: bool, timeout: float, logdir
     logdir.mkdir(parents=True, exist_ok=True)
     rows = []
     todo = ([None] if baseline else []) + mutants
-    for m in todo:
-        name = "baseline" if m is None else m.name
-        suites = (sorted({s for mm in mutants for s in mm.suites}) if m is None else m.suites)
-        tmp = Path(tempfile.mkdtemp(prefix=f"igmut_{name}_"))
-        t0 = time.time()
-        with open(logdir / f"{name}.log", "w") as log:
-            try:
-                make_copy(tmp)
-                if m is not None:
-                    apply_mutant(tmp, m)
-                verdict, by = "survived", ""
-                for s in suites:
-                    r = run_suite(tmp, s, seed, timeout, log)
-                    if r == "invalid":
-                        verdict, by = "invalid", s
-                        break
-                    if r == "fail":
-                        verdict, by = "killed", s
-                        if m is not None:
-                            break
-                if m is None:
-                    verdict = "passed" if verdict == "survived" else f"FAILED ({by})"
-            finally:
-                if not keep:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        row = dict(name=name, verdict=verdict, by=by, seconds=round(time.time() - t0),
-                   what="unmutated RTL, every suite used below" if m is None else m.what,
-                   file="" if m is None else m.file)
-        rows.append(row)
-        if not quiet:
-            print(f"{name:24s} {verdict:9s} {by:14s} {row['seconds']:4d} s  {row['what']}",
-                  flush=True)
+    # one pristine snapshot of the tree at the start: edits made meanwhile do not leak in
+    pristine = make_copy(Path(tempfile.mkdtemp(prefix="igmut_src_")))
+    try:
+        for m in todo:
+            rows.append(_run_one(m, mutants, pristine, seed, timeout, logdir, keep, quiet))
+    finally:
+        shutil.rmtree(pristine, ignore_errors=True)
     return rows
+
+
+def _run_one(m, mutants, pristine, seed, timeout, logdir, keep, quiet) -> dict:
+    name = "baseline" if m is None else m.name
+    suites = (sorted({s for mm in mutants for s in mm.suites}) if m is None else m.suites)
+    tmp = Path(tempfile.mkdtemp(prefix=f"igmut_{name}_"))
+    t0 = time.time()
+    with open(logdir / f"{name}.log", "w") as log:
+        try:
+            make_copy(tmp, pristine)
+            if m is not None:
+                apply_mutant(tmp, m)
+            verdict, by = "survived", ""
+            for s in suites:
+                r = run_suite(tmp, s, seed, timeout, log)
+                if r == "invalid":
+                    verdict, by = "invalid", s
+                    break
+                if r == "fail":
+                    verdict, by = "killed", s
+                    if m is not None:
+                        break
+            if m is None:
+                verdict = "passed" if verdict == "survived" else f"FAILED ({by})"
+        finally:
+            if not keep:
+                shutil.rmtree(tmp, ignore_errors=True)
+    row = dict(name=name, verdict=verdict, by=by, seconds=round(time.time() - t0),
+               what="unmutated RTL, every suite used below" if m is None else m.what,
+               file="" if m is None else m.file)
+    if not quiet:
+        print(f"{name:24s} {verdict:9s} {by:14s} {row['seconds']:4d} s  {row['what']}",
+              flush=True)
+    return row
 
 
 def markdown(rows: list[dict], seed: str) -> str:
