@@ -67,9 +67,19 @@ def pack(vals, w):
 
 
 def unpack(x, n, w, signed=True):
-    x = int(x)
-    vals = [(x >> (i * w)) & ((1 << w) - 1) for i in range(n)]
-    return [sx(v, w) for v in vals] if signed else vals
+    """Lanes of a bus value; a lane holding X/Z bits (a register never written, as Icarus
+    shows it) is None."""
+    bits = str(x)          # MSB first
+    assert len(bits) == n * w, (len(bits), n, w)
+    vals = []
+    for i in range(n):
+        lane = bits[len(bits) - (i + 1) * w: len(bits) - i * w]
+        if set(lane) - {"0", "1"}:
+            vals.append(None)
+            continue
+        v = int(lane, 2)
+        vals.append(sx(v, w) if signed else v)
+    return vals
 
 
 CTRL = ["rst", "adv", "acc_go", "psum_on", "mul_h", "acc_clear", "acc_save", "pipe_clear",
