@@ -120,3 +120,14 @@ def test_protocol_top(name, cfgt):
     _check(*rtl.run_cocotb("verilator", ArrayConfig(*cfgt), BUILD / f"protocol_{name}",
                            "test_protocol", COCOTB_DIR,
                            extra_env={"INTERGRAD_SEED": str(seed), "IG_SEED": str(seed)}))
+
+
+@pytest.mark.icarus
+@pytest.mark.skipif(rtl.iverilog_bin() is None, reason="iverilog not installed (optional)")
+def test_protocol_top_icarus():
+    """The protocol testbench on Icarus too: 4-state, so the monitors' X/Z checks bite."""
+    from intergrad.spec import ArrayConfig
+    seed = run_seed()
+    _check(*rtl.run_cocotb("icarus", ArrayConfig(3, 4, 16, 32, 1), BUILD / "icarus_protocol",
+                           "test_protocol", COCOTB_DIR,
+                           extra_env={"INTERGRAD_SEED": str(seed), "IG_SEED": str(seed)}))
