@@ -114,8 +114,7 @@ MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- array
     Mutant("array_left_skew", ARR, "intergrad_delay #(.WIDTH(DATA_W), .DEPTH(n)) u_d (",
            "intergrad_delay #(.WIDTH(DATA_W), .DEPTH(n + 1)) u_d (",
-           ["array_dual", "top_jobs"], "left lanes skewed one step late (wrong skew)",
-           fast=True),
+           ["array_dual", "top_jobs"], "left lanes skewed one step late (wrong skew)"),
     Mutant("array_deskew", ARR, "intergrad_delay #(.WIDTH(ACC_W), .DEPTH(ROWS-1-n)) u_d (",
            "intergrad_delay #(.WIDTH(ACC_W), .DEPTH(ROWS-n)) u_d (",
            ["array_dual", "top_jobs"], "output de-skew one step too long"),
