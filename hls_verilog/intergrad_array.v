@@ -21,7 +21,7 @@
  *     per-diagonal PE counts diag_k are a registered popcount of them, valid one cycle
  *     later (the first MAC of a job is counted three cycles after shape_ld at the earliest);
  *   - mac_total is registered two cycles after the step it counts: stage 1 sums the valid
- *     diagonals' counts in groups of 8 (and registers the step's enables), stage 2 adds the
+ *     diagonals' counts in groups of 4 (and registers the step's enables), stage 2 adds the
  *     groups and doubles for an InterGrad step.  The last MAC of a job is counted at least
  *     one step before its last step, so the MAC counter is final one cycle after the job
  *     ends (before the host can read STATUS and snapshot the counters).
@@ -90,8 +90,8 @@ localparam KW = $clog2(KMAX + 1);
 // adder-tree levels of the diagonal popcount
 localparam LOGK = $clog2(KMAX);
 // MAC sum: groups of GSZ diagonals in stage 1 (GW bits each), NG groups in stage 2
-localparam GSZ = 8;
-localparam LOGG = 3;
+localparam GSZ = 4;
+localparam LOGG = 2;
 localparam NG = (ND + GSZ - 1) / GSZ;
 localparam LOGNG = $clog2(NG);
 localparam GW = $clog2(GSZ * KMAX + 1);

@@ -13,6 +13,9 @@
  * rows at its output.  The data links are cleared by `clr` (reset, abort, soft reset) so
  * nothing stale or undefined reaches a product; the weights only by `w_clr` (hard reset):
  * an abort or soft reset leaves both banks as they are.
+ * Timing: with DUAL_MAC = 1 the psum multiplier takes a registered copy of the active
+ * weight (zero while psum_on is low), so wsel, psum_on and a weight written into the active
+ * bank act one cycle later; the controller changes them only at job boundaries.
  * With DUAL_MAC = 0 one multiplier serves both; the controller then issues the
  * accumulate in a separate cycle and selects the operand with mul_h.
  * Arithmetic is two's complement and wraps modulo 2^ACC_W.
@@ -98,7 +101,19 @@ wire [ACC_W-1:0] acc_term;
 
 generate
     if (DUAL_MAC) begin : g_dual
-        assign prod_p = $signed(w_act) * $signed(v_in);
+        // the psum multiplier's weight operand, registered and zero unless the psum term is
+        // on: p_out <= p_in + w_eff * v_in then maps onto one DSP48E1 (multiply, post-add of
+        // p_in, P register) with no LUT between the multiplier and the register.  wsel and
+        // psum_on change only at a job's start or at the end of its weight load, at least
+        // two cycles before a sample reaches a PE, so the register's cycle is never seen.
+        reg [DATA_W-1:0] w_eff;
+        always @(posedge clk) begin
+            w_eff <= psum_on ? w_act : {DATA_W{1'b0}};
+            if (w_clr) begin
+                w_eff <= {DATA_W{1'b0}};
+            end
+        end
+        assign prod_p = $signed(w_eff) * $signed(v_in);
         assign prod_a = $signed(h_in) * $signed(v_in);
     end else begin : g_single
         wire [DATA_W-1:0] op_a = mul_h ? h_in : w_act;
@@ -146,11 +161,22 @@ always @(posedge clk) begin
     end
 end
 
-always @(posedge clk) begin
-    if (adv) begin
-        p_out <= psum_on ? p_in + psum_term : p_in;
+generate
+    if (DUAL_MAC) begin : g_psum_dual
+        // psum_term is zero when the psum term is off (w_eff above)
+        always @(posedge clk) begin
+            if (adv) begin
+                p_out <= p_in + psum_term;
+            end
+        end
+    end else begin : g_psum_single
+        always @(posedge clk) begin
+            if (adv) begin
+                p_out <= psum_on ? p_in + psum_term : p_in;
+            end
+        end
     end
-end
+endgenerate
 
 always @(posedge clk) begin
     if (clr) begin

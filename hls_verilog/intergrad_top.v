@@ -740,9 +740,9 @@ end
 
 // ---------------------------------------------------------------- performance counters
 // increments registered one cycle, then added: a counter lags its events by two cycles
+// (macs by three: the array registers mac_total two cycles after its step)
 reg [CNT_W-1:0] cnt [0:NCNT-1];
 reg [NCNT-1:0]  inc_q;
-reg [MAC_W-1:0] mac_q;
 
 always @(posedge clk) begin
     inc_q <= {NCNT{1'b0}};
@@ -755,11 +755,10 @@ always @(posedge clk) begin
     inc_q[IG_CNT_STALL_IN] <= stall_in_c;
     inc_q[IG_CNT_STALL_OUT] <= stall_out_c;
     inc_q[IG_CNT_JOBS] <= tail_last;
-    mac_q <= mac_total;
 
     for (c = 0; c < NCNT; c = c + 1) begin
         if (c == IG_CNT_MACS) begin
-            cnt[c] <= cnt[c] + {{(CNT_W-MAC_W){1'b0}}, mac_q};
+            cnt[c] <= cnt[c] + {{(CNT_W-MAC_W){1'b0}}, mac_total};
         end else begin
             cnt[c] <= cnt[c] + {{(CNT_W-1){1'b0}}, inc_q[c]};
         end
@@ -778,7 +777,6 @@ always @(posedge clk) begin
     end
     if (rst) begin
         inc_q <= {NCNT{1'b0}};
-        mac_q <= {MAC_W{1'b0}};
         for (c = 0; c < NCNT; c = c + 1) begin
             snap[c] <= {CNT_W{1'b0}};
         end

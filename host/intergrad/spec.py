@@ -222,8 +222,10 @@ COUNTERS = (
     ("jobs", "jobs completed without error"),
 )
 #: Counters are updated up to COUNTER_LAG cycles after the event they count (their increments
-#: are registered for timing); they are exact once STATUS.COMPUTING = 0 has been read.
-COUNTER_LAG = 2
+#: are registered for timing); a snapshot written after STATUS has read COMPUTING = 0 (and
+#: OUT_PENDING = 0 for out_beats) holds the exact values: reading STATUS, then writing CTRL,
+#: takes more cycles than the lag.
+COUNTER_LAG = 3
 COUNTER_INDEX = {name: i for i, (name, _) in enumerate(COUNTERS)}
 REG = {r.name: r for r in REGISTERS}
 ADDR_W = 8  # AXI-Lite address width (bytes)

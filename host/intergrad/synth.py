@@ -161,9 +161,9 @@ def synthesize(cfg: ArrayConfig | None = None, top: str = rtl.TOP, timeout: floa
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
-                # top-level steps of synth_xilinx ("5.12. Executing ..."), at most every 5 s
-                m = re.match(r"^(\d+\.\d+)\. Executing (.*)$", line.rstrip())
-                if m and time.time() - last > 5:
+                # steps of synth_xilinx ("5.12. Executing ..."), at most one line per 10 s
+                m = re.match(r"^(\d+(?:\.\d+)+)\. Executing (.*)$", line.rstrip())
+                if m and time.time() - last > 10:
                     last = time.time()
                     _progress(f"{time.time() - t0:6.0f} s  {m.group(1)} {m.group(2)}", progress)
                 if time.time() - t0 > timeout:

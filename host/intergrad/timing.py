@@ -157,6 +157,12 @@ def _clean(name: str) -> str:
     return name
 
 
+def _generic(label: str) -> str:
+    """A path end's name with bit / array indices and yosys' serial numbers removed, so one
+    path per register (or per PE's register) pair is listed."""
+    return re.sub(r"\$\d+|\[\d+\]|:\d+", "", label)
+
+
 def analyze(data: dict, top: str | None = None, progress: bool = False) -> dict:
     """Walk the netlist; per endpoint pin the worst LUT-level path and the worst delay."""
     nl = Netlist(data, top)
@@ -455,8 +461,7 @@ def analyze(data: dict, top: str | None = None, progress: bool = False) -> dict:
             break
         start_bit = trace(arr_lv, b)[0][0]
         kind = arr_lv.get(start_bit, (0, 0, 0, 0, None, "?"))[5]
-        key = (re.sub(r"\[\d+\]", "", start_label(start_bit, kind)),
-               re.sub(r"\[\d+\]", "", endpoint_label(ep)))
+        key = (_generic(start_label(start_bit, kind)), _generic(endpoint_label(ep)))
         if key in seen_keys:
             continue
         seen_keys.add(key)
@@ -469,8 +474,7 @@ def analyze(data: dict, top: str | None = None, progress: bool = False) -> dict:
             break
         start_bit = trace(arr_dl, b)[0][0]
         kind = arr_dl.get(start_bit, (0, 0, 0, 0, None, "?"))[5]
-        key = (re.sub(r"\[\d+\]", "", start_label(start_bit, kind)),
-               re.sub(r"\[\d+\]", "", endpoint_label(ep)))
+        key = (_generic(start_label(start_bit, kind)), _generic(endpoint_label(ep)))
         if key in seen_keys:
             continue
         seen_keys.add(key)
