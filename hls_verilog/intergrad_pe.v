@@ -13,9 +13,8 @@
  * rows at its output.  The data links are cleared by `clr` (reset, abort, soft reset) so
  * nothing stale or undefined reaches a product; the weights only by `w_clr` (hard reset):
  * an abort or soft reset leaves both banks as they are.
- * Timing: with DUAL_MAC = 1 the psum multiplier takes a registered copy of the active
- * weight (zero while psum_on is low), so wsel, psum_on and a weight written into the active
- * bank act one cycle later; the controller changes them only at job boundaries.
+ * Timing: with DUAL_MAC = 1 the psum multiplier's weight operand is gated to zero while
+ * psum_on is low (instead of a multiplexer after the adder), so the psum MAC fits one DSP48E1.
  * With DUAL_MAC = 0 one multiplier serves both; the controller then issues the
  * accumulate in a separate cycle and selects the operand with mul_h.
  * Arithmetic is two's complement and wraps modulo 2^ACC_W.
@@ -101,18 +100,11 @@ wire [ACC_W-1:0] acc_term;
 
 generate
     if (DUAL_MAC) begin : g_dual
-        // the psum multiplier's weight operand, registered and zero unless the psum term is
-        // on: p_out <= p_in + w_eff * v_in then maps onto one DSP48E1 (multiply, post-add of
-        // p_in, P register) with no LUT between the multiplier and the register.  wsel and
-        // psum_on change only at a job's start or at the end of its weight load, at least
-        // two cycles before a sample reaches a PE, so the register's cycle is never seen.
-        reg [DATA_W-1:0] w_eff;
-        always @(posedge clk) begin
-            w_eff <= psum_on ? w_act : {DATA_W{1'b0}};
-            if (w_clr) begin
-                w_eff <= {DATA_W{1'b0}};
-            end
-        end
+        // the psum multiplier's weight operand is zero unless the psum term is on, so
+        // p_out <= p_in + w_eff * v_in maps onto one DSP48E1 (multiply, post-add of p_in,
+        // P register) with no LUT between the multiplier and the register (a LUT before
+        // it: the bank select and this gate)
+        wire [DATA_W-1:0] w_eff = psum_on ? w_act : {DATA_W{1'b0}};
         assign prod_p = $signed(w_eff) * $signed(v_in);
         assign prod_a = $signed(h_in) * $signed(v_in);
     end else begin : g_single
