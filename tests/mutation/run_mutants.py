@@ -27,6 +27,7 @@ INTERGRAD_SEED (default 1 here, for reproducible tables) seeds the testbenches.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -231,7 +232,9 @@ def run_suite(copy_root: Path, suite: str, seed: str, timeout: float, log) -> st
     env["IG_SEED"] = seed
     # outside pytest the runner returns its results instead of exiting on failures
     env.pop("PYTEST_CURRENT_TEST", None)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(copy_root), suite]
+    # the copy's own script runs the worker (edits to the tree meanwhile do not matter)
+    script = copy_root / "tests" / "mutation" / Path(__file__).name
+    cmd = [sys.executable, str(script), "--worker", str(copy_root), suite]
     try:
         p = subprocess.run(cmd, env=env, cwd=copy_root, capture_output=True, text=True,
                            timeout=timeout)
@@ -370,6 +373,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
     ap.add_argument("--logdir", type=Path, default=ROOT / "sim_build" / "mutation")
     ap.add_argument("--keep", action="store_true", help="keep the mutated copies")
+    ap.add_argument("--suites", help="comma-separated suites to run instead of each "
+                    "mutant's own (e.g. to show which testbench kills it)")
     ap.add_argument("--worker", nargs=2, metavar=("COPY", "SUITE"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -387,6 +392,12 @@ def main(argv=None) -> int:
         ms = [known[n] for n in a.names]
     elif a.fast:
         ms = [m for m in ms if m.fast]
+    if a.suites:
+        sl = a.suites.split(",")
+        bad = [x for x in sl if x not in SUITES]
+        if bad:
+            raise SystemExit(f"unknown suites {bad}; known: {sorted(SUITES)}")
+        ms = [dataclasses.replace(m, suites=sl) for m in ms]
     # every snippet must apply to the current RTL before anything runs
     for m in ms:
         with tempfile.TemporaryDirectory() as t:
