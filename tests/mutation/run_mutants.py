@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -228,6 +229,25 @@ def apply_mutant(copy_root: Path, m: Mutant) -> None:
     f.write_text(text)
 
 
+_EVIDENCE = re.compile(r"(?:AssertionError|ProtocolError): (.+)")
+_FAILED = re.compile(r"\*\* \w+\.(\w+)\s+FAIL\b")
+
+
+def evidence(text: str) -> str:
+    """How a suite caught the mutant: the first failing test and the first assertion /
+    protocol-error message (or the timeout) in its output."""
+    failed = _FAILED.findall(text)
+    msg = ""
+    for line in text.splitlines():
+        m = _EVIDENCE.search(line)
+        if m:
+            msg = m.group(1).strip()
+            break
+    if not msg and "SimTimeoutError" in text:
+        msg = "timed out waiting (no frame end / response)"
+    return (f"{failed[0]}: " if failed else "") + msg
+
+
 def run_suite(copy_root: Path, suite: str, seed: str, timeout: float, log) -> str:
     """Run one suite against the copy in a fresh process: 'pass', 'fail', 'invalid'."""
     env = dict(os.environ)
@@ -344,7 +364,13 @@ def _run_one(m, mutants, pristine, seed, timeout, logdir, keep, quiet) -> dict:
         finally:
             if not keep:
                 shutil.rmtree(tmp, ignore_errors=True)
+    ev = ""
+    if verdict == "killed":
+        text = (logdir / f"{name}.log").read_text(errors="replace")
+        part = text.split(f"--- suite {by}:", 1)[-1]
+        ev = evidence(part)
     row = dict(name=name, verdict=verdict, by=by, seconds=round(time.time() - t0),
+               evidence=ev,
                what="unmutated RTL, every suite used below" if m is None else m.what,
                file="" if m is None else m.file)
     if not quiet:
@@ -354,15 +380,15 @@ def _run_one(m, mutants, pristine, seed, timeout, logdir, keep, quiet) -> dict:
 
 
 def markdown(rows: list[dict], seed: str) -> str:
-    out = [f"| mutant | file | mutation | verdict | killed by (first failing suite) | s |",
-           "|---|---|---|---|---|---|"]
+    out = ["| mutant | file | mutation | verdict | killed by | first failure it caused | s |",
+           "|---|---|---|---|---|---|---|"]
     for r in rows:
+        ev = r.get("evidence", "").replace("|", "/")
+        ev = (ev[:110] + "...") if len(ev) > 110 else ev
         out.append(f"| `{r['name']}` | {r['file']} | {r['what']} | {r['verdict']} | "
-                   f"{r['by']} | {r['seconds']} |")
+                   f"{r['by']} | {ev} | {r['seconds']} |")
     out.append("")
-    out.append(f"Seed INTERGRAD_SEED={seed}; suites: "
-               + "; ".join(f"`{k}` = {v[0]} {v[1] if v[0] == 'top' else v[1]}"
-                           for k, v in SUITES.items()))
+    out.append(f"INTERGRAD_SEED={seed}; 'killed by' is the first suite that failed.")
     return "\n".join(out) + "\n"
 
 
