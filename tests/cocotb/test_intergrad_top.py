@@ -96,6 +96,8 @@ class TB:
         assert not self.protocol_errors, "\n".join(self.protocol_errors[:5])
         for m in (self.mon_in, self.mon_out, self.mon_axil):  # H4
             m.check()
+        assert not self.mon_out.open_beats, (  # H4: no output frame left without TLAST
+            f"m_axis: {len(self.mon_out.open_beats)} beat(s) of a frame without TLAST")
 
     def set_stalls(self, p_in_idle, p_out_busy):
         if p_in_idle:
