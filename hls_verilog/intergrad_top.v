@@ -23,7 +23,7 @@
  * keeps registered "is zero" / "is one" flags beside it, so the step logic (go) depends on
  * a few flag registers only.  Control registers are computed as *_next in `always @*`
  * and registered in one `always @(posedge clk)` with `if (rst)` last; the wide datapath
- * registers (output beat, weight beat) are loaded in clocked branches with enables.
+ * registers (the output beat) are loaded in clocked branches with enables.
  * Performance-counter increments are registered (the counters lag by up to two cycles).
  */
 
@@ -628,27 +628,6 @@ wire [MAC_W-1:0]           mac_total;
 // the accumulators are final after the last flush step: copy them then (SAVE)
 wire acc_save = go && st_tail && flush_one && f_save;
 
-// weight beats are written one cycle after they are taken (registered write port); the
-// bank they load is used two or more cycles later
-reg              w_we_q;
-reg              w_bank_q;
-reg              w_tr_q;
-reg [7:0]        w_idx_q;
-reg [IN_W-1:0]   w_beat_q;
-
-always @(posedge clk) begin
-    w_we_q <= is_wload;
-    if (is_wload) begin
-        w_bank_q <= ~wsel;
-        w_tr_q <= f_transpose;
-        w_idx_q <= ld_idx;
-        w_beat_q <= s_axis_tdata[IN_W-1:0];
-    end
-    if (rst) begin
-        w_we_q <= 1'b0;
-    end
-end
-
 intergrad_array #(
     .ROWS(ROWS), .COLS(COLS), .DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC)
 ) u_array (
@@ -664,12 +643,14 @@ intergrad_array #(
     .shape_ld(start_ok),
     .rows_act(rows_act_reg),
     .cols_act(cols_act_reg),
-    .w_we(w_we_q),
-    .w_bank(w_bank_q),
-    .w_transpose(w_tr_q),
-    .w_idx(w_idx_q),
-    .w_left(w_beat_q[ROWS*DATA_W-1:0]),
-    .w_top(w_beat_q[IN_W-1:ROWS*DATA_W]),
+    // weight beats are written on the step that takes them (the dual-MAC PE registers its
+    // weight operand: a bank written on the last LOAD step is seen by the first sample)
+    .w_we(is_wload),
+    .w_bank(~wsel),
+    .w_transpose(f_transpose),
+    .w_idx(ld_idx),
+    .w_left(s_axis_tdata[ROWS*DATA_W-1:0]),
+    .w_top(s_axis_tdata[IN_W-1:ROWS*DATA_W]),
     .in_left(s_axis_tdata[ROWS*DATA_W-1:0]),
     .in_top(s_axis_tdata[IN_W-1:ROWS*DATA_W]),
     // the array registers a beat only on a step (adv); in STREAM every step takes one
