@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -37,11 +38,23 @@ ICARUS_TESTS = [
 ]
 
 
+def run_seed() -> str:
+    """The run's seed: INTERGRAD_SEED (or the older IG_SEED) if set, else a random one drawn
+    once per run and printed, so a failing run can be repeated exactly."""
+    s = os.environ.get("INTERGRAD_SEED") or os.environ.get("IG_SEED")
+    if s is None:
+        s = str(random.SystemRandom().randrange(1, 1 << 31))
+    os.environ["INTERGRAD_SEED"] = s
+    print(f"\nINTERGRAD_SEED={s} (set it to rerun with the same stimulus)")
+    return s
+
+
 def _run(sim, name, cfg, max_b, testcase=None):
+    seed = run_seed()
     total, failed = rtl.run_cocotb(
         sim, cfg, BUILD / f"{sim}_{name}", "test_intergrad_top", HERE / "cocotb",
         testcase=testcase,
-        extra_env={"IG_MAX_B": str(max_b), "IG_SEED": os.environ.get("IG_SEED", "1")})
+        extra_env={"IG_MAX_B": str(max_b), "INTERGRAD_SEED": seed, "IG_SEED": seed})
     assert total > 0, "no cocotb test ran"
     assert failed == 0, f"{failed} of {total} cocotb tests failed (see the log above)"
 

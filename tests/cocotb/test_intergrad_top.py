@@ -20,6 +20,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, with_timeout
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
+from axis_monitor import random_skew, start_monitors  # H4: protocol monitors (tests/cocotb/)
 from intergrad import spec
 from intergrad.golden import ArrayModel, Job, expected_counters, pack_beats, unpack_beats
 
@@ -30,7 +31,10 @@ CFG = spec.ArrayConfig(
     acc_w=int(os.environ.get("IG_ACC_W", spec.DEFAULT_ACC_W)),
     dual_mac=int(os.environ.get("IG_DUAL_MAC", spec.DEFAULT_DUAL_MAC)),
 )
-SEED = int(os.environ.get("IG_SEED", "1"))
+# --- H4: seed, reproducible from INTERGRAD_SEED (tests/test_rtl_cocotb.py draws a random one
+# per run and prints it); IG_SEED is the older name
+SEED = int(os.environ.get("INTERGRAD_SEED", os.environ.get("IG_SEED", "1")))
+# --- end H4
 MAX_B = int(os.environ.get("IG_MAX_B", "300"))
 
 
@@ -74,9 +78,26 @@ class TB:
         self.set_stalls(p_in_idle, p_out_busy)
         self.protocol_errors: list[str] = []
         cocotb.start_soon(m_axis_hold_monitor(dut, self.protocol_errors))
+        # --- H4: AXI4-Stream monitors on s_axis and m_axis, AXI4-Lite monitor (they fail the
+        # test at the violating cycle); AXI-Lite master with AW and W held back independently
+        # (either order, random skew) and B/R backpressure
+        dut._log.info("INTERGRAD_SEED=%d", seed)
+        self.mon_in, self.mon_out, self.mon_axil = start_monitors(dut)
+        arng = random.Random(seed * 7 + 3)
+        wr_if, rd_if = self.axil.write_if, self.axil.read_if
+        wr_if.aw_channel.set_pause_generator(random_skew(arng, 0.25, 4))
+        wr_if.w_channel.set_pause_generator(random_skew(arng, 0.25, 4))
+        wr_if.b_channel.set_pause_generator(random_skew(arng, 0.25, 3))
+        rd_if.ar_channel.set_pause_generator(random_skew(arng, 0.2, 2))
+        rd_if.r_channel.set_pause_generator(random_skew(arng, 0.25, 3))
+        # --- end H4
 
     def check_protocol(self):
         assert not self.protocol_errors, "\n".join(self.protocol_errors[:5])
+        for m in (self.mon_in, self.mon_out, self.mon_axil):  # H4
+            m.check()
+        assert not self.mon_out.open_beats, (  # H4: no output frame left without TLAST
+            f"m_axis: {len(self.mon_out.open_beats)} beat(s) of a frame without TLAST")
 
     def set_stalls(self, p_in_idle, p_out_busy):
         if p_in_idle:
@@ -92,6 +113,7 @@ class TB:
         """What the host does to its DMA's MM2S channel after an error: drop the input beats
         still in flight.  The output side is not reset: the aborted frame is checked."""
         self.source.clear()
+        self.mon_in.master_reset()   # H4: the DMA's reset withdraws its beat (named exemption)
         self.source._handle_reset(True)
         self.source._handle_reset(False)
         self.source.pause = False
@@ -177,11 +199,13 @@ class TB:
         """Program, start, stream a job; compare outputs with the golden model."""
         lanes = self.model.job_input(job, **data)
         expect = self.model.run(job, lanes)
+        mark = self.mon_out.mark()  # H4: frame accounting
         await self.program(job)
         await self.start()
         self.send(lanes)
         got = await self.recv(job.out_beats())
         st = await self.wait_idle()
+        self.mon_out.expect_frames(1 if job.out_beats() else 0, mark, f"job {job}")  # H4
         assert st["ERROR"] == 0, f"job {job} ended with error {spec.error_name(st['ERR_CAUSE'])}"
         assert st["DONE"] == 1
         self.assert_no_frame(f"after {job}")
@@ -819,6 +843,7 @@ async def test_axil_order_skew_and_holds(dut):
     dut.s_axis_tvalid.value = 0
     dut.m_axis_tready.value = 0
     pins = AxilPins(dut)
+    mons = start_monitors(dut)  # H4: protocol monitors in every test
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
@@ -850,6 +875,8 @@ async def test_axil_order_skew_and_holds(dut):
         await RisingEdge(dut.clk)
     assert result["v"] >= old + 100, f"read after CNT_SNAPSHOT returned the old snapshot " \
                                      f"({result['v']} vs {old})"
+    for m in mons:  # H4
+        m.check()
 
 
 @cocotb.test()
