@@ -5,8 +5,10 @@
  * ready/valid output is a register; AW and W are captured independently (either order,
  * any skew), the write is applied in the cycle after both halves are held (`wr_en`) and
  * BVALID rises with it; AR is captured, the read word is decoded in the next cycle and
- * RVALID rises with it.  BVALID and RVALID are held until BREADY / RREADY; the next
- * address is only accepted once the previous response has been taken.
+ * RVALID rises with it.  BVALID and RVALID are held until BREADY / RREADY.  While a
+ * response waits, the next AW / W / AR may already be captured into the holding registers
+ * (legal AXI4-Lite): up to two requests per direction can be in flight, and the second is
+ * applied or decoded only after the first response has been taken.
  *
  * Ordering: a write is applied at the clock edge that ends its `wr_en` cycle; a read whose
  * AR handshake is at that edge or later decodes in a later cycle, so it sees the write

@@ -204,9 +204,18 @@ class LocalExecutor:
             for i, t in enumerate(tasks):
                 yield i, fn(t)
             return
+        import multiprocessing
+        import threading
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        # forking a process that already runs threads (JAX, Ray, a notebook kernel) can
+        # deadlock the child: start fresh interpreters then, fork otherwise (faster)
+        try:  # native threads too (a JAX backend's threads are invisible to `threading`)
+            nthreads = len(os.listdir("/proc/self/task"))
+        except OSError:
+            nthreads = threading.active_count()
+        ctx = multiprocessing.get_context("spawn" if nthreads > 1 else None)
         ex = ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)),
-                                 initializer=_ignore_sigint)
+                                 initializer=_ignore_sigint, mp_context=ctx)
         try:
             pending = {ex.submit(fn, t): i for i, t in enumerate(tasks)}
             while pending:

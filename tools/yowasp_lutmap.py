@@ -12,7 +12,7 @@ mapper implements.  It counts LUTs only: the rest of the statistics come from yo
         synth_xilinx -top intergrad_top -noiopad -flatten -run :map_luts; \\
         opt_expr -mux_undef -noclkinv; opt_clean; stat -tech xilinx; \\
         select intergrad_top; write_json -selected net.json"
-    python NOTES_FOR_H2_lutmap.py net.json [--k 6]
+    python tools/yowasp_lutmap.py net.json [--k 6]
 
 (standard library only)
 """
