@@ -17,6 +17,16 @@ SOURCES = ("intergrad_top.v", "intergrad_axil_regs.v", "intergrad_array.v", "int
 INCLUDES = ("intergrad_regs.vh",)
 
 
+def cache_root() -> Path:
+    """Where builds are cached: ``$INTERGRAD_CACHE``, else ``$XDG_CACHE_HOME/intergrad``,
+    else ``~/.cache/intergrad`` (simulator libraries, cocotb and yosys runs, sweeps)."""
+    env = os.environ.get("INTERGRAD_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "intergrad"
+
+
 class ToolchainError(RuntimeError):
     """A tool the simulation needs is missing; the message says how to get it."""
 

@@ -116,11 +116,8 @@ def config_key(config: dict, version: str | None = None) -> str:
 def default_cache_dir() -> Path:
     """``$INTERGRAD_CACHE/sweep``, else ``$XDG_CACHE_HOME/intergrad/sweep``, else
     ``~/.cache/intergrad/sweep`` (the cache the simulator builds use)."""
-    env = os.environ.get("INTERGRAD_CACHE")
-    if env:
-        return Path(env) / "sweep"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "intergrad" / "sweep"
+    from .rtl import cache_root
+    return cache_root() / "sweep"
 
 
 class ResultCache:

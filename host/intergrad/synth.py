@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from . import rtl
+from .rtl import cache_root
 from .spec import ArrayConfig
 
 XC7Z020 = {"LUT": 53200, "FF": 106400, "DSP": 220, "BRAM36": 140}
@@ -92,14 +93,6 @@ def summarize(cells: dict[str, int]) -> dict[str, int]:
     bram = cells.get("RAMB36E1", 0) + 0.5 * cells.get("RAMB18E1", 0)
     return {"LUT": lut + lutram, "FF": ff, "DSP": dsp, "BRAM36": bram,
             "CARRY4": cells.get("CARRY4", 0)}
-
-
-def cache_root() -> Path:
-    env = os.environ.get("INTERGRAD_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "intergrad"
 
 
 def _script(cfg: ArrayConfig, top: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import rtl, spec
+from ..rtl import cache_root
 from ..spec import ArrayConfig
 from .base import (CoreError, Device, DeviceError, DeviceTimeout, describe_status, error_cause,
                    status_bit)
@@ -29,14 +30,6 @@ HARNESS = Path(__file__).with_name("harness.cpp")
 #: force-included into the model's C++: native sign extension (see the header)
 FAST_H = Path(__file__).with_name("verilated_fast.h")
 _BUILD_LOCK = threading.Lock()
-
-
-def cache_root() -> Path:
-    env = os.environ.get("INTERGRAD_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "intergrad"
 
 
 def build_key(cfg: ArrayConfig, trace: bool) -> str:
