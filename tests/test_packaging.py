@@ -20,19 +20,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE_NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 
 
+def _source_copy(src: Path) -> Path:
+    """The files a release is built from, copied to ``src``."""
+    src.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+        shutil.copy(ROOT / name, src / name)
+    for d in ("host", "hls_verilog", "notebooks"):
+        shutil.copytree(ROOT / d, src / d, ignore=shutil.ignore_patterns(
+            "__pycache__", "*.egg-info"))
+    return src
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A copy of the source tree, its package metadata (setuptools' egg_info, what an
     install records) and its built package (build_py, what a wheel holds), made with the
     setuptools already installed: no network, nothing written into the checkout."""
     t = tmp_path_factory.mktemp("pkg")
-    src = t / "src"
-    src.mkdir()
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    for d in ("host", "hls_verilog", "notebooks"):
-        shutil.copytree(ROOT / d, src / d, ignore=shutil.ignore_patterns(
-            "__pycache__", "*.egg-info"))
+    src = _source_copy(t / "src")
     (t / "meta").mkdir()
     for cmd in (["egg_info", "--egg-base", str(t / "meta")],
                 ["build_py", "--build-lib", str(t / "lib")]):
@@ -67,6 +72,27 @@ def test_built_package_carries_the_notebooks(built):
     assert r.returncode == 0, r.stderr
     where, n = r.stdout.split()
     assert Path(where) == lib / "intergrad" / "notebooks" and int(n) == len(SOURCE_NOTEBOOKS)
+
+
+def test_sdist_builds_a_package_with_the_rtl(tmp_path):
+    """An sdist (what `pip install` builds a wheel from when there is no wheel) carries the
+    RTL, the notebooks and the harness, so the package built from it has them all."""
+    src = _source_copy(tmp_path / "src")
+    r = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "d")],
+                       cwd=src, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (tarball,) = (tmp_path / "d").glob("intergrad-*.tar.gz")
+    shutil.unpack_archive(tarball, tmp_path / "x")
+    (unpacked,) = (tmp_path / "x").iterdir()
+    r = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib",
+                        str(tmp_path / "lib")], cwd=unpacked, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pkg = tmp_path / "lib" / "intergrad"
+    rtl = sorted(p.name for p in (ROOT / "hls_verilog").iterdir() if p.suffix in (".v", ".vh"))
+    assert sorted(p.name for p in (pkg / "_rtl").iterdir()) == rtl
+    assert sorted(p.name for p in (pkg / "notebooks").glob("*.ipynb")) == SOURCE_NOTEBOOKS
+    for f in ("device/harness.cpp", "device/verilated_fast.h"):
+        assert (pkg / f).is_file(), f
 
 
 def test_notebooks_of_a_source_install():
