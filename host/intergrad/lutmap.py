@@ -168,20 +168,15 @@ def lut_map(mod: dict, k: int = 6, cuts_per_node: int = 10, recover: int = 3,
     def cover(best):
         mapped: set[int] = set()
         refs: Counter = Counter()
-        stack = list(roots)
+        stack = list(roots)     # the gates feeding transparent cells are roots too
         while stack:
             n = stack.pop()
             if n in mapped:
-                continue
-            if n in through:
-                stack.extend(b for b in through[n] if b in fanins or b in through)
                 continue
             mapped.add(n)
             for leaf in best[n]:
                 if leaf in fanins:
                     refs[leaf] += 1
-                    stack.append(leaf)
-                elif leaf in through:
                     stack.append(leaf)
         return mapped, refs
 
