@@ -266,3 +266,17 @@ def test_pip_flow_matches_debian_yosys():
     assert a["DSP"] == b["DSP"] == 2 * SMALL.rows * SMALL.cols
     for k, tol in COMPARE_TOL.items():
         assert abs(a[k] - b[k]) <= tol * b[k], f"{k}: pip {a[k]} vs Debian {b[k]}"
+
+
+@pytest.mark.parametrize("argv", [["--array", "0x0"], ["--array", "8by8"],
+                                  ["--json", "/nonexistent/dir/est.json"]])
+def test_cli_bad_input_is_one_line(argv, capsys):
+    assert synth.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("intergrad.synth: ")
+
+
+def test_timing_cli_bad_input_is_one_line(capsys):
+    assert timing.main(["--array", "0x4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("intergrad.timing: ")
