@@ -9,7 +9,7 @@ from intergrad.device.pynq_backend import PynqDevice
 from intergrad.device.pynq_emu import make_pynq_module
 from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
-from intergrad.golden import Job, jobs_counters
+from intergrad.core import Job, jobs_counters
 from intergrad.throughput import format_report, main, throughput_test
 
 

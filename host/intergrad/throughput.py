@@ -17,8 +17,8 @@ measured figures); here :meth:`intergrad.driver.Accelerator.run_job` is the exec
   ``core_throughput[images/s]``: what the core does at that clock with this run's stalls;
 * on the simulated hardware: ``sim_cycles_per_s``, simulated cycles per wall second.
 
-Every job's output is checked against the bit-exact reference (:class:`intergrad.golden.ArrayModel`)
-unless ``check=False``, so the figures are those of correct runs.
+Every job's output is checked against its exact product (a WS job's output beat t is
+``wrap(W @ X[t])``, the job contract's arithmetic, :mod:`intergrad.core`) unless ``check=False``, so the figures are those of correct runs.
 
 ``python -m intergrad.throughput [--array 8x8] [--batch 256] [--repeats 4]`` prints them for
 the simulated hardware (or the board, with ``--backend pynq``).
@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from .driver import Accelerator
-from .golden import ArrayModel, Job
+from .core import MAX_BATCH, Job, job_lanes, wrap
 
 __all__ = ["throughput_test", "format_report"]
 
@@ -47,23 +47,25 @@ def throughput_test(accel: Accelerator, *, batch: int = 256, repeats: int = 4,
                     fclk_mhz: float | None = None, seed: int = 0, check: bool = True) -> dict:
     """Run the workload above on ``accel`` and return the measured figures (see module)."""
     cfg = accel.cfg
-    if not 1 <= batch <= 0xFFFF:
-        raise ValueError(f"batch {batch} not in 1..65535")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"batch {batch} not in 1..{MAX_BATCH}")
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     fclk = _board_fclk_mhz() if fclk_mhz is None else float(fclk_mhz)
     if fclk <= 0:
         raise ValueError(f"fclk_mhz must be positive, got {fclk_mhz}")
     job = Job("WS", batch, cfg.rows, cfg.cols, frozenset({"LOAD_W"}))
-    model = ArrayModel(cfg)
     rng = np.random.default_rng(seed)
     lim = 1 << (cfg.data_w - 1)
-    streams = []
+    streams, expected = [], []
     for _ in range(repeats):
         W = rng.integers(-lim, lim, (cfg.rows, cfg.cols))
         X = rng.integers(-lim, lim, (batch, cfg.cols))
-        streams.append(model.job_input(job, weights=W, top=X))
-    expected = [model.run(job, s) for s in streams] if check else None
+        streams.append(job_lanes(cfg, job, weights=W, top=X))
+        if check:
+            want = np.zeros((batch, cfg.out_lanes), dtype=np.int64)
+            want[:, :cfg.rows] = wrap(X @ W.T, cfg.acc_w)
+            expected.append(want)
 
     accel.reset_counters()
     before = accel.counters()
@@ -136,8 +138,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = ArrayConfig.parse(a.array)
-        if not 1 <= a.batch <= 0xFFFF or a.repeats < 1:
-            raise ValueError("--batch must be in 1..65535 and --repeats at least 1")
+        if not 1 <= a.batch <= MAX_BATCH or a.repeats < 1:
+            raise ValueError(f"--batch must be in 1..{MAX_BATCH} and --repeats at least 1")
         with open_device(a.backend, cfg) as dev:
             res = throughput_test(Accelerator(dev), batch=a.batch, repeats=a.repeats)
     except ValueError as e:
