@@ -19,7 +19,8 @@ from intergrad import layers as L
 from intergrad.data import fit_images
 from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
-from intergrad.nn import SGD, DeviceBackend, FloatBackend, load_digits_split, softmax_ce, train
+from intergrad.engine import DeviceEngine, FloatEngine
+from intergrad.nn import SGD, load_digits_split, softmax_ce, train
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
@@ -84,13 +85,13 @@ def _run(a) -> int:
             return net, h
 
         t0 = time.perf_counter()
-        _, ref = run(FloatBackend())
+        _, ref = run(FloatEngine())
         print(f"   float twin: test acc {100 * ref[-1].test_acc:.1f}% ({time.perf_counter() - t0:.1f} s)")
         for bits in [int(b) for b in a.bits.split(",")]:
             cfg = ArrayConfig(base.rows, base.cols, bits, ACC_W[bits], base.dual_mac)
             dev = SimDevice(cfg, verbose=False)
             sched = Scheduler(Accelerator(dev))
-            be = DeviceBackend(sched, "intergrad")
+            be = DeviceEngine(sched, "intergrad")
             net, hist = run(be, dev)
             accs = " ".join(f"{100 * h.test_acc:.1f}" for h in hist)
             d = 100 * (hist[-1].test_acc - ref[-1].test_acc)
@@ -115,7 +116,7 @@ def _savings(net, cfg, data, steps, seed):
     for schedule in ("baseline", "intergrad"):
         dev = SimDevice(cfg, verbose=False)
         s = Scheduler(Accelerator(dev))
-        be = DeviceBackend(s, schedule)
+        be = DeviceEngine(s, schedule)
         n = net.copy()
         rng = np.random.default_rng(seed + 1)
         for _ in range(steps):

@@ -393,7 +393,8 @@ def verify_point(layer, batch, rows, cols, data_w, acc_w, design, seed=0) -> dic
 
     from .driver import Accelerator
     from .model import DATAFLOWS, Array, profile
-    from .scheduler import Scheduler, conv2d_backward, conv2d_forward
+    from .conv import conv2d_backward, conv2d_forward
+    from .scheduler import Scheduler
     from .spec import ArrayConfig
     from .zoo import Network
 
