@@ -173,7 +173,10 @@ _COUNTED = [n for n, _ in spec.COUNTERS if n != "cycles"]
 
 
 class Scheduler:
-    """Executes GEMM passes on an :class:`Accelerator` and records their counters."""
+    """Executes GEMM passes on an :class:`Accelerator` and records their counters: the
+    integer :class:`~intergrad.engine.GemmEngine` (integer operands, ACC_W-wrapped results)."""
+
+    name = "array"
 
     def __init__(self, acc: Accelerator, double_buffer: bool = True, record: bool = True):
         self.acc = acc
