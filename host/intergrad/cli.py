@@ -202,10 +202,8 @@ def _layer_table(report, cfg) -> str:
 
 
 def cmd_train(args) -> int:
-    from . import checkpoint, nn
-    from .engine import DeviceEngine, FloatEngine
+    from . import checkpoint
     from .nn import SGD
-    from .scheduler import Scheduler
 
     _check_backend(args)
     if args.csv:
@@ -244,17 +242,43 @@ def cmd_train(args) -> int:
           f"float32 master weights on the host")
     if args.load:
         print(f"  resumed from {args.load} after epoch {meta['epoch']}")
-    # the engine the network's GEMMs run on: one accelerator, one scheduler (its counters)
+    accel, be = _train_engine(args, cfg, meta)
+    try:
+        return _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg)
+    finally:
+        accel.device.close()
+
+
+def _train_engine(args, cfg, meta):
+    """The accelerator and the GEMM engine training runs on (``engine.s.report`` collects
+    the counters).  A data-parallel run opens one accelerator per worker here and returns
+    an engine over all of them."""
+    from .engine import DeviceEngine
+    from .scheduler import Scheduler
+
     accel = _open(args, cfg)
-    dev = accel.device
-    _check_build(accel, cfg)
+    try:
+        _check_build(accel, cfg)
+    except UsageError:
+        accel.device.close()
+        raise
     print(f"device: {accel.describe()}")
-    sched = Scheduler(accel)
-    be = DeviceEngine(sched, args.schedule, stochastic=args.stochastic_rounding,
+    be = DeviceEngine(Scheduler(accel), args.schedule, stochastic=args.stochastic_rounding,
                       seed=args.seed)
     if args.load and be.rng is not None and meta.get("sr_rng"):
         be.rng.bit_generator.state = meta["sr_rng"]
-    be.name = dev.backend          # the progress bar names the real backend
+    be.name = accel.device.backend          # the progress bar names the real backend
+    return accel, be
+
+
+def _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg) -> int:
+    """Train on ``be`` and the float twin, print the epochs, the accuracies, the counters
+    and the measured schedule comparison."""
+    from . import checkpoint, nn
+    from .engine import FloatEngine
+    from .nn import SGD
+
+    dev = accel.device
     sim_s = (lambda: dev.sim_seconds) if hasattr(dev, "sim_seconds") else None
     net = net0.copy()
     opt = SGD(net.params(), args.lr, args.momentum)
@@ -278,24 +302,22 @@ def cmd_train(args) -> int:
     if start > args.epochs:
         print(f"the checkpoint already has {start - 1} epochs (>= --epochs {args.epochs}): "
               f"nothing to train")
-        dev.close()
         return 0
     try:
         hist = nn.train(net, be, data, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                     seed=args.seed, progress=not args.no_progress, on_epoch=show,
-                     device_seconds=sim_s, opt=opt, rng=rng, start_epoch=start,
-                     decay=args.decay)
+                        seed=args.seed, progress=not args.no_progress, on_epoch=show,
+                        device_seconds=sim_s, opt=opt, rng=rng, start_epoch=start,
+                        decay=args.decay)
         with np.errstate(all="ignore"):
             ref_opt = SGD(net0.params(), args.lr, args.momentum)
             ref_opt.load_state_dict(opt0.state_dict())
             try:
                 ref = nn.train(net0, FloatEngine(), data, epochs=args.epochs, batch=args.batch,
-                            lr=args.lr, seed=args.seed, progress=False, opt=ref_opt, rng=rng0,
-                            start_epoch=start, decay=args.decay)
+                               lr=args.lr, seed=args.seed, progress=False, opt=ref_opt,
+                               rng=rng0, start_epoch=start, decay=args.decay)
             except FloatingPointError:
                 ref = None
     except (FloatingPointError, Diverged) as e:
-        dev.close()
         raise Diverged(f"training diverged ({e}); try a smaller --lr than {args.lr}") from None
     acc_hw = hist[-1].test_acc
     if ref is not None and math.isfinite(ref[-1].loss):
@@ -312,21 +334,20 @@ def cmd_train(args) -> int:
 
     # counters per layer and pass over the whole training run
     print(f"\nhardware counters over training (schedule {args.schedule}), per layer and pass:")
-    print(_layer_table(sched.report, accel.cfg))
+    report = be.s.report
+    print(_layer_table(report, accel.cfg))
     if args.csv:
-        sched.report.to_csv(args.csv)
+        report.to_csv(args.csv)
         print(f"(per-pass records written to {args.csv})")
 
     # measured savings: the same batches through both schedules on the hardware
     if args.measure_steps == 0:
-        dev.close()
         return 0
     print(f"\nInterGrad vs baseline, measured on the {dev.backend} hardware "
           f"({args.measure_steps} training steps from the same weights, both schedules):")
     cmp = nn.measure_schedules(net, accel, data[0], data[1], steps=args.measure_steps,
                                batch=args.batch, seed=args.seed + 1)
     print(_savings_table(cmp))
-    dev.close()
     return 0
 
 
