@@ -38,7 +38,8 @@ from intergrad.device.pynq_emu import (CORE_ADDR, CORE_CELL, DMA_ADDR, DMA_CELL,
                                        EmuBuffer, EmuSystem, emu_ip_dict)
 from intergrad.device.sim import SimDevice  # noqa: E402
 from intergrad.driver import Accelerator  # noqa: E402
-from intergrad.golden import ArrayModel, Job, pack_beats  # noqa: E402
+from intergrad.core import Job, pack_beats  # noqa: E402
+from intergrad.golden import ArrayModel  # noqa: E402
 from intergrad.scheduler import Scheduler, gemm_reference  # noqa: E402
 from intergrad.spec import ArrayConfig  # noqa: E402
 

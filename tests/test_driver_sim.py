@@ -13,7 +13,8 @@ from intergrad import spec
 from intergrad.conv import conv2d_backward, conv2d_forward, im2col
 from intergrad.device import DeviceTimeout
 from intergrad.driver import Accelerator
-from intergrad.golden import ArrayModel, Job, JobError
+from intergrad.core import Job, JobError
+from intergrad.golden import ArrayModel
 from intergrad.plan import plan_counters, plan_pass
 from intergrad.scheduler import Scheduler, gemm_reference
 
@@ -187,7 +188,7 @@ def test_core_error_and_timeout_are_reported(dev):
     run), naming its cause; a timeout names the status and counters; both leave the device
     recovered (idle), and the next job is exact."""
     from intergrad.device import CoreError
-    from intergrad.golden import pack_beats
+    from intergrad.core import pack_beats
     acc = Accelerator(dev)
     cfg = acc.cfg
     model = ArrayModel(cfg)

@@ -22,7 +22,8 @@ from intergrad.device.axi_dma_model import EmulatedHang
 from intergrad.device.pynq_backend import PynqDevice
 from intergrad.device.pynq_emu import EmuSDMAChannel, make_pynq_module
 from intergrad.driver import Accelerator
-from intergrad.golden import ArrayModel, Job, pack_beats
+from intergrad.core import Job, pack_beats
+from intergrad.golden import ArrayModel
 
 #: wall-clock bound of one fault scenario, seconds (the slowest here take well under 2 s)
 BOUND = 8.0
@@ -137,7 +138,7 @@ def test_early_tlast_mid_job(rig):
         assert d.last_frame_tlast and 0 < len(fr) // ob < job.out_beats()
         assert fr[-ob:] == spec.abort_beat(cfg, "EARLY_TLAST")
         # the beats before it are the job's first results, as the golden model has them
-        from intergrad.golden import unpack_beats
+        from intergrad.core import unpack_beats
         n = len(fr) // ob - 1
         got = unpack_beats(fr[:n * ob], cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
         assert np.array_equal(got, ArrayModel(cfg).run(job, lanes)[:n])
@@ -271,7 +272,7 @@ def test_soft_reset_with_pending_beat(rig):
             n = sim.stream_state()["snk_beats"]
             assert ev & 2 and n == 2
             first = np.frombuffer(buf[:ob].tobytes(), dtype=np.uint8)
-            from intergrad.golden import unpack_beats
+            from intergrad.core import unpack_beats
             got = unpack_beats(first.tobytes(), cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
             assert np.array_equal(got[0], expect[0])
             assert buf[ob:2 * ob].tobytes() == spec.abort_beat(cfg, "SOFT_RESET")
@@ -341,14 +342,14 @@ def test_driver_reports_core_error_with_job_and_recovers(rig):
     d, kind = rig
     acc = Accelerator(d)
     cfg = acc.cfg
-    acc.saved = True
+    acc.state.saved, acc.state.saved_rows = True, cfg.rows
     job = Job("WS", 3, cfg.rows, cfg.cols, {"LOAD_W", "DRAIN_PREV"}, prev_rows=cfg.rows)
     lanes = ArrayModel(cfg).job_input(job, weights=np.ones((cfg.rows, cfg.cols), int),
                                       top=np.ones((3, cfg.cols), int))
     with bounded():
         with pytest.raises(CoreError, match=r"job WS B=3.*NO_SAVED") as ei:
             acc.run_job(job, lanes, timeout=5)
-        assert ei.value.cause == "NO_SAVED" and not acc.saved
+        assert ei.value.cause == "NO_SAVED" and not acc.state.saved
         assert_idle(d)
         assert_next_job_exact(acc, seed=8)
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from intergrad.golden import jobs_counters
+from intergrad.core import jobs_counters
 from intergrad.model import (DATAFLOWS, Array, compare, iso_area_size, load_area, load_energy,
                              parse_dataflow, pass_counters, profile, savings)
 from intergrad.model.area import VARIANTS

@@ -96,7 +96,8 @@ def test_dma_timeout_and_error_are_raised_with_status(board):
 
 
 def _ws_job(acc, B=4):
-    from intergrad.golden import ArrayModel, Job
+    from intergrad.core import Job
+    from intergrad.golden import ArrayModel
     cfg = acc.cfg
     job = Job("WS", B, cfg.rows, cfg.cols, {"LOAD_W"})
     lanes = ArrayModel(cfg).job_input(job, weights=np.ones((cfg.rows, cfg.cols), int),
@@ -177,7 +178,8 @@ def test_dma_model_s2mm_ends_at_tlast_and_overflows_into_an_internal_error(sim):
     """S2MM completes at TLAST with LENGTH = the bytes received; a frame larger than the
     buffer sets DMAIntErr and halts the channel; an unmapped address a decode error."""
     from intergrad.device import axi_dma_model as A
-    from intergrad.golden import ArrayModel, Job, pack_beats
+    from intergrad.core import Job, pack_beats
+    from intergrad.golden import ArrayModel
     from intergrad.device.base import status_bit
     acc = Accelerator(sim)
     cfg = sim.cfg

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from intergrad import spec
-from intergrad.golden import (ArrayModel, Job, JobError, check_fits, expected_counters,
-                              intergrad, os_accumulate, pack_beats, unpack_beats, wrap, ws)
+from intergrad.core import (Job, JobError, check_fits, expected_counters, pack_beats,
+                            unpack_beats, wrap)
+from intergrad.golden import ArrayModel, intergrad, os_accumulate, ws
 from intergrad.spec import ArrayConfig
 
 

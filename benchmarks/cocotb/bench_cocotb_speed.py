@@ -13,7 +13,8 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFra
                            AxiStreamSink, AxiStreamSource)
 
 from intergrad import spec
-from intergrad.golden import ArrayModel, Job, pack_beats, unpack_beats
+from intergrad.core import Job, pack_beats, register_writes, unpack_beats
+from intergrad.golden import ArrayModel
 
 CFG = spec.ArrayConfig(int(os.environ["IG_ROWS"]), int(os.environ["IG_COLS"]),
                        int(os.environ["IG_DATA_W"]), int(os.environ["IG_ACC_W"]),
@@ -39,10 +40,8 @@ async def bench_long_job(dut):
     lanes = m.job_input(job, weights=rng.integers(-99, 99, (R, C)),
                         left=rng.integers(-99, 99, (B, R)), top=rng.integers(-99, 99, (B, C)))
     expect = m.run(job, lanes)
-    await axil.write_dword(spec.REG["MODE"].offset, spec.pack_fields(
-        "MODE", MODE=spec.MODES["IG"], FLAGS=spec.flags_word(*job.flags)))
-    await axil.write_dword(spec.REG["BATCH"].offset, B)
-    await axil.write_dword(spec.REG["SHAPE"].offset, spec.pack_fields("SHAPE", ROWS_ACT=R, COLS_ACT=C))
+    for name, value in register_writes(job):
+        await axil.write_dword(spec.REG[name].offset, value)
     data = pack_beats(lanes, CFG.data_w, CFG.in_axis_bits)
     cycles = 0
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .golden import wrap
+from .core import wrap
 
 
 def conv_out_size(h: int, k: int, stride: int, pad: int) -> int:

@@ -5,7 +5,7 @@ import numpy as np
 
 from . import spec
 from .device.base import CoreError, Device, DeviceError
-from .golden import Job, JobError, pack_beats, unpack_beats
+from .core import CoreState, Job, JobError, pack_beats, register_writes, unpack_beats
 
 __all__ = ["Accelerator", "CoreError"]
 
@@ -31,8 +31,7 @@ class Accelerator:
         if dcfg is not None and dcfg != self.cfg:
             raise DeviceError(f"device reports build {self.cfg}, backend was opened for {dcfg}")
         self._shadow: dict[str, int] = {}
-        self.preloaded = False
-        self.saved = False
+        self.state = CoreState()  # the core's pending preload / saved accumulators
         self.recover()  # whatever a previous user left: the core and the DMA start idle
 
     # -- registers --------------------------------------------------------------------
@@ -52,8 +51,7 @@ class Accelerator:
         self._forget()
 
     def _forget(self) -> None:
-        self.preloaded = False
-        self.saved = False
+        self.state.reset()
         self._shadow.clear()  # rewrite every job register after a reset
 
     def reset_counters(self) -> None:
@@ -70,23 +68,17 @@ class Accelerator:
         """Run one job; ``lanes`` are its input beats as (n, in_lanes) integers.  Returns the
         output beats as (n, out_lanes) int64."""
         cfg = self.cfg
+        what = job.describe()
         try:
-            job.validate(cfg, self.preloaded)
+            self.state.check(cfg, job)
         except JobError as e:
-            raise JobError(e.name, f"job {job.mode} B={job.batch} "
-                                   f"{job.rows_act}x{job.cols_act}: {e}") from None
-        if job.has("DRAIN_PREV") and not self.saved:
-            raise JobError("NO_SAVED", f"job {job.mode} B={job.batch}: DRAIN_PREV with no saved "
-                                       f"accumulators pending")
+            raise JobError(e.name, f"{what}: {e}") from None
         lanes = np.asarray(lanes)
         if lanes.shape != (job.in_beats(), cfg.in_lanes):
             raise ValueError(f"job needs {job.in_beats()} input beats of {cfg.in_lanes} lanes, "
                              f"got array of shape {lanes.shape}")
-        self._wr("MODE", spec.pack_fields("MODE", MODE=spec.MODES[job.mode],
-                                          FLAGS=spec.flags_word(*job.flags)))
-        self._wr("BATCH", job.batch)
-        self._wr("SHAPE", spec.pack_fields("SHAPE", ROWS_ACT=job.rows_act, COLS_ACT=job.cols_act))
-        what = f"job {job.mode} B={job.batch} {job.rows_act}x{job.cols_act} flags={sorted(job.flags)}"
+        for name, value in register_writes(job):
+            self._wr(name, value)
         data = pack_beats(lanes, cfg.data_w, cfg.in_axis_bits)
         try:
             self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", START=1))
@@ -105,14 +97,7 @@ class Accelerator:
             if isinstance(e, CoreError):
                 raise CoreError(f"{what}: {e}", e.cause) from e
             raise type(e)(f"{what}: {e}") from e
-        if job.has("SWAP") or job.has("LOAD_W"):
-            self.preloaded = False
-        if job.has("PRELOAD"):
-            self.preloaded = True
-        if job.has("DRAIN_PREV"):
-            self.saved = False
-        if job.has("SAVE"):
-            self.saved = True
+        self.state.apply(job)
         return unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
 
     def describe(self) -> dict:

@@ -1,5 +1,6 @@
-"""How a GEMM pass maps onto jobs of the core: the one tiling used by the scheduler (to run
-it) and by the analytical model (to count it).
+"""How a GEMM pass maps onto jobs of the core: the one tiling the scheduler runs.  The
+analytical model (:mod:`intergrad.model.counts`) counts the same tiling in closed form; the
+tests check both give the same counters.
 
 Fully-connected layer, batch B, N inputs, M outputs; X (B, N), W (N, M), dY (B, M).
 
@@ -15,7 +16,7 @@ pass       mode    stationary S (rows x cols) left lanes        top lanes / outp
 
 Partial outputs of WS/IG tiles along the reduction dimension are summed on the host (the
 sum of ACC_W-wrapped partials, wrapped again, equals the wrapped exact sum).  A batch longer
-than the BATCH register (65535) is split into chunks; OS/IG chunks of one tile keep
+than the BATCH register (``core.MAX_BATCH``) is split into chunks; OS/IG chunks of one tile keep
 accumulating in the PEs and only the last one drains.  With ``double_buffer`` every job but
 the last of a pass carries the next tile's weights (PRELOAD) and the next job SWAPs them in,
 so weight loading overlaps the flush of the previous tile; and OS/IG tiles but the last SAVE
@@ -25,13 +26,13 @@ fills the array, so a tile's drain costs no array steps either.
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from .golden import Job, expected_counters
+from .core import MAX_BATCH, MODES, CoreState, Job, jobs_counters
 from .spec import ArrayConfig
 
-MAX_BATCH = 0xFFFF
-PASSES = ("fwd", "dx", "dw", "ig")
+#: pass -> mode of its jobs
+PASS_MODE = {"fwd": "WS", "dx": "WS", "dw": "OS", "ig": "IG"}
+PASSES = tuple(PASS_MODE)
 SCHEDULES = {
     # backward-pass schedules; the forward pass is the same for both
     "baseline": ("dx", "dw"),
@@ -67,8 +68,8 @@ def plan_pass(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     rows, cols = pass_dims(pass_, N, M)
     R, C = cfg.rows, cfg.cols
-    mode = {"fwd": "WS", "dx": "WS", "dw": "OS", "ig": "IG"}[pass_]
-    uses_w = mode in ("WS", "IG")
+    mode = PASS_MODE[pass_]
+    uses_w, accumulates = MODES[mode].uses_weights, MODES[mode].accumulates
     tiles = [(r0, c0) for r0 in range(0, rows, R) for c0 in range(0, cols, C)]
     chunks = [(b0, min(MAX_BATCH, B - b0)) for b0 in range(0, B, MAX_BATCH)]
     out: list[TileJob] = []
@@ -84,7 +85,7 @@ def plan_pass(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
                 nra, nca = min(R, rows - nxt[0]), min(C, cols - nxt[1])
                 if nra <= ra and nca <= ca:  # the driver zero-pads it to this job's shape
                     flags.add("PRELOAD")
-            if mode in ("OS", "IG"):
+            if accumulates:
                 if first:
                     flags.add("ACC_CLEAR")
                 if last:
@@ -93,32 +94,29 @@ def plan_pass(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
                 flags.add("TRANSPOSE")
             out.append(TileJob(pass_, Job(mode, bl, ra, ca, frozenset(flags)), r0, c0, b0,
                                nxt if "PRELOAD" in flags else None))
-    # a tile whose predecessor could not preload it (different edge shape) loads itself
+    # a tile whose predecessor could not preload it (different edge shape) loads itself;
+    # a tile that follows a SAVE drains the saved accumulators first
     fixed: list[TileJob] = []
-    preloaded = False
+    state = CoreState()
     saved: TileJob | None = None
     for tj in out:
         f = set(tj.job.flags)
-        if "SWAP" in f and not preloaded:
+        if "SWAP" in f and not state.preloaded:
             f.discard("SWAP")
             f.add("LOAD_W")
             if tj.pass_ == "fwd":
                 f.add("TRANSPOSE")
-        if f & {"LOAD_W", "SWAP"}:
-            preloaded = False
-        if "PRELOAD" in f:
-            preloaded = True
         prev = None
-        if saved is not None:
+        if state.saved:
             f.add("DRAIN_PREV")
             sj = saved.job
             prev = (saved.r0, saved.c0, sj.rows_act, sj.cols_act)
-            saved = None
         j = tj.job
         nj = dataclasses.replace(tj, job=Job(j.mode, j.batch, j.rows_act, j.cols_act,
-                                             frozenset(f), prev_rows=prev[2] if prev else 0),
+                                             frozenset(f), prev_rows=state.saved_rows),
                                  prev_tile=prev)
-        if "SAVE" in f:
+        state.apply(nj.job)
+        if state.saved:
             saved = nj
         fixed.append(nj)
     return fixed
@@ -139,13 +137,4 @@ def plan_training_step(cfg: ArrayConfig, B: int, N: int, M: int, schedule: str =
 
 def plan_counters(cfg: ArrayConfig, jobs: list[TileJob]) -> dict[str, int]:
     """Closed-form counter totals (stall-free busy cycles) of a job list."""
-    tot: dict[str, int] = {}
-    for tj in jobs:
-        for k, v in expected_counters(cfg, tj.job).items():
-            tot[k] = tot.get(k, 0) + v
-    return tot
-
-
-def num_tiles(cfg: ArrayConfig, pass_: str, N: int, M: int) -> int:
-    rows, cols = pass_dims(pass_, N, M)
-    return math.ceil(rows / cfg.rows) * math.ceil(cols / cfg.cols)
+    return jobs_counters(cfg, (tj.job for tj in jobs))

@@ -8,7 +8,7 @@ on the host.  Every pass's hardware counters are read before and after it and ke
 
 Fixed point: inputs must be integers that fit DATA_W bits (OverflowError otherwise, naming
 the operand); results are the exact products' sums wrapped to ACC_W bits, as the hardware
-computes them (see :func:`intergrad.golden.wrap`).
+computes them (see :func:`intergrad.core.wrap`).
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ import numpy as np
 
 from . import spec
 from .conv import conv2d_backward, conv2d_forward
+from .core import MODES, check_fits, put_data, put_weights, wrap
 from .driver import Accelerator
 from .engine import BackwardResult
-from .golden import check_fits, wrap
-from .plan import SCHEDULES, plan_pass
+from .plan import PASS_MODE, SCHEDULES, pass_dims, plan_pass
 
 
 @dataclasses.dataclass
@@ -178,9 +178,9 @@ class Scheduler:
 
     name = "array"
 
-    def __init__(self, acc: Accelerator, double_buffer: bool = True, record: bool = True):
-        self.acc = acc
-        self.cfg = acc.cfg
+    def __init__(self, accel: Accelerator, double_buffer: bool = True, record: bool = True):
+        self.accel = accel
+        self.cfg = accel.cfg
         self.double_buffer = double_buffer
         self.record = record
         self.report = Report()
@@ -214,15 +214,11 @@ class Scheduler:
         cfg = self.cfg
         R = cfg.rows
         jobs = plan_pass(cfg, pass_, B, N, M, self.double_buffer)
-        before = self.acc.counters() if self.record else None
-        res = None
-        dW = None
-        if pass_ == "fwd":
-            res = np.zeros((B, M), dtype=np.int64)
-        elif pass_ in ("dx", "ig"):
-            res = np.zeros((B, N), dtype=np.int64)
-        if pass_ in ("dw", "ig"):
-            dW = np.zeros((N, M), dtype=np.int64)
+        before = self.accel.counters() if self.record else None
+        kind = MODES[PASS_MODE[pass_]]
+        rows, cols = pass_dims(pass_, N, M)
+        res = np.zeros((B, rows), dtype=np.int64) if kind.data_out else None
+        dW = np.zeros((rows, cols), dtype=np.int64) if kind.accumulates else None
         for tj in jobs:
             j = tj.job
             ra, ca, bl, b0 = j.rows_act, j.cols_act, j.batch, tj.b0
@@ -232,36 +228,31 @@ class Scheduler:
             if j.has("LOAD_W"):
                 S = self._stationary(pass_, W, r0, c0, ra, ca)
                 L = j.load_beats()
-                self._put_weights(lanes[pos:pos + L], S, j.has("TRANSPOSE"))
+                put_weights(cfg, lanes[pos:pos + L], S, j.has("TRANSPOSE"))
                 pos += L
-            data = lanes[pos:pos + bl]
-            if pass_ == "fwd":
-                data[:, R:R + ca] = X[b0:b0 + bl, c0:c0 + ca]
-            else:
-                data[:, R:R + ca] = dY[b0:b0 + bl, c0:c0 + ca]
-                if pass_ in ("dw", "ig"):
-                    data[:, :ra] = X[b0:b0 + bl, r0:r0 + ra]
+            top = (X if pass_ == "fwd" else dY)[b0:b0 + bl, c0:c0 + ca]
+            left = X[b0:b0 + bl, r0:r0 + ra] if kind.left_data else None
+            put_data(cfg, lanes[pos:pos + bl], left, top)
             pos += bl
             if j.has("PRELOAD"):
                 nr0, nc0 = tj.next_tile
-                rows_total, cols_total = (M, N) if pass_ == "fwd" else (N, M)
-                nra, nca = min(R, rows_total - nr0), min(cfg.cols, cols_total - nc0)
+                nra, nca = min(R, rows - nr0), min(cfg.cols, cols - nc0)
                 S = np.zeros((ra, ca), dtype=np.int64)
                 S[:nra, :nca] = self._stationary(pass_, W, nr0, nc0, nra, nca)
-                self._put_weights(lanes[pos:pos + j.preload_beats()], S, j.has("TRANSPOSE"))
-            out = self.acc.run_job(j, lanes)
+                put_weights(cfg, lanes[pos:pos + j.preload_beats()], S, j.has("TRANSPOSE"))
+            out = self.accel.run_job(j, lanes)
             if tj.prev_tile is not None:  # the previous tile's saved dW comes first
                 pr0, pc0, pra, pca = tj.prev_tile
                 dW[pr0:pr0 + pra, pc0:pc0 + pca] = out[:pra, :pca]
                 out = out[pra:]
-            if pass_ in ("fwd", "dx", "ig"):
+            if kind.data_out:
                 res[b0:b0 + bl, r0:r0 + ra] += out[:bl, :ra]
             if j.has("DRAIN"):
                 dW[r0:r0 + ra, c0:c0 + ca] = out[out.shape[0] - ra:, :ca]
         if res is not None:
             res = wrap(res, cfg.acc_w)
         if self.record:
-            after = self.acc.counters()
+            after = self.accel.counters()
             delta = {k: after[k] - before[k] for k in _COUNTED}
             self.report.append(PassRecord(layer, pass_, schedule, len(jobs), B, N, M, delta))
         return res, dW
@@ -270,14 +261,6 @@ class Scheduler:
         if pass_ == "fwd":  # S = W^T: rows index M, cols index N
             return W[c0:c0 + ca, r0:r0 + ra].T
         return W[r0:r0 + ra, c0:c0 + ca]
-
-    def _put_weights(self, dst: np.ndarray, S: np.ndarray, transpose: bool) -> None:
-        R = self.cfg.rows
-        ra, ca = S.shape
-        if transpose:
-            dst[:, :ra] = S.T
-        else:
-            dst[:, R:R + ca] = S
 
     # -- public GEMM API (the GEMM-engine protocol, intergrad.engine.GemmEngine) ----------
     @property

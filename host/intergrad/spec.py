@@ -7,8 +7,10 @@ module are generated:
 * ``hls_verilog/intergrad_regs.vh``  (Verilog localparams included by the RTL top),
 * ``docs/registers.md``              (register map, stream formats, counter definitions),
 
-by ``python -m intergrad.spec --write`` (a test fails when either is stale).  The driver,
-the golden model and the analytical model import their constants from here.
+by ``python -m intergrad.spec --write`` (a test fails when either is stale).  The job
+contract built on these facts (modes' semantics, MAX_BATCH, stream packing, counter
+formulas, register writes) is :mod:`intergrad.core`; the driver, the planner, the analytical
+model and the golden model take their constants from here or through it.
 """
 from __future__ import annotations
 
@@ -171,6 +173,9 @@ class Reg:
     fields: tuple = ()  # (name, lsb, width, doc)
 
 
+#: width of the BATCH register field: the longest job stream is 2**BATCH_W - 1 data beats
+BATCH_W = 16
+
 REGISTERS = (
     Reg("ID", 0x00, "RO", f"magic 0x{ID_MAGIC:08X} ('IGRD')"),
     Reg("VERSION", 0x04, "RO", "design version, 8.8.16 bits major.minor.patch"),
@@ -200,9 +205,10 @@ REGISTERS = (
                                "m_axis"),
          ("ERR_CAUSE", 8, 8, "error code, see the error table"))),
     Reg("MODE", 0x18, "RW", "job mode and flags",
-        (("MODE", 0, 2, "0 WS, 1 OS, 2 IG"), ("FLAGS", 8, 8, "flag bits, see the flag table"))),
-    Reg("BATCH", 0x1C, "RW", "data beats in the job (stream length B), 1..65535",
-        (("BATCH", 0, 16, "B"),)),
+        (("MODE", 0, 2, ", ".join(f"{code} {name}" for name, code in MODES.items())),
+         ("FLAGS", 8, 8, "flag bits, see the flag table"))),
+    Reg("BATCH", 0x1C, "RW", f"data beats in the job (stream length B), 1..{(1 << BATCH_W) - 1}",
+        (("BATCH", 0, BATCH_W, "B"),)),
     Reg("SHAPE", 0x20, "RW", "active tile size; PEs outside are idle, their outputs 0",
         (("ROWS_ACT", 0, 8, "active rows 1..ROWS"), ("COLS_ACT", 16, 8, "active cols 1..COLS"))),
 )
@@ -232,7 +238,6 @@ COUNTERS = (
 #: OUT_PENDING = 0 for out_beats) holds the exact values: reading STATUS, then writing CTRL,
 #: takes more cycles than the lag.
 COUNTER_LAG = 3
-COUNTER_INDEX = {name: i for i, (name, _) in enumerate(COUNTERS)}
 REG = {r.name: r for r in REGISTERS}
 ADDR_W = 8  # AXI-Lite address width (bytes)
 

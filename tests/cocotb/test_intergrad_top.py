@@ -3,7 +3,9 @@
 Run through pytest (tests/test_rtl_cocotb.py), which builds one simulator per array
 configuration with cocotb_tools.runner and passes the configuration in the environment.
 Every stream test runs with random idle cycles on the input and random backpressure on
-the output; outputs and counters are compared with intergrad.golden.
+the output; outputs are compared with the reference model intergrad.golden, counters with
+the job formulas of intergrad.core; jobs are programmed with core.register_writes, as the
+driver programs them.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFra
 
 from axis_monitor import random_skew, start_monitors  # H4: protocol monitors (tests/cocotb/)
 from intergrad import spec
-from intergrad.golden import ArrayModel, Job, expected_counters, pack_beats, unpack_beats
+from intergrad.core import Job, jobs_counters, pack_beats, register_writes, unpack_beats
+from intergrad.golden import ArrayModel
 
 CFG = spec.ArrayConfig(
     rows=int(os.environ.get("IG_ROWS", spec.DEFAULT_ROWS)),
@@ -142,11 +145,8 @@ class TB:
         return out
 
     async def program(self, job: Job):
-        await self.wr("MODE", spec.pack_fields("MODE", MODE=spec.MODES[job.mode],
-                                               FLAGS=spec.flags_word(*job.flags)))
-        await self.wr("BATCH", job.batch)
-        await self.wr("SHAPE", spec.pack_fields("SHAPE", ROWS_ACT=job.rows_act,
-                                                COLS_ACT=job.cols_act))
+        for name, value in register_writes(job):
+            await self.wr(name, value)
 
     async def start(self):
         await self.wr("CTRL", spec.pack_fields("CTRL", START=1))
@@ -222,7 +222,7 @@ class TB:
             d["weights"] = rng.integers(lo, hi, (job.rows_act, job.cols_act)) if S is None else S
         if job.has("PRELOAD"):
             d["preload"] = rng.integers(lo, hi, (job.rows_act, job.cols_act))
-        if job.mode in ("OS", "IG"):
+        if job.kind.left_data:
             d["left"] = rng.integers(lo, hi, (job.batch, job.rows_act))
         d["top"] = rng.integers(lo, hi, (job.batch, job.cols_act))
         return d
@@ -242,10 +242,7 @@ def counters_delta(after, before):
 
 
 def check_counters(delta, jobs, what=""):
-    exp = {}
-    for j in jobs:
-        for k, v in expected_counters(CFG, j).items():
-            exp[k] = exp.get(k, 0) + v
+    exp = jobs_counters(CFG, jobs)
     for k in ("steps", "macs", "in_beats", "wload_beats", "out_beats", "jobs"):
         assert delta[k] == exp[k], f"{what} counter {k}: RTL {delta[k]} != formula {exp[k]}"
     assert delta["busy_cycles"] == exp["busy_cycles"] + delta["stall_in"] + delta["stall_out"], (
@@ -857,7 +854,7 @@ async def test_axil_order_skew_and_holds(dut):
         got = await pins.read(off, r_delay=rng.randint(0, 4))
         assert got == val, f"AW delay {aw}, W delay {w}: BATCH reads {got}, wrote {val}"
     # snapshot ordering: old snapshot, wait, snapshot write with AR in the next cycle
-    lo = spec.COUNTER_BASE + 8 * spec.COUNTER_INDEX["cycles"]
+    lo = spec.COUNTER_BASE + 8 * [name for name, _ in spec.COUNTERS].index("cycles")
     ctrl = spec.REG["CTRL"].offset
     await pins.write(ctrl, spec.pack_fields("CTRL", CNT_SNAPSHOT=1))
     old = await pins.read(lo)

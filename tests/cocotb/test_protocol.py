@@ -23,7 +23,8 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 from axil_monitor import AxilMonitor
 from axis_monitor import AxisMonitor
 from intergrad import spec
-from intergrad.golden import ArrayModel, Job, pack_beats, unpack_beats
+from intergrad.core import Job, pack_beats, register_writes, unpack_beats
+from intergrad.golden import ArrayModel
 
 CFG = spec.ArrayConfig(
     rows=int(os.environ.get("IG_ROWS", spec.DEFAULT_ROWS)),
@@ -183,11 +184,8 @@ class PTB:
         return {f[0]: spec.unpack_field("STATUS", f[0], w) for f in spec.REG["STATUS"].fields}
 
     async def program(self, job: Job):
-        await self.wr("MODE", spec.pack_fields("MODE", MODE=spec.MODES[job.mode],
-                                               FLAGS=spec.flags_word(*job.flags)))
-        await self.wr("BATCH", job.batch)
-        await self.wr("SHAPE", spec.pack_fields("SHAPE", ROWS_ACT=job.rows_act,
-                                                COLS_ACT=job.cols_act))
+        for name, value in register_writes(job):
+            await self.wr(name, value)
 
     async def start(self):
         await self.wr("CTRL", spec.pack_fields("CTRL", START=1))
@@ -209,7 +207,7 @@ class PTB:
         d = {}
         if job.has("LOAD_W"):
             d["weights"] = rng.integers(-lim, lim, (job.rows_act, job.cols_act))
-        if job.mode in ("OS", "IG"):
+        if job.kind.left_data:
             d["left"] = rng.integers(-lim, lim, (job.batch, job.rows_act))
         d["top"] = rng.integers(-lim, lim, (job.batch, job.cols_act))
         return d

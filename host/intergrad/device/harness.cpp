@@ -358,8 +358,6 @@ void ig_destroy(void* h) {
     delete s;
 }
 
-int ig_has_trace(void) { return VM_TRACE; }
-
 void ig_set_stalls(void* h, uint32_t in_idle_ppm, uint32_t out_busy_ppm, uint64_t seed) {
     auto* s = static_cast<Sim*>(h);
     s->in_idle_ppm = in_idle_ppm;

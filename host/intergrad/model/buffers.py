@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import MODES
+
 #: order of the three buffer sizes in ``Array.buffer_kb``
 BUFFERS = ("top", "left", "out")
 
@@ -70,14 +72,14 @@ def dram_elems(R: int, C: int, rows_ext, cols_ext, T, mode: str, buffer_bytes,
     only_last = (T * C * eb > top_b) & (T * c_last * eb <= top_b)
     read_d += s * np.where(fits_all, T * c,
                            np.where(only_last, nr * T * (c - c_last) + T * c_last, nr * T * c))
-    if mode in ("OS", "IG"):
+    if MODES[mode].accumulates:
         # left stream: row block i (T x r_i), reused by its row's consecutive tiles
         s, eb = sc["left"], data_bytes * sc["left"]
         full = (T * R * eb <= left_b)
         last = (T * r_last * eb <= left_b)
         read_d += s * ((nr - 1) * T * R * np.where(full, 1, nc)
                        + T * r_last * np.where(last, 1, nc))
-    if mode in ("WS", "IG"):
+    if MODES[mode].uses_weights:
         read_d += sc["resident"] * r * c                  # resident tiles, once each
         # output blocks i (T x r_i partial sums) accumulated over the row's nc tiles
         s, eb = sc["out"], acc_bytes * sc["out"]
@@ -89,7 +91,7 @@ def dram_elems(R: int, C: int, rows_ext, cols_ext, T, mode: str, buffer_bytes,
             spill = np.where(fits, 0, (nc - 1) * blk)
             write_a += spill
             read_a += spill
-    if mode in ("OS", "IG"):
+    if MODES[mode].accumulates:
         write_d += sc["drain"] * r * c                    # drained accumulators, once each
     return {"read_data": read_d, "read_acc": read_a, "write_data": write_d,
             "write_acc": write_a}
@@ -123,10 +125,10 @@ def simulate(R: int, C: int, r: int, c: int, T: int, mode: str, buffer_bytes,
             cj = min(C, c - j * C)
             if not access("top", ("top", j), T * cj * data_bytes):
                 cnt["read_data"] += T * cj
-            if mode in ("OS", "IG"):
+            if MODES[mode].accumulates:
                 if not access("left", ("left", i), T * ri * data_bytes):
                     cnt["read_data"] += T * ri
-            if mode in ("WS", "IG"):
+            if MODES[mode].uses_weights:
                 cnt["read_data"] += ri * cj                     # resident tile
                 held = access("out", ("out", i), T * ri * acc_bytes) and j > 0
                 resident = any(k == ("out", i) for k, _ in lru["out"])
@@ -136,6 +138,6 @@ def simulate(R: int, C: int, r: int, c: int, T: int, mode: str, buffer_bytes,
                     cnt["write_data"] += T * ri                 # final result
                 elif not resident:
                     cnt["write_acc"] += T * ri                  # partial sums out
-            if mode in ("OS", "IG"):
+            if MODES[mode].accumulates:
                 cnt["write_data"] += ri * cj                    # drained accumulators
     return cnt

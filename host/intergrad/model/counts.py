@@ -1,11 +1,14 @@
 """Closed-form, vectorized counter totals of one GEMM pass tiled onto the array.
 
 A pass is described by the extent of the array-resident operand (``rows_ext`` x ``cols_ext``),
-the streamed length ``T`` (data beats per tile) and the job mode (WS, OS, IG).  The tiling
-is the one of :mod:`intergrad.plan` (row-major tiles, batch chunks of at most 65535 beats,
+the streamed length ``T`` (data beats per tile) and the job mode (a name of
+:data:`intergrad.core.MODES`; its record says what the mode streams and computes).  The tiling
+is the one of :mod:`intergrad.plan` (row-major tiles, batch chunks of at most
+``core.MAX_BATCH`` beats,
 weight preload double buffering), but summed in closed form over whole numpy arrays of
 layers instead of job by job.  For the passes that :mod:`intergrad.plan` defines, the totals
-equal ``plan_counters`` exactly (``tests/test_model.py`` checks this on random shapes).
+equal ``plan_counters`` exactly (``tests/test_model.py`` checks this on random shapes, and
+that one-job passes equal :func:`intergrad.core.expected_counters` on random jobs).
 
 Derivation, per tile t (nr x nc tiles, edge tiles r_last x c_last):
 
@@ -25,9 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: BATCH register limit: longer streams are split into chunks (see intergrad.plan).
-MAX_BATCH = 0xFFFF
-MODES = ("WS", "OS", "IG")
+from ..core import MAX_BATCH, MODES
 #: counter names this module returns, as in intergrad.spec.COUNTERS
 COUNTER_KEYS = ("steps", "busy_cycles", "macs", "in_beats", "wload_beats", "out_beats", "jobs")
 
@@ -65,8 +66,8 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
     r_last, c_last = r - (nr - 1) * R, c - (nc - 1) * C
     tiles = nr * nc
     nch = _cdiv(T, max_batch)
-    uses_w = mode in ("WS", "IG")
-    drains = mode in ("OS", "IG")
+    kind = MODES[mode]
+    uses_w, drains = kind.uses_weights, kind.accumulates
 
     if uses_w:
         # wb_cols may be an array (one flag per layer): both beat directions, selected
@@ -94,17 +95,17 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
     D_steps = (r_last if double_buffer else D) if drains else np.zeros_like(tiles)
     run = tiles * (T + nch * F)           # data beats plus flushes of all jobs
     steps = L + run + D_steps
-    slow = run if (mode == "IG" and not dual_mac) else np.zeros_like(run)
-    data_out = tiles * T if mode != "OS" else np.zeros_like(tiles)
-    if mode == "WS":
-        in_data = nr * T * c               # top lanes: cols_act per beat
-    else:
-        in_data = T * (nc * r + nr * c)    # left rows_act + top cols_act per beat
-    out_elems = (nc * T * r if mode != "OS" else 0) + (r * c if drains else 0)
+    # a PE with one multiplier takes macs_per_pe cycles per step of the data and the flush
+    slow = (kind.macs_per_pe - 1) * run if not dual_mac else np.zeros_like(run)
+    data_out = tiles * T if kind.data_out else np.zeros_like(tiles)
+    in_data = nr * T * c                   # top lanes: cols_act per beat
+    if kind.left_data:
+        in_data = in_data + nc * T * r     # left lanes: rows_act per beat
+    out_elems = (nc * T * r if kind.data_out else 0) + (r * c if drains else 0)
     return {
         "steps": steps,
         "busy_cycles": steps + slow,
-        "macs": T * r * c * (2 if mode == "IG" else 1),
+        "macs": T * r * c * kind.macs_per_pe,
         "in_beats": L + P + tiles * T,
         "wload_beats": L + P,
         "out_beats": data_out + D,

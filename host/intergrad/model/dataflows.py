@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..core import MODES
+
 PASS_ORDER = ("fwd", "dx", "dw", "ig")
 MODE_NAMES = {"ws": "WS", "os": "OS", "ig": "IG"}
 
@@ -157,13 +159,13 @@ def parse_dataflow(text: str) -> Dataflow:
             raise ValueError(f"dataflow {text!r}: unknown mode {m!r}; modes: ws, os, ig, ig1")
         passes.append((p, MODE_NAMES[m]))
     passes.sort(key=lambda pm: PASS_ORDER.index(pm[0]))
-    modes = {m for _, m in passes}
-    if "IG" in modes:
+    kinds = [MODES[m] for _, m in passes]
+    if any(k.macs_per_pe > 1 for k in kinds):          # two MACs per step: the InterGrad PE
         pe, mults = ("ig_dual", 2) if dual else ("ig_single", 1)
-    elif modes == {"WS"}:
+    elif not any(k.accumulates for k in kinds):        # weight-stationary modes only
         pe, mults = "ws", 1
-    elif modes == {"OS"}:
+    elif not any(k.uses_weights for k in kinds):       # output-stationary modes only
         pe, mults = "os", 1
-    else:
+    else:                                              # both kinds: the single-MAC IG PE
         pe, mults = "ig_single", 1
     return Dataflow(t, tuple(passes), pe, dual, mults, f"per-pass mix {t}")

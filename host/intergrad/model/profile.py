@@ -26,7 +26,8 @@ import dataclasses
 import numpy as np
 
 from .buffers import dram_elems
-from .counts import MAX_BATCH, pass_counters
+from ..core import MAX_BATCH, MODES
+from .counts import pass_counters
 from .dataflows import CANDIDATES, MAPPINGS, Dataflow, candidates
 from .tables import EnergyTable, load_energy
 
@@ -332,13 +333,13 @@ class _Ctx:
                                      np.ceil(dram_bytes / array.dram_bw).astype(np.int64))
             d["stall_cycles"] = d["cycles"] - d["busy_cycles"]
         rr, rw = REG_PER_MAC[mode]
-        drain = G * r * c if mode in ("OS", "IG") else 0
+        drain = G * r * c if MODES[mode].accumulates else 0
         d["reg_reads"] = d["macs"] * rr + drain * fa
         d["reg_writes"] = d["macs"] * rw + G * k["w_elems"]
         d["host_ops"] = np.zeros(n)
         pes = array.rows * array.cols
         d["mult_slots"] = d["cycles"] * pes * self.mults
-        d["pe_slots"] = d["cycles"] * pes * (2 if mode == "IG" and self.dual_mac else 1)
+        d["pe_slots"] = d["cycles"] * pes * (MODES[mode].macs_per_pe if self.dual_mac else 1)
         d["energy_mac"] = d["macs"] * e.mac
         d["energy_reg"] = (d["reg_reads"] + d["reg_writes"]) * e.reg
         d["energy_buffer"] = (d["buffer_reads"] + d["buffer_writes"]) * e.buffer
