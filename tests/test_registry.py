@@ -119,5 +119,9 @@ def test_report_is_a_dataclass_sequence_with_tables():
     assert got["fc1 backward"]["cycle ratio"] == 2.0
     assert got["whole step (fwd+bwd)"]["beats base"] == 33
     assert got["whole step (fwd+bwd)"]["beats IG"] == 29
+    both = Report()
+    both.extend(base)
+    both.extend(ig)
+    assert len(both) == 7 and both.totals(layer="fc1")["busy_cycles"] == 36 + 28
     base.clear()
     assert len(base) == 0 and base.rows() == []

@@ -279,6 +279,7 @@ def _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg) -> in
     from .nn import SGD
 
     dev = accel.device
+    sched = be.s                    # its report: the counters of the whole run
     sim_s = (lambda: dev.sim_seconds) if hasattr(dev, "sim_seconds") else None
     net = net0.copy()
     opt = SGD(net.params(), args.lr, args.momentum)
@@ -334,10 +335,9 @@ def _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg) -> in
 
     # counters per layer and pass over the whole training run
     print(f"\nhardware counters over training (schedule {args.schedule}), per layer and pass:")
-    report = be.s.report
-    print(_layer_table(report, accel.cfg))
+    print(_layer_table(sched.report, accel.cfg))
     if args.csv:
-        report.to_csv(args.csv)
+        sched.report.to_csv(args.csv)
         print(f"(per-pass records written to {args.csv})")
 
     # measured savings: the same batches through both schedules on the hardware

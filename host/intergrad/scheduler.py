@@ -66,6 +66,10 @@ class Report:
     def append(self, rec: PassRecord) -> None:
         self.records.append(rec)
 
+    def extend(self, recs) -> None:
+        """Append records (another Report's, e.g. one per device of a parallel run)."""
+        self.records.extend(recs)
+
     def clear(self) -> None:
         self.records.clear()
 
