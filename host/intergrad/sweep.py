@@ -380,8 +380,8 @@ def _sim_device(cfg):
     """One simulated core per build configuration per worker process (built once, cached
     on disk by intergrad.device.sim)."""
     if cfg not in _DEVICES:
-        from .device.sim import SimDevice
-        _DEVICES[cfg] = SimDevice(cfg, verbose=False)
+        from .device import open_device
+        _DEVICES[cfg] = open_device("sim", cfg, verbose=False)
     return _DEVICES[cfg]
 
 
