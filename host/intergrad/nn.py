@@ -135,24 +135,24 @@ class EpochStats:
     device_seconds: float
 
 
-def evaluate(net, be, x, y, batch: int = 128) -> float:
+def evaluate(net, engine, x, y, batch: int = 128) -> float:
     correct = 0
     for i in range(0, len(y), batch):
-        logits, _ = net.forward(be, x[i:i + batch])
+        logits, _ = net.forward(engine, x[i:i + batch])
         correct += int((logits.argmax(axis=1) == y[i:i + batch]).sum())
     return correct / max(len(y), 1)
 
 
-def train(net, be, data, epochs: int = 5, batch: int = 32, lr: float = 0.1,
+def train(net, engine, data, epochs: int = 5, batch: int = 32, lr: float = 0.1,
           seed: int = 0, progress: bool = True, on_epoch: Callable | None = None,
-          device_seconds: Callable[[], float] | None = None, eval_backend=None, *,
+          device_seconds: Callable[[], float] | None = None, eval_engine=None, *,
           opt: SGD | None = None, rng: np.random.Generator | None = None,
           start_epoch: int = 1, decay: str = "none") -> list[EpochStats]:
     """SGD training of epochs ``start_epoch..epochs``; returns per-epoch stats.
     ``decay``: "none" (constant ``lr``) or "cosine" (epoch e of E uses
     lr * (1 + cos(pi * (e-1) / E)) / 2).
-    ``eval_backend`` runs the test-set forward pass (defaults to ``be``); ``opt`` and ``rng``
-    (data order) may be given to resume from a checkpoint."""
+    ``eval_engine`` runs the test-set forward pass (defaults to ``engine``); ``opt`` and
+    ``rng`` (data order) may be given to resume from a checkpoint."""
     from tqdm.auto import tqdm
 
     xtr, ytr, xte, yte = data
@@ -171,17 +171,17 @@ def train(net, be, data, epochs: int = 5, batch: int = 32, lr: float = 0.1,
         losses, correct = [], 0
         steps = range(0, len(ytr), batch)
         # disable=None: the bar shows on a terminal only, not in logs
-        bar = tqdm(steps, desc=f"epoch {ep}/{epochs} [{be.name}]",
+        bar = tqdm(steps, desc=f"epoch {ep}/{epochs} [{engine.name}]",
                    disable=None if progress else True, leave=False, unit="step")
         for i in bar:
             idx = order[i:i + batch]
-            step = gradients(net, be, xtr[idx], ytr[idx])
+            step = gradients(net, engine, xtr[idx], ytr[idx])
             opt.step(step.grads)
             losses.append(step.loss)
             correct += int((step.logits.argmax(axis=1) == ytr[idx]).sum())
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
         bar.close()
-        test_acc = evaluate(net, eval_backend or be, xte, yte)
+        test_acc = evaluate(net, eval_engine or engine, xte, yte)
         st = EpochStats(ep, float(np.mean(losses)), correct / len(ytr), test_acc,
                         time.perf_counter() - t0,
                         (device_seconds() - d0) if device_seconds else 0.0)
