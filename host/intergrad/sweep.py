@@ -380,8 +380,8 @@ def _sim_device(cfg):
     """One simulated core per build configuration per worker process (built once, cached
     on disk by intergrad.device.sim)."""
     if cfg not in _DEVICES:
-        from .device.sim import SimDevice
-        _DEVICES[cfg] = SimDevice(cfg, verbose=False)
+        from .device import open_device
+        _DEVICES[cfg] = open_device("sim", cfg, verbose=False)
     return _DEVICES[cfg]
 
 
@@ -393,7 +393,8 @@ def verify_point(layer, batch, rows, cols, data_w, acc_w, design, seed=0) -> dic
 
     from .driver import Accelerator
     from .model import DATAFLOWS, Array, profile
-    from .scheduler import Scheduler, conv2d_backward, conv2d_forward
+    from .conv import conv2d_backward, conv2d_forward
+    from .scheduler import Scheduler
     from .spec import ArrayConfig
     from .zoo import Network
 
