@@ -397,7 +397,7 @@ class ShardWorker:
             self.dev = open_device(backend, **(device_kw or {}))
         self.acc = Accelerator(self.dev)
         self.sched = Scheduler(self.acc)
-        self.net = net
+        self.net = net.copy()      # its own, writable (Ray hands read-only arrays)
         self.index, self.timeout = index, timeout
         self.outq: queue.Queue = queue.Queue()
         self.inq: queue.Queue = queue.Queue()
