@@ -4,6 +4,7 @@ nearest and stochastic rounding, batch and output-feature splits, uneven shards)
 failing or dying worker is one line naming it; the local pool and Ray give the same."""
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 
@@ -113,16 +114,15 @@ def test_lenet5_bit_identical(bits):
 
 
 def test_feature_split_covers_every_column_once():
-    for M in (1, 7, 8, 10, 84, 120, 400):
-        for n in (1, 2, 3, 5):
-            cols = [feature_range(M, k, n, 8) for k in range(n)]
-            assert cols[0][0] == 0 and cols[-1][1] == M
-            for (_, a1), (b0, _) in zip(cols, cols[1:]):
-                assert a1 == b0                      # contiguous, disjoint
-            for c0, c1 in cols:                      # whole array blocks (or none)
-                assert c0 == c1 or c0 % 8 == 0
-            blocks = [-(-(c1 - c0) // 8) for c0, c1 in cols]
-            assert max(blocks) - min(blocks) <= 1    # balanced
+    for M, n, shift in itertools.product((1, 7, 8, 10, 84, 120, 400), (1, 2, 3, 5), (0, 1, 2)):
+        cols = sorted(feature_range(M, k, n, 8, shift) for k in range(n))
+        assert cols[0][0] == 0 and cols[-1][1] == M
+        for (_, a1), (b0, _) in zip(cols, cols[1:]):
+            assert a1 == b0                      # contiguous, disjoint
+        for c0, c1 in cols:                      # whole array blocks (or none)
+            assert c0 == c1 or c0 % 8 == 0
+        blocks = [-(-(c1 - c0) // 8) for c0, c1 in cols]
+        assert max(blocks) - min(blocks) <= 1    # balanced
     net = L.build("lenet5", (1, 32, 32))
     assert layer_modes(net) == {"conv1": "batch", "conv2": "batch", "fc1": "features",
                                 "fc2": "features", "fc3": "features"}

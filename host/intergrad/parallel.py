@@ -49,6 +49,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import warnings
 import weakref
 
@@ -94,9 +95,12 @@ def _reduce(op: str, parts: list):
     raise ValueError(f"unknown reduction {op!r}")
 
 
-def feature_range(M: int, k: int, n: int, align: int) -> tuple[int, int]:
+def feature_range(M: int, k: int, n: int, align: int, shift: int = 0) -> tuple[int, int]:
     """Worker ``k`` of ``n``'s output columns [c0, c1) of an M-column layer: whole blocks of
-    ``align`` columns, spread as evenly as possible (a worker may get none)."""
+    ``align`` columns, spread as evenly as possible (a worker may get none); ``shift``
+    rotates which workers get the larger shares (successive layers shift by one, so that the
+    extra blocks do not all fall on the same worker)."""
+    k = (k + shift) % n
     blocks = -(-M // align)
     per, extra = divmod(blocks, n)
     b0 = k * per + min(k, extra)
@@ -164,6 +168,8 @@ class ShardEngine:
         self.limit = float(1 << (self.cfg.acc_w - 1))
         self.modes = dict(modes or {})
         self.align = math.lcm(self.cfg.rows, self.cfg.cols)
+        self.shift = {n: i for i, n in enumerate(l for l, m in self.modes.items()
+                                                 if m == "features")}
         self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
         self.begin((0, 1, 1), (0, 1))
 
@@ -263,8 +269,8 @@ class ShardEngine:
             dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
         return dX, np.zeros(W.shape, np.float32)
 
-    def _cols(self, M):
-        return feature_range(M, self.part[0], self.part[1], self.align)
+    def _cols(self, layer, M):
+        return feature_range(M, self.part[0], self.part[1], self.align, self.shift[layer])
 
     def _fc_forward_features(self, X, W, layer):
         b0, b1, B = self.rows
@@ -273,10 +279,11 @@ class ShardEngine:
             self.gathered = (layer, X)
         q = self._quantize(layer, "fwd", {"X": X, "W": W}, [("X", "W", lambda a, b: a @ b, "max")])
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        c0, c1 = self._cols(W.shape[1])
-        Yk = self._gemm(self.s.fc_forward, qx, qw[:, c0:c1], layer=layer) if c1 > c0 else \
-            np.zeros((X.shape[0], 0), np.int64)
-        Y = self._allreduce(f"{layer}/fwd/out", [Yk], ["cat1"])[0]
+        c0, c1 = self._cols(layer, W.shape[1])
+        Y = np.zeros((X.shape[0], W.shape[1]), np.int64)
+        if c1 > c0:
+            Y[:, c0:c1] = self._gemm(self.s.fc_forward, qx, qw[:, c0:c1], layer=layer)
+        Y = self._allreduce(f"{layer}/fwd/out", [Y], ["sum"])[0]   # disjoint columns
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def _fc_backward_features(self, X, W, dY, layer, need_dx):
@@ -286,7 +293,7 @@ class ShardEngine:
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, _fc_bwd_products(need_dx))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
         N, M = W.shape
-        c0, c1 = self._cols(M)
+        c0, c1 = self._cols(layer, M)
         dXk, dWk = None, np.zeros((N, 0), np.int64)
         if c1 > c0:
             dXk, dWk = self._gemm(self.s.fc_backward, qx, qw[:, c0:c1], qd[:, c0:c1],
@@ -474,6 +481,8 @@ class ShardWorker:
             return None if self.engine.rng is None else self.engine.rng.bit_generator.state
         if what == "sim_seconds":
             return float(getattr(self.dev, "sim_seconds", 0.0))
+        if what == "cpu_seconds":       # this process's CPU time, all its threads
+            return time.process_time()
         raise ValueError(f"unknown query {what!r}")
 
     def close(self) -> None:
@@ -861,6 +870,10 @@ class DataParallel:
     def sim_seconds(self) -> float:
         """Wall time inside the simulators, averaged over the workers."""
         return sum(self.query(k, "sim_seconds") for k in range(self.workers)) / self.workers
+
+    def cpu_seconds(self) -> list[float]:
+        """Each worker process's CPU time so far."""
+        return [self.query(k, "cpu_seconds") for k in range(self.workers)]
 
     def describe(self) -> str:
         split = [n for n, m in self.modes.items() if m == "features"]
