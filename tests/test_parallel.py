@@ -13,7 +13,7 @@ import pytest
 
 from intergrad import layers as L
 from intergrad.nn import SGD, DeviceBackend, load_digits_split, softmax_ce
-from intergrad.parallel import DataParallel, WorkerError, feature_range, layer_modes
+from intergrad.parallel import DataParallel, WorkerError, feature_plan, layer_modes
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
@@ -114,15 +114,25 @@ def test_lenet5_bit_identical(bits):
 
 
 def test_feature_split_covers_every_column_once():
-    for M, n, shift in itertools.product((1, 7, 8, 10, 84, 120, 400), (1, 2, 3, 5), (0, 1, 2)):
-        cols = sorted(feature_range(M, k, n, 8, shift) for k in range(n))
-        assert cols[0][0] == 0 and cols[-1][1] == M
-        for (_, a1), (b0, _) in zip(cols, cols[1:]):
-            assert a1 == b0                      # contiguous, disjoint
-        for c0, c1 in cols:                      # whole array blocks (or none)
-            assert c0 == c1 or c0 % 8 == 0
-        blocks = [-(-(c1 - c0) // 8) for c0, c1 in cols]
-        assert max(blocks) - min(blocks) <= 1    # balanced
+    net = L.build("lenet5", (1, 32, 32))
+    modes = layer_modes(net)
+    fc = {l.name: l.w.shape for l in net.gemm_layers() if modes[l.name] == "features"}
+    for cfg, n in itertools.product([CFGS[16], ArrayConfig(4, 6, 16, 32, 0)], (1, 2, 3, 5)):
+        align = 12 if cfg.rows == 4 else 8
+        plan = feature_plan(net, modes, n, cfg)
+        assert plan == feature_plan(net, modes, n, cfg) and set(plan) == set(fc)
+        for name, cols in plan.items():
+            M = fc[name][1]
+            assert len(cols) == n and cols[0][0] == 0 and cols[-1][1] == M
+            for (_, a1), (b0, _) in zip(cols, cols[1:]):
+                assert a1 == b0                      # contiguous, disjoint, in worker order
+            for c0, c1 in cols:                      # whole array blocks (or none)
+                assert c0 == c1 or c0 % align == 0
+    # 2 workers on 8x8: lenet5's FC jobs (fwd + bwd tiles) dealt within one fc2 block
+    plan = feature_plan(net, modes, 2, CFGS[16])
+    jobs = [sum(2 * -(-fc[name][0] // 8) * -(-(c1 - c0) // 8) for name, cols in plan.items()
+                for c0, c1 in [cols[k]]) for k in range(2)]
+    assert sum(jobs) >= 2 * (750 + 165 + 11) - 2 and abs(jobs[0] - jobs[1]) <= 30
     net = L.build("lenet5", (1, 32, 32))
     assert layer_modes(net) == {"conv1": "batch", "conv2": "batch", "fc1": "features",
                                 "fc2": "features", "fc3": "features"}

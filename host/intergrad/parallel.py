@@ -95,17 +95,32 @@ def _reduce(op: str, parts: list):
     raise ValueError(f"unknown reduction {op!r}")
 
 
-def feature_range(M: int, k: int, n: int, align: int, shift: int = 0) -> tuple[int, int]:
-    """Worker ``k`` of ``n``'s output columns [c0, c1) of an M-column layer: whole blocks of
-    ``align`` columns, spread as evenly as possible (a worker may get none); ``shift``
-    rotates which workers get the larger shares (successive layers shift by one, so that the
-    extra blocks do not all fall on the same worker)."""
-    k = (k + shift) % n
-    blocks = -(-M // align)
-    per, extra = divmod(blocks, n)
-    b0 = k * per + min(k, extra)
-    b1 = b0 + per + (1 if k < extra else 0)
-    return min(M, b0 * align), min(M, b1 * align)
+def feature_plan(net, modes: dict, n: int, cfg: ArrayConfig) -> dict[str, list[tuple[int, int]]]:
+    """Output columns [c0, c1) of each worker, per FC layer split by features: whole blocks
+    of lcm(rows, cols) columns (no extra partial tiles), contiguous in worker order, the
+    blocks dealt so that the workers' job counts over all these layers are as even as
+    possible (layers with the costliest blocks first; a block costs its forward and backward
+    tiles; ties to the lower worker index, so every worker computes the same plan)."""
+    R, C = cfg.rows, cfg.cols
+    align = math.lcm(R, C)
+    layers = [l for l in net.gemm_layers() if modes.get(l.name) == "features"]
+
+    def cost(l):
+        N = l.w.shape[0]
+        return -(-align // R) * -(-N // C) + -(-N // R) * -(-align // C)
+
+    load = [0] * n
+    plan = {}
+    for l in sorted(layers, key=cost, reverse=True):
+        M = l.w.shape[1]
+        count = [0] * n
+        for _ in range(-(-M // align)):
+            k = min(range(n), key=lambda j: (load[j], j))
+            count[k] += 1
+            load[k] += cost(l)
+        edges = np.cumsum([0] + count) * align
+        plan[l.name] = [(min(M, int(edges[k])), min(M, int(edges[k + 1]))) for k in range(n)]
+    return plan
 
 
 def layer_modes(net, split_features: bool = True) -> dict[str, str]:
@@ -158,8 +173,9 @@ class ShardEngine:
 
     def __init__(self, scheduler: Scheduler, comm, schedule: str = "intergrad", *,
                  stochastic: bool = False, seed: int = 0, max_bits: int | None = None,
-                 modes: dict | None = None):
+                 modes: dict | None = None, net=None):
         self.s = scheduler
+        self.net = net            # its layer shapes plan the feature split
         self.cfg = scheduler.cfg
         self.comm = comm
         self.schedule = schedule
@@ -167,9 +183,7 @@ class ShardEngine:
         self.rng = np.random.default_rng(seed) if stochastic else None
         self.limit = float(1 << (self.cfg.acc_w - 1))
         self.modes = dict(modes or {})
-        self.align = math.lcm(self.cfg.rows, self.cfg.cols)
-        self.shift = {n: i for i, n in enumerate(l for l, m in self.modes.items()
-                                                 if m == "features")}
+        self._plans: dict[int, dict] = {}     # workers -> feature_plan
         self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
         self.begin((0, 1, 1), (0, 1))
 
@@ -270,7 +284,10 @@ class ShardEngine:
         return dX, np.zeros(W.shape, np.float32)
 
     def _cols(self, layer, M):
-        return feature_range(M, self.part[0], self.part[1], self.align, self.shift[layer])
+        k, n = self.part
+        if n not in self._plans:
+            self._plans[n] = feature_plan(self.net, self.modes, n, self.cfg)
+        return self._plans[n][layer][k]
 
     def _fc_forward_features(self, X, W, layer):
         b0, b1, B = self.rows
@@ -410,7 +427,7 @@ class ShardWorker:
         self.inq: queue.Queue = queue.Queue()
         self.engine = ShardEngine(self.sched, _Comm(self.outq, self.inq, timeout), schedule,
                                   stochastic=stochastic, seed=seed, max_bits=max_bits,
-                                  modes=modes)
+                                  modes=modes, net=self.net)
         if rng_state is not None and self.engine.rng is not None:
             self.engine.rng.bit_generator.state = rng_state
         self.cache = None
@@ -893,4 +910,4 @@ class DataParallel:
 
 
 __all__ = ["DataParallel", "ParallelNet", "ShardEngine", "ShardWorker", "WorkerError",
-           "EXECUTORS", "feature_range", "layer_modes"]
+           "EXECUTORS", "feature_plan", "layer_modes"]
