@@ -191,7 +191,8 @@ class ShardEngine:
         """A new pass over rows [b0, b1) of a batch of B, as worker k of n."""
         self.rows, self.part = rows, part
         self.gathered: tuple[str, np.ndarray] | None = None  # (layer, its gathered input)
-        self.partials: dict[str, tuple[np.ndarray, int]] = {}
+        #: layer -> (integer dW partial, its scale exponent, first column or None: whole)
+        self.partials: dict[str, tuple[np.ndarray, int, int | None]] = {}
         self.dys: dict[str, tuple[np.ndarray, bool]] = {}
 
     # -- reductions over the workers ----------------------------------------------------
@@ -256,8 +257,8 @@ class ShardEngine:
             warnings.filterwarnings("ignore", message=".*may exceed the", category=RuntimeWarning)
             return fn(*args, **kw)
 
-    def _keep(self, layer, dW_int, e, dy, sharded) -> None:
-        self.partials[layer] = (np.asarray(dW_int, dtype=np.int64), int(e))
+    def _keep(self, layer, dW_int, e, dy, sharded, c0=None) -> None:
+        self.partials[layer] = (np.asarray(dW_int, dtype=np.int64), int(e), c0)
         self.dys[layer] = (dy, sharded)
 
     # -- fully connected -------------------------------------------------------------------
@@ -315,9 +316,7 @@ class ShardEngine:
         if c1 > c0:
             dXk, dWk = self._gemm(self.s.fc_backward, qx, qw[:, c0:c1], qd[:, c0:c1],
                                   schedule=self.schedule, layer=layer, need_dx=need_dx)
-        dW = np.zeros((N, M), np.int64)
-        dW[:, c0:c1] = dWk
-        self._keep(layer, dW, fx + fd, dY, False)
+        self._keep(layer, dWk, fx + fd, dY, False, c0)     # its columns c0:c1 of dW
         dX = None
         if need_dx:
             dXk = dXk if dXk is not None else np.zeros((X.shape[0], N), np.int64)
@@ -580,17 +579,15 @@ class _LocalPool:
         return f"worker {k} (pid {p.pid}) died ({how})"
 
     def recv(self, k, timeout):
-        from multiprocessing.connection import wait
+        # a worker that dies closes its end of the pipe: poll() is then true and recv()
+        # raises EOFError (only the worker holds that end)
         conn, p = self.conns[k], self.procs[k]
-        ready = wait([conn, p.sentinel], timeout)
-        if not ready:
-            raise WorkerError(f"worker {k} (pid {p.pid}) sent nothing for {timeout:.0f} s")
-        if conn in ready or conn.poll():
-            try:
-                return conn.recv()
-            except (EOFError, OSError):
-                pass
-        raise WorkerError(self._dead(k))
+        try:
+            if not conn.poll(timeout):
+                raise WorkerError(f"worker {k} (pid {p.pid}) sent nothing for {timeout:.0f} s")
+            return conn.recv()
+        except (EOFError, OSError):
+            raise WorkerError(self._dead(k)) from None
 
     def close(self) -> None:
         for conn in self.conns:
@@ -817,10 +814,16 @@ class DataParallel:
             if not layer.params():
                 continue
             parts = [o[0][layer.name] for o in outs]
-            exps = {e for _, e in parts}
+            exps = {e for _, e, _ in parts}
             if len(exps) != 1:
                 raise RuntimeError(f"{layer.name}: the workers scaled dW differently ({exps})")
-            dW = wrap(sum(p for p, _ in parts), self.cfg.acc_w) * 2.0 ** -exps.pop()
+            total = np.zeros(layer.w.shape, np.int64)
+            for p, _, c0 in parts:
+                if c0 is None:
+                    total += p
+                else:                          # an FC worker's columns
+                    total[:, c0:c0 + p.shape[1]] += p
+            dW = wrap(total, self.cfg.acc_w) * 2.0 ** -exps.pop()
             dys = [o[1][layer.name] for o in outs]
             dy = np.concatenate([d for d, _ in dys]) if dys[0][1] else dys[0][0]
             grads += layer.backward(_Replay(dW.astype(np.float32)), None, dy, False)[1]
