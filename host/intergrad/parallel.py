@@ -26,13 +26,14 @@ that a one-device run computes over the whole batch is computed over a shard:
   over the gathered logits and upstream gradients, with the layers' own code.
 
 Sharding level.  Convolution layers (and any layer before the last convolution) are split
-by **batch** (data parallel): each worker's GEMM has B/N times the rows, hence about 1/N of
+by **batch** (data parallel): each worker's GEMM has 1/N of the rows, hence about 1/N of
 the simulated cycles and of the host work.  Fully-connected layers after the last
 convolution are split by **output features** (``split_features=True``, the default): their
 GEMMs have few rows (the batch) and many weight tiles, so a batch split would leave every
 worker with all the per-tile jobs; instead each worker gathers the layer input (B x N, a few
-kB) and runs the tiles of its share of the output columns (aligned to the array), the
-outputs are gathered and the dX partials summed as integers.  Every worker then holds the
+kB) and runs the tiles of its share of the output columns (whole array blocks, dealt by
+job count: :func:`feature_plan`); the outputs are gathered and the dX partials summed
+as integers.  Every worker then holds the
 whole batch of the FC stack; its quantization is computed locally (identically everywhere).
 ``split_features=False`` splits every layer by batch.
 
