@@ -211,3 +211,14 @@ def test_ray_actors_give_the_same_weights(digits):
         assert not ray.is_initialized()     # the instance it started is stopped
     finally:
         dev.close()
+
+
+def test_cli_ray_missing_is_one_line(monkeypatch, capsys):
+    import sys
+    from intergrad.cli import main
+    monkeypatch.setitem(sys.modules, "ray", None)       # as if not installed
+    assert main(["train", "--backend", "sim", "--net", "digits", "--epochs", "1", "--limit", "64",
+                 "--measure-steps", "0", "--no-progress", "--workers", "2",
+                 "--executor", "ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install" in err and "intergrad[ray]" in err and len(err.splitlines()) == 1

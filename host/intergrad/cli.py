@@ -271,10 +271,13 @@ def cmd_train(args) -> int:
     rng.bit_generator.state = rng0.bit_generator.state
     if args.workers != 1:   # data parallel: one device per worker (intergrad.parallel)
         from .parallel import DataParallel
-        dp = DataParallel(net, cfg, workers=args.workers or None, executor=args.executor,
-                          schedule=args.schedule, stochastic=args.stochastic_rounding,
-                          seed=args.seed, rng_state=be.rng and be.rng.bit_generator.state,
-                          backend=acc.device.backend)
+        try:
+            dp = DataParallel(net, cfg, workers=args.workers or None, executor=args.executor,
+                              schedule=args.schedule, stochastic=args.stochastic_rounding,
+                              seed=args.seed, rng_state=be.rng and be.rng.bit_generator.state,
+                              backend=acc.device.backend)
+        except ImportError as e:          # --executor ray without Ray
+            raise UsageError(str(e)) from None
         print(f"data parallel: {dp.describe()}")
         net, be, sched, sim_s = dp.net, dp.engine, dp, dp.sim_seconds
 
