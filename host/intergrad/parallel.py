@@ -98,27 +98,25 @@ def _reduce(op: str, parts: list):
 
 def feature_plan(net, modes: dict, n: int, cfg: ArrayConfig) -> dict[str, list[tuple[int, int]]]:
     """Output columns [c0, c1) of each worker, per FC layer split by features: whole blocks
-    of lcm(rows, cols) columns (no extra partial tiles), contiguous in worker order, the
-    blocks dealt so that the workers' job counts over all these layers are as even as
-    possible (layers with the costliest blocks first; a block costs its forward and backward
-    tiles; ties to the lower worker index, so every worker computes the same plan)."""
+    of lcm(rows, cols) columns (no extra partial tiles), contiguous in worker order.  Every
+    layer ends in a reduction that waits for all workers, so each layer's blocks are split
+    as evenly as possible (shares differ by one block at most); the larger shares go to the
+    workers with the fewest jobs so far over the FC layers (a block costs its forward and
+    backward tiles; ties to the lower index, so every worker computes the same plan)."""
     R, C = cfg.rows, cfg.cols
     align = math.lcm(R, C)
-    layers = [l for l in net.gemm_layers() if modes.get(l.name) == "features"]
-
-    def cost(l):
-        N = l.w.shape[0]
-        return -(-align // R) * -(-N // C) + -(-N // R) * -(-align // C)
-
     load = [0] * n
     plan = {}
-    for l in sorted(layers, key=cost, reverse=True):
-        M = l.w.shape[1]
-        count = [0] * n
-        for _ in range(-(-M // align)):
-            k = min(range(n), key=lambda j: (load[j], j))
-            count[k] += 1
-            load[k] += cost(l)
+    for l in net.gemm_layers():
+        if modes.get(l.name) != "features":
+            continue
+        N, M = l.w.shape
+        cost = -(-align // R) * -(-N // C) + -(-N // R) * -(-align // C)
+        per, extra = divmod(-(-M // align), n)
+        larger = set(sorted(range(n), key=lambda j: (load[j], j))[:extra])
+        count = [per + (k in larger) for k in range(n)]
+        for k in range(n):
+            load[k] += count[k] * cost
         edges = np.cumsum([0] + count) * align
         plan[l.name] = [(min(M, int(edges[k])), min(M, int(edges[k + 1]))) for k in range(n)]
     return plan
