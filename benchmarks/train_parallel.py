@@ -145,8 +145,9 @@ def _run(a) -> int:
           f"{', '.join(f'{1e3 * v:.0f}' for v in cw)} ms, driver {1e3 * cd:.0f} ms "
           f"(total {1e3 * (cw.sum() + cd):.0f} ms, {100 * (cw.sum() + cd) / c1 - 100:+.0f}% against "
           f"the smaller one-process figure)")
-    print(f"  idle-machine bound from CPU time (not a measurement): one process / (slowest worker "
-          f"+ driver) = {c1 / (cw.max() + cd):.2f}x")
+    print(f"  idle-machine bound from CPU time (not a measurement, and optimistic: a worker also "
+          f"waits for the other at each reduction): one process / (slowest worker + driver) = "
+          f"{c1 / (cw.max() + cd):.2f}x")
     print(f"load average at the end: {_load()}")
     return 0
 
