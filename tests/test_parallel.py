@@ -223,3 +223,11 @@ def test_cli_ray_missing_is_one_line(monkeypatch, capsys):
                  "--executor", "ray"]) == 2
     err = capsys.readouterr().err.strip()
     assert "pip install" in err and "intergrad[ray]" in err and len(err.splitlines()) == 1
+
+
+def test_a_worker_that_cannot_start_is_one_line():
+    net = L.build("digits", (1, 8, 8), seed=0, channels=4)
+    with pytest.raises(WorkerError) as e:
+        DataParallel(net, CFGS[16], workers=2, device_kw={"no_such_option": 1})
+    msg = str(e.value)
+    assert msg.startswith("worker 0 could not start: TypeError") and "\n" not in msg

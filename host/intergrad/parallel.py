@@ -558,11 +558,15 @@ class _LocalPool:
             self.procs.append(p)
             self.conns.append(parent)
         self.names = []
-        for k in range(len(inits)):
-            r = self.recv(k, max(timeout, START_TIMEOUT))
-            if r[0] != "ready":
-                raise WorkerError(f"worker {k} could not start: {r[1]}: {r[2]}")
-            self.names.append(r[1])
+        try:
+            for k in range(len(inits)):
+                r = self.recv(k, max(timeout, START_TIMEOUT))
+                if r[0] != "ready":
+                    raise WorkerError(f"worker {k} could not start: {r[1]}: {r[2]}")
+                self.names.append(r[1])
+        except BaseException:
+            self.close()      # the others too
+            raise
 
     def send(self, k, msg) -> None:
         try:
