@@ -184,6 +184,14 @@ def test_cli_train_workers_gives_the_one_device_run(tmp_path, capsys):
     assert lines(out[1], "epoch") == lines(out[2], "epoch")
     assert lines(out[1], "test accuracy") == lines(out[2], "test accuracy")
     assert (tmp_path / "w1.npz").read_bytes() == (tmp_path / "w2.npz").read_bytes()
+    # resumed on 2 workers (the stochastic-rounding state from the checkpoint) = 2 epochs
+    # on one device
+    args = ["train", "--backend", "sim", "--net", "lenet", "--channels", "4", "--limit", "96",
+            "--measure-steps", "0", "--no-progress", "--stochastic-rounding"]
+    assert main(args + ["--epochs", "2", "--save", str(tmp_path / "one.npz")]) == 0
+    assert main(args + ["--epochs", "2", "--workers", "2", "--load", str(tmp_path / "w2.npz"),
+                        "--save", str(tmp_path / "resumed.npz")]) == 0
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "resumed.npz").read_bytes()
 
 
 def test_ray_actors_give_the_same_weights(digits):
