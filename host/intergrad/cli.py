@@ -286,6 +286,17 @@ def _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg) -> in
     opt.load_state_dict(opt0.state_dict())
     rng = np.random.default_rng()
     rng.bit_generator.state = rng0.bit_generator.state
+    if args.workers != 1:   # data parallel: one device per worker (intergrad.parallel)
+        from .parallel import DataParallel
+        try:
+            dp = DataParallel(net, cfg, workers=args.workers or None, executor=args.executor,
+                              schedule=args.schedule, stochastic=args.stochastic_rounding,
+                              seed=args.seed, rng_state=be.rng and be.rng.bit_generator.state,
+                              backend=acc.device.backend)
+        except ImportError as e:          # --executor ray without Ray
+            raise UsageError(str(e)) from None
+        print(f"data parallel: {dp.describe()}")
+        net, be, sched, sim_s = dp.net, dp.engine, dp, dp.sim_seconds
 
     def show(st):
         if not math.isfinite(st.loss) or st.loss > DIVERGED_LOSS:
@@ -501,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None,
                    help="write the per-pass counter records to this CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=_int_range(0, 1024), default=1,
+                   help="simulated devices, one worker process each, sharing every batch "
+                        "(0: one per core); the weights are those of one device")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where the --workers run: processes here, or Ray actors (a local "
+                        "instance or $RAY_ADDRESS, docs/cluster.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint on the array",

@@ -184,6 +184,19 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def mp_context():
+    """The multiprocessing context for worker processes: fork, unless this process already
+    runs threads (JAX, Ray, a notebook kernel), which can deadlock a forked child; then
+    fresh interpreters (spawn)."""
+    import multiprocessing
+    import threading
+    try:  # native threads too (a JAX backend's threads are invisible to `threading`)
+        nthreads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        nthreads = threading.active_count()
+    return multiprocessing.get_context("spawn" if nthreads > 1 else None)
+
+
 class LocalExecutor:
     """A process pool on this machine (``jobs`` processes), or in-process with one job."""
 
@@ -201,18 +214,9 @@ class LocalExecutor:
             for i, t in enumerate(tasks):
                 yield i, fn(t)
             return
-        import multiprocessing
-        import threading
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        # forking a process that already runs threads (JAX, Ray, a notebook kernel) can
-        # deadlock the child: start fresh interpreters then, fork otherwise (faster)
-        try:  # native threads too (a JAX backend's threads are invisible to `threading`)
-            nthreads = len(os.listdir("/proc/self/task"))
-        except OSError:
-            nthreads = threading.active_count()
-        ctx = multiprocessing.get_context("spawn" if nthreads > 1 else None)
         ex = ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)),
-                                 initializer=_ignore_sigint, mp_context=ctx)
+                                 initializer=_ignore_sigint, mp_context=mp_context())
         try:
             pending = {ex.submit(fn, t): i for i, t in enumerate(tasks)}
             while pending:
@@ -488,6 +492,6 @@ def run_cached(executor, tasks: list[dict], keys: list[str], cache: ResultCache,
 
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "ResultCache", "canonical",
-           "config_key", "digest", "default_cache_dir", "make_executor", "model_version",
+           "config_key", "digest", "default_cache_dir", "make_executor", "model_version", "mp_context",
            "run_cached", "run_task", "small_layer", "sweep_point", "verify_point",
            "verify_sample"]
