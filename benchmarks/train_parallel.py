@@ -24,7 +24,8 @@ from intergrad import layers as L
 from intergrad.data import fit_images
 from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
-from intergrad.nn import SGD, DeviceBackend, load_digits_split, softmax_ce
+from intergrad.engine import DeviceEngine
+from intergrad.nn import SGD, load_digits_split, softmax_ce
 from intergrad.parallel import DataParallel
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
@@ -92,7 +93,7 @@ def _run(a) -> int:
     print(f"load average at start: {_load()} (the machine is shared with other jobs)")
 
     dev = SimDevice(cfg, verbose=False)
-    be = DeviceBackend(Scheduler(Accelerator(dev)), "intergrad")
+    be = DeviceEngine(Scheduler(Accelerator(dev)), "intergrad")
     one, one1, par = [], [], []
     sim_share, cpu1, cpu11, cpu_w, cpu_d = [], [], [], [], []
     with DataParallel(net0.copy(), cfg, workers=a.workers) as dp:

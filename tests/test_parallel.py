@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from intergrad import layers as L
-from intergrad.nn import SGD, DeviceBackend, load_digits_split, softmax_ce
+from intergrad.engine import DeviceEngine
+from intergrad.nn import SGD, load_digits_split, softmax_ce
 from intergrad.parallel import DataParallel, WorkerError, feature_plan, layer_modes
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
@@ -29,7 +30,7 @@ def _one_device(cfg, stochastic, seed):
     from intergrad.device.sim import SimDevice
     from intergrad.driver import Accelerator
     dev = SimDevice(cfg, verbose=False)
-    return dev, DeviceBackend(Scheduler(Accelerator(dev)), "intergrad", stochastic=stochastic,
+    return dev, DeviceEngine(Scheduler(Accelerator(dev)), "intergrad", stochastic=stochastic,
                               seed=seed)
 
 

@@ -292,7 +292,7 @@ def _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg) -> in
             dp = DataParallel(net, cfg, workers=args.workers or None, executor=args.executor,
                               schedule=args.schedule, stochastic=args.stochastic_rounding,
                               seed=args.seed, rng_state=be.rng and be.rng.bit_generator.state,
-                              backend=acc.device.backend)
+                              backend=accel.device.backend)
         except ImportError as e:          # --executor ray without Ray
             raise UsageError(str(e)) from None
         print(f"data parallel: {dp.describe()}")

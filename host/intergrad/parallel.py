@@ -8,7 +8,7 @@ the quantization of every GEMM operand and the GEMMs.  The process that trains (
 "driver") keeps the float master weights and the optimizer: per step it sends the weights
 and the shards, computes the loss on the gathered logits, and receives each worker's
 integer dW partials, which it sums as integers.  The weights after every step are
-bit-identical to a one-device run (:class:`intergrad.nn.DeviceBackend`), because nothing
+bit-identical to a one-device run (:class:`intergrad.engine.DeviceEngine`), because nothing
 that a one-device run computes over the whole batch is computed over a shard:
 
 * **quantization scales**: each operand's power-of-two scale comes from its largest
@@ -57,9 +57,10 @@ import weakref
 import numpy as np
 
 from .device.base import DeviceError
-from .golden import wrap
-from .scheduler import (Report, Scheduler, col2im, conv2d_backward, conv2d_forward,
-                        conv_weight_matrix, im2col)
+from .conv import col2im, conv_weight_matrix, grad_matrix, im2col
+from .core import wrap
+from .engine import BackwardResult
+from .scheduler import Report, Scheduler
 from .spec import ArrayConfig
 
 EXECUTORS = ("local", "ray")
@@ -147,7 +148,7 @@ def _quantize_part(x: np.ndarray, m: float, bits: int, u: np.ndarray | None):
     """:func:`intergrad.nn.quantize` of a part ``x`` of a tensor whose largest magnitude is
     ``m``: the part with one more element of magnitude ``m`` has the whole tensor's scale
     (the one quantization formula, applied to the part; ``u``: the part's uniform draws)."""
-    from .nn import quantize
+    from .engine import quantize
     ext = np.append(np.asarray(x, dtype=np.float64).ravel(), m)
     noise = None if u is None else _Noise(np.append(u.ravel(), 0.0))
     q, f = quantize(ext, bits, noise)
@@ -158,17 +159,14 @@ def _absf(q):
     return np.abs(q).astype(np.float64)
 
 
-def _dmat(d):
-    return d.transpose(0, 2, 3, 1).reshape(-1, d.shape[1])
-
-
 class ShardEngine:
     """The GEMM engine of one worker (the layers call it as they call
-    :class:`intergrad.nn.DeviceBackend`): the same fixed point, with every quantization
+    :class:`intergrad.engine.DeviceEngine`): the same fixed point, with every quantization
     decision reduced over the workers through ``comm`` and the dW results kept as integer
     partials (:attr:`partials`) with the upstream gradients (:attr:`dys`) for the driver."""
 
     name = "device"
+    acc_w = None      # results are scaled back to float32
 
     def __init__(self, scheduler: Scheduler, comm, schedule: str = "intergrad", *,
                  stochastic: bool = False, seed: int = 0, max_bits: int | None = None,
@@ -209,7 +207,7 @@ class ShardEngine:
 
     def _quantize(self, layer, pass_, tensors: dict, products: list, sharded=(),
                   grads=("dY",)):
-        """As DeviceBackend._quantize, over the whole batch: ``sharded`` names the tensors
+        """As DeviceEngine._quantize, over the whole batch: ``sharded`` names the tensors
         of which this worker has its rows; products: (a, b, fn(|qa|, |qb|), kind) with kind
         "max" (fn's largest entry is a per-row bound) or "sum" (fn's entries are sums over
         the rows, to be summed over the workers before their largest is taken)."""
@@ -261,27 +259,27 @@ class ShardEngine:
         self.dys[layer] = (dy, sharded)
 
     # -- fully connected -------------------------------------------------------------------
-    def fc_forward(self, X, W, layer):
+    def fc_forward(self, X, W, layer="fc"):
         if self.modes.get(layer) == "features":
             return self._fc_forward_features(X, W, layer)
         q = self._quantize(layer, "fwd", {"X": X, "W": W},
                            [("X", "W", lambda a, b: a @ b, "max")], sharded=("X",))
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        Y = self._gemm(self.s.fc_forward, qx, qw, layer=layer)
+        Y = self._gemm(self.s.fc_forward, qx, qw, layer)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
-    def fc_backward(self, X, W, dY, layer, need_dx=True):
+    def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
         if self.modes.get(layer) == "features":
             return self._fc_backward_features(X, W, dY, layer, need_dx)
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, _fc_bwd_products(need_dx),
                            sharded=("X", "dY"))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
-        dX, dW = self._gemm(self.s.fc_backward, qx, qw, qd, schedule=self.schedule,
-                            layer=layer, need_dx=need_dx)
+        dX, dW = self._gemm(self.s.fc_backward, qx, qw, qd, layer, schedule=self.schedule,
+                            need_dx=need_dx)
         self._keep(layer, dW, fx + fd, dY, True)
         if dX is not None:
             dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
-        return dX, np.zeros(W.shape, np.float32)
+        return BackwardResult(dX, np.zeros(W.shape, np.float32))
 
     def _cols(self, layer, M):
         k, n = self.part
@@ -299,7 +297,7 @@ class ShardEngine:
         c0, c1 = self._cols(layer, W.shape[1])
         Y = np.zeros((X.shape[0], W.shape[1]), np.int64)
         if c1 > c0:
-            Y[:, c0:c1] = self._gemm(self.s.fc_forward, qx, qw[:, c0:c1], layer=layer)
+            Y[:, c0:c1] = self._gemm(self.s.fc_forward, qx, qw[:, c0:c1], layer)
         Y = self._allreduce(f"{layer}/fwd/out", [Y], ["sum"])[0]   # disjoint columns
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
@@ -313,8 +311,8 @@ class ShardEngine:
         c0, c1 = self._cols(layer, M)
         dXk, dWk = None, np.zeros((N, 0), np.int64)
         if c1 > c0:
-            dXk, dWk = self._gemm(self.s.fc_backward, qx, qw[:, c0:c1], qd[:, c0:c1],
-                                  schedule=self.schedule, layer=layer, need_dx=need_dx)
+            dXk, dWk = self._gemm(self.s.fc_backward, qx, qw[:, c0:c1], qd[:, c0:c1], layer,
+                                  schedule=self.schedule, need_dx=need_dx)
         self._keep(layer, dWk, fx + fd, dY, False, c0)     # its columns c0:c1 of dW
         dX = None
         if need_dx:
@@ -324,33 +322,33 @@ class ShardEngine:
             if first:                         # back to this worker's rows
                 b0, b1, _ = self.rows
                 dX = dX[b0:b1]
-        return dX, np.zeros(W.shape, np.float32)
+        return BackwardResult(dX, np.zeros(W.shape, np.float32))
 
     # -- convolution (split by batch) ------------------------------------------------------
-    def conv_forward(self, x, w, stride, pad, layer):
+    def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
         kh, kw = w.shape[2:]
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [
             ("X", "W", lambda a, b: im2col(a, kh, kw, stride, pad) @ conv_weight_matrix(b),
              "max")], sharded=("X",))
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        y = self._gemm(conv2d_forward, self.s, qx, qw, stride, pad, layer=layer)
+        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad)
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
 
-    def conv_backward(self, x, w, dy, stride, pad, layer, need_dx=True):
+    def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
         kh, kw = w.shape[2:]
-        prods = [("X", "dY", lambda a, b: im2col(a, kh, kw, stride, pad).T @ _dmat(b), "sum")]
+        prods = [("X", "dY", lambda a, b: im2col(a, kh, kw, stride, pad).T @ grad_matrix(b), "sum")]
         if need_dx:
-            prods.append(("dY", "W", lambda a, b: col2im(_dmat(a) @ conv_weight_matrix(b).T,
+            prods.append(("dY", "W", lambda a, b: col2im(grad_matrix(a) @ conv_weight_matrix(b).T,
                                                          x.shape, kh, kw, stride, pad), "max"))
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods,
                            sharded=("X", "dY"))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
-        dx, dw = self._gemm(conv2d_backward, self.s, qx, qw, qd, stride, pad,
-                            schedule=self.schedule, layer=layer, need_dx=need_dx)
+        dx, dw = self._gemm(self.s.conv_backward, qx, qw, qd, layer, stride=stride, pad=pad,
+                            schedule=self.schedule, need_dx=need_dx)
         self._keep(layer, dw, fx + fd, dy, True)
         if dx is not None:
             dx = (dx * 2.0 ** -(fd + fw)).astype(np.float32)
-        return dx, np.zeros(w.shape, np.float32)
+        return BackwardResult(dx, np.zeros(w.shape, np.float32))
 
 
 def _fc_bwd_products(need_dx):
@@ -367,7 +365,7 @@ def _overflows(products, bounds, limit) -> list:
 
 
 def _drop_bits(bits: dict, over: list) -> None:
-    """DeviceBackend's rule: for every product over the bound, drop the bits it needs from
+    """DeviceEngine's rule: for every product over the bound, drop the bits it needs from
     the wider operand first, alternately."""
     cut: dict = {}
     for a, b, need in over:
@@ -693,7 +691,7 @@ class _Replay:
         self.dW = dW
 
     def fc_backward(self, *args, **kw):
-        return None, self.dW
+        return BackwardResult(None, self.dW)
 
     conv_backward = fc_backward
 
@@ -744,7 +742,7 @@ class DataParallel:
     instance, or the cluster at ``address`` / ``$RAY_ADDRESS``).  ``backend``: "sim" (each
     worker simulates ``cfg``) or "pynq" (each worker opens the board it runs on: Ray
     actors with ``resources={"pynq_board": 1}``, docs/cluster.md).  ``schedule``,
-    ``stochastic``, ``seed``, ``max_bits`` as for :class:`intergrad.nn.DeviceBackend`;
+    ``stochastic``, ``seed``, ``max_bits`` as for :class:`intergrad.engine.DeviceEngine`;
     ``rng_state``: the stochastic-rounding generator's state to start from (a checkpoint).
 
     ``net`` stays the master copy: its parameters are the weights the optimizer updates.
@@ -879,7 +877,7 @@ class DataParallel:
         return r[1]
 
     def bits_used(self) -> dict:
-        """As DeviceBackend.bits_used (the workers' decisions are the same)."""
+        """As DeviceEngine.bits_used (the workers' decisions are the same)."""
         return self.query(0, "bits_used")
 
     @property
