@@ -76,7 +76,9 @@ def random_queue(cfg: ArrayConfig, rng: np.random.Generator, n_jobs: int, max_b:
                  saved_rows: int = 0) -> tuple[list[Job], list[np.ndarray]]:
     """A random valid pass of ``n_jobs`` jobs on random shapes: every mode in ``modes``, every
     flag (LOAD_W, SWAP after a PRELOAD, TRANSPOSE, ACC_CLEAR, DRAIN, SAVE then DRAIN_PREV),
-    the last job with output beats.  ``preloaded`` / ``saved_rows``: the core's state before
+    the last job with output beats; the first job that uses weights loads them, the first that
+    accumulates clears the accumulators, so the outputs do not depend on the core's earlier
+    contents.  ``preloaded`` / ``saved_rows``: the core's state before
     (``saved_rows`` = ROWS_ACT of the pending saved tile, 0 for none).  Returns the jobs and
     their input lanes (random full-range values)."""
     helper = ArrayModel(cfg)
@@ -85,6 +87,7 @@ def random_queue(cfg: ArrayConfig, rng: np.random.Generator, n_jobs: int, max_b:
     # shapes of the weights in the active and the preloaded bank: a job uses the active
     # weights (no LOAD_W, no SWAP) or SWAPs only on the shape they were loaded with
     act, pshape = None, None
+    accumulated = False   # the first accumulating job clears (the core's are unknown)
     jobs, lanes = [], []
     for i in range(n_jobs):
         mode = str(rng.choice(list(modes)))
@@ -106,8 +109,9 @@ def random_queue(cfg: ArrayConfig, rng: np.random.Generator, n_jobs: int, max_b:
         if rng.random() < 0.5:
             f.add("TRANSPOSE")
         if mode in ("OS", "IG"):
-            if rng.random() < 0.5:
+            if rng.random() < 0.5 or not accumulated:
                 f.add("ACC_CLEAR")
+            accumulated = True
             f |= {str(rng.choice(["DRAIN", "SAVE", "NONE"]))} - {"NONE"}
         if sav and rng.random() < 0.5:
             f.add("DRAIN_PREV")
