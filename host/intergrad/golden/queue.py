@@ -44,12 +44,13 @@ def header_error(cfg: ArrayConfig, job: Job, last: bool) -> str | None:
     return None
 
 
-def run_queue(model: ArrayModel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray]
-              ) -> QueueResult:
-    """Run a queue on ``model`` (its state changes as the core's does)."""
+def run_queue(model: ArrayModel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
+              complete: bool = True) -> QueueResult:
+    """Run a queue on ``model`` (its state changes as the core's does).  ``complete=False``:
+    the jobs are the first ones of a longer queue (the last is not LAST)."""
     outs = []
     for i, (job, lanes) in enumerate(zip(jobs, lanes_list)):
-        bad = header_error(model.cfg, job, i == len(jobs) - 1)
+        bad = header_error(model.cfg, job, complete and i == len(jobs) - 1)
         try:
             if bad:
                 job.validate(model.cfg)   # the register checks come first (pending state after)
