@@ -67,7 +67,8 @@ module intergrad_axil_regs #
     output reg  [7:0]           cols_act,
 
     // CTRL strobes, one cycle, in the cycle the CTRL write is applied
-    output wire                 ctrl_start,
+    output wire                 ctrl_start,     // START or QUEUE
+    output wire                 ctrl_queue,
     output wire                 ctrl_soft_reset,
     output wire                 ctrl_cnt_reset,
     output wire                 ctrl_cnt_snapshot,
@@ -81,6 +82,7 @@ module intergrad_axil_regs #
     input  wire                 st_computing,
     input  wire                 st_out_pending,
     input  wire [7:0]           st_err_cause,
+    input  wire [15:0]          st_queue_job,
 
     // counter snapshot, counter i in bits [64*i +: 64]
     input  wire [NCNT*64-1:0]   snap_flat
@@ -153,7 +155,8 @@ end
 wire [7:0] wr_word = awaddr_reg & 8'hFC;
 wire wr_ctrl = wr_en_reg && wr_word == IG_REG_CTRL && wstrb_reg[0];
 
-assign ctrl_start = wr_ctrl && wdata_reg[IG_CTRL_START_LSB];
+assign ctrl_start = wr_ctrl && (wdata_reg[IG_CTRL_START_LSB] || wdata_reg[IG_CTRL_QUEUE_LSB]);
+assign ctrl_queue = wr_ctrl && wdata_reg[IG_CTRL_QUEUE_LSB];
 assign ctrl_soft_reset = wr_ctrl && wdata_reg[IG_CTRL_SOFT_RESET_LSB];
 assign ctrl_cnt_reset = wr_ctrl && wdata_reg[IG_CTRL_CNT_RESET_LSB];
 assign ctrl_cnt_snapshot = wr_ctrl && wdata_reg[IG_CTRL_CNT_SNAPSHOT_LSB];
@@ -269,6 +272,7 @@ always @* begin
         IG_REG_MODE: rd_word = mode_word;
         IG_REG_BATCH: rd_word = batch_word;
         IG_REG_SHAPE: rd_word = shape_word;
+        IG_REG_QUEUE: rd_word = {{(32-IG_QUEUE_JOB_W){1'b0}}, st_queue_job} << IG_QUEUE_JOB_LSB;
         default: begin
             if (rd_cnt_hit) begin
                 rd_word = snap_flat[{rd_cidx, rd_cnt_off[2], 5'd0} +: 32];

@@ -19,6 +19,15 @@
  * register slice: once TVALID is high it stays high, TDATA/TLAST stable, until TREADY,
  * soft reset included (only the hard rst clears it).
  *
+ * Queues (CTRL.QUEUE): every job of a queue starts with a header beat on the input stream
+ * (mode, flags, batch, shape; docs/registers.md "Job queues"), taken in S_HDR into header
+ * registers (their checks registered beside them, as cfg_err for the register file) and
+ * started one cycle later in S_QSTART by the same start logic as a programmed job, whose
+ * job fields (mode_reg ... cols_act_reg) select the header registers in that cycle.  Only
+ * the LAST job's last input beat carries TLAST and only its last output beat TLAST; an
+ * error ends the queue as it ends a job (abort beat, discard up to TLAST), QUEUE.JOB names
+ * the job.
+ *
  * Sequencing: the job state machine is one-hot; every count that a step condition tests
  * keeps registered "is zero" / "is one" flags beside it, so the step logic (go) depends on
  * a few flag registers only.  Control registers are computed as *_next in `always @*`
@@ -135,12 +144,16 @@ generate
 endgenerate
 
 // ---------------------------------------------------------------- register file
-wire [1:0]  mode_reg;
-wire [7:0]  flags_reg;
-wire [15:0] batch_reg;
-wire [7:0]  rows_act_reg;
-wire [7:0]  cols_act_reg;
+// the register file's job fields (a programmed job); mode_reg ... cols_act_reg below are the
+// fields of the job being started (the header's in a queue)
+wire [1:0]  mode_prog;
+wire [7:0]  flags_prog;
+wire [15:0] batch_prog;
+wire [7:0]  rows_act_prog;
+wire [7:0]  cols_act_prog;
 wire        ctrl_start;
+wire        ctrl_queue;
+reg  [15:0] q_job;          // QUEUE.JOB: jobs of the queue completed
 wire        ctrl_soft_reset;
 wire        ctrl_cnt_reset;
 wire        ctrl_cnt_snapshot;
@@ -180,33 +193,50 @@ intergrad_axil_regs #(
     .s_axil_arready(s_axil_arready),
     .s_axil_rdata(s_axil_rdata), .s_axil_rresp(s_axil_rresp), .s_axil_rvalid(s_axil_rvalid),
     .s_axil_rready(s_axil_rready),
-    .mode(mode_reg), .flags(flags_reg), .batch(batch_reg),
-    .rows_act(rows_act_reg), .cols_act(cols_act_reg),
-    .ctrl_start(ctrl_start), .ctrl_soft_reset(ctrl_soft_reset),
+    .mode(mode_prog), .flags(flags_prog), .batch(batch_prog),
+    .rows_act(rows_act_prog), .cols_act(cols_act_prog),
+    .ctrl_start(ctrl_start), .ctrl_queue(ctrl_queue), .ctrl_soft_reset(ctrl_soft_reset),
     .ctrl_cnt_reset(ctrl_cnt_reset), .ctrl_cnt_snapshot(ctrl_cnt_snapshot),
     .st_busy(st_busy), .st_done(st_done), .st_error(err_flag),
     .st_preloaded(preloaded), .st_saved(saved),
     .st_computing(st_computing), .st_out_pending(st_out_pending),
-    .st_err_cause(err_cause),
+    .st_err_cause(err_cause), .st_queue_job(q_job),
     .snap_flat(snap_flat)
 );
 
 // ---------------------------------------------------------------- job state machine
-// one-hot state
-localparam S_IDLE = 0, S_LOAD = 1, S_STREAM = 2, S_TAIL = 3, S_DISCARD = 4;
-localparam [4:0] ST_IDLE = 5'b00001, ST_LOAD = 5'b00010, ST_STREAM = 5'b00100,
-                 ST_TAIL = 5'b01000, ST_DISCARD = 5'b10000;
+// one-hot state; S_HDR takes a queue job's header beat, S_QSTART starts the job
+localparam S_IDLE = 0, S_LOAD = 1, S_STREAM = 2, S_TAIL = 3, S_DISCARD = 4, S_HDR = 5,
+           S_QSTART = 6;
+localparam [6:0] ST_IDLE = 7'b0000001, ST_LOAD = 7'b0000010, ST_STREAM = 7'b0000100,
+                 ST_TAIL = 7'b0001000, ST_DISCARD = 7'b0010000, ST_HDR = 7'b0100000,
+                 ST_QSTART = 7'b1000000;
+// queues need the header in one input beat
+localparam QUEUE_OK = ((ROWS+COLS)*DATA_W+7)/8*8 >= IG_HDR_BITS ? 1 : 0;
 
-reg [4:0]  state, state_next;
+reg [6:0]  state, state_next;
 
-// START / SOFT_RESET strobes, one cycle after the CTRL write
+// START / QUEUE / SOFT_RESET strobes, one cycle after the CTRL write (start_req: START or
+// QUEUE, q_req: QUEUE)
 reg        start_req;
+reg        q_req;
 reg        soft_req;
+// the header beat of the next queue job (taken in S_HDR) and its checks, registered
+reg [1:0]  hdr_mode;
+reg [7:0]  hdr_flags;
+reg [15:0] hdr_batch;
+reg [7:0]  hdr_rows;
+reg [7:0]  hdr_cols;
+reg        hdr_last;
+reg [7:0]  hdr_err, hdr_err_next;
+reg [15:0] q_job_next;
 // configuration errors of the programmed job (MODE/BATCH/SHAPE/FLAGS), registered: the
 // register file changes only by writes, two or more cycles before a START strobe
 reg [7:0]  cfg_err, cfg_err_next;
 
 // running job (loaded at START)
+reg        job_last;      // its last beats end the frames (a programmed job, a LAST queue job)
+reg        job_q;         // a queue job
 reg        job_ws, job_os, job_ig;
 reg [7:0]  job_flags;
 reg [7:0]  job_rows;
@@ -256,6 +286,16 @@ wire st_load = state[S_LOAD];
 wire st_stream = state[S_STREAM];
 wire st_tail = state[S_TAIL];
 wire st_discard = state[S_DISCARD];
+wire st_hdr = state[S_HDR];
+wire st_qstart = state[S_QSTART];
+
+// the job being started: the header's fields in S_QSTART, else the register file's
+wire [1:0]  mode_reg = st_qstart ? hdr_mode : mode_prog;
+wire [7:0]  flags_reg = st_qstart ? hdr_flags : flags_prog;
+wire [15:0] batch_reg = st_qstart ? hdr_batch : batch_prog;
+wire [7:0]  rows_act_reg = st_qstart ? hdr_rows : rows_act_prog;
+wire [7:0]  cols_act_reg = st_qstart ? hdr_cols : cols_act_prog;
+wire        hdr_take = st_hdr && s_axis_tvalid;
 
 wire f_transpose = job_flags[IG_FLAG_TRANSPOSE];
 wire f_drain = job_flags[IG_FLAG_DRAIN];
@@ -281,11 +321,12 @@ wire out_ok = !m_axis_tvalid || m_axis_tready;
 wire go = step_try && (!need_out || out_ok) && (!need_in || s_axis_tvalid);
 wire take = go && need_in;
 wire stall_out_c = step_try && need_out && !out_ok;
-wire stall_in_c = step_try && !stall_out_c && need_in && !s_axis_tvalid;
+wire stall_in_c = (step_try && !stall_out_c && need_in && !s_axis_tvalid) ||
+                  (st_hdr && !s_axis_tvalid);
 
-assign s_axis_tready = (step_try && need_in && (!need_out || out_ok)) || st_discard;
+assign s_axis_tready = (step_try && need_in && (!need_out || out_ok)) || st_discard || st_hdr;
 
-wire expect_last = (st_stream && b_one && !f_preload) || (st_tail && pre_one);
+wire expect_last = ((st_stream && b_one && !f_preload) || (st_tail && pre_one)) && job_last;
 wire early_tlast = take && s_axis_tlast && !expect_last;
 wire missing_tlast = take && !s_axis_tlast && expect_last;
 wire abort = early_tlast || missing_tlast;
@@ -295,8 +336,8 @@ wire is_wload = take && (st_load || st_tail);
 // output beat of this step (loaded on every step that has one, an aborting step too:
 // it carries results of earlier beats) and its TLAST
 wire load_beat = go && need_out;
-wire beat_last = pd_out ? (pd_one && job_os && !f_drain) :
-                 data_out ? (dout_one && !f_drain) : drain_one;
+wire beat_last = job_last && (pd_out ? (pd_one && job_os && !f_drain) :
+                              data_out ? (dout_one && !f_drain) : drain_one);
 // abort beat into the output register
 wire load_term = term_pend && out_ok;
 
@@ -306,27 +347,62 @@ wire tail_last = st_tail && go && !abort &&
                  (!pre_nz || pre_one);
 
 // start validation: configuration errors registered, pending-state errors now
-wire [7:0] start_err = (cfg_err != IG_ERR_NONE) ? cfg_err :
+wire [7:0] pre_err = st_qstart ? hdr_err : cfg_err;
+wire [7:0] start_err = (pre_err != IG_ERR_NONE) ? pre_err :
                        (flags_reg[IG_FLAG_SWAP] && !preloaded) ? IG_ERR_NO_PRELOAD :
                        (flags_reg[IG_FLAG_DRAIN_PREV] && !saved) ? IG_ERR_NO_SAVED :
                        IG_ERR_NONE;
 wire can_start = st_idle && !term_pend;
 wire start_take = start_req && !soft_req;     // SOFT_RESET wins over START in one write
-wire start_ok = start_take && can_start && start_err == IG_ERR_NONE;
-wire start_rej = start_take && can_start && start_err != IG_ERR_NONE;
+// CTRL.QUEUE wins over START in one write; a queue job starts in S_QSTART
+wire q_first = q_req && !soft_req && can_start;
+wire start_now = (start_take && can_start && !q_req) || (st_qstart && !soft_req);
+wire start_ok = start_now && start_err == IG_ERR_NONE;
+wire start_rej = start_now && start_err != IG_ERR_NONE;
 
 wire [7:0] load_len = flags_reg[IG_FLAG_TRANSPOSE] ? cols_act_reg : rows_act_reg;
 
 integer c;
 
+// header-beat fields as they arrive (a build too narrow for queues sees zeros: never used)
+localparam IN_AXIS_W = ((ROWS+COLS)*DATA_W+7)/8*8;
+wire [IG_HDR_BITS-1:0] hdr_word;
+generate
+    if (QUEUE_OK) begin : g_hdr
+        assign hdr_word = s_axis_tdata[IG_HDR_BITS-1:0];
+    end else begin : g_hdr_narrow
+        assign hdr_word = {{(IG_HDR_BITS-IN_AXIS_W){1'b0}}, s_axis_tdata};
+    end
+endgenerate
+wire [1:0]  in_mode = hdr_word[IG_HDR_MODE_LSB +: IG_HDR_MODE_W];
+wire [7:0]  in_flags = hdr_word[IG_HDR_FLAGS_LSB +: IG_HDR_FLAGS_W];
+wire [15:0] in_batch = hdr_word[IG_HDR_BATCH_LSB +: IG_HDR_BATCH_W];
+wire [7:0]  in_rows = hdr_word[IG_HDR_ROWS_ACT_LSB +: IG_HDR_ROWS_ACT_W];
+wire [7:0]  in_cols = hdr_word[IG_HDR_COLS_ACT_LSB +: IG_HDR_COLS_ACT_W];
+wire        in_last = hdr_word[IG_HDR_LAST_LSB];
+
 always @* begin
     cfg_err_next =
-        (mode_reg > IG_MODE_IG) ? IG_ERR_BAD_MODE :
-        (batch_reg == 16'd0 || rows_act_reg == 8'd0 || rows_act_reg > ROWS[7:0] ||
-         cols_act_reg == 8'd0 || cols_act_reg > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
-        ((flags_reg[IG_FLAG_LOAD_W] && flags_reg[IG_FLAG_SWAP]) ||
-         (flags_reg[IG_FLAG_SAVE] && flags_reg[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
+        (mode_prog > IG_MODE_IG) ? IG_ERR_BAD_MODE :
+        (batch_prog == 16'd0 || rows_act_prog == 8'd0 || rows_act_prog > ROWS[7:0] ||
+         cols_act_prog == 8'd0 || cols_act_prog > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
+        ((flags_prog[IG_FLAG_LOAD_W] && flags_prog[IG_FLAG_SWAP]) ||
+         (flags_prog[IG_FLAG_SAVE] && flags_prog[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
         IG_ERR_NONE;
+    // the same checks on a header beat, then the queue's own: a header with TLAST ends the
+    // input before the job's beats; a LAST job must produce the frame's TLAST beat
+    hdr_err_next =
+        (hdr_word[IG_HDR_TAG_LSB +: IG_HDR_TAG_W] != IG_HDR_TAG) ? IG_ERR_BAD_HEADER :
+        (in_mode > IG_MODE_IG) ? IG_ERR_BAD_MODE :
+        (in_batch == 16'd0 || in_rows == 8'd0 || in_rows > ROWS[7:0] ||
+         in_cols == 8'd0 || in_cols > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
+        ((in_flags[IG_FLAG_LOAD_W] && in_flags[IG_FLAG_SWAP]) ||
+         (in_flags[IG_FLAG_SAVE] && in_flags[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
+        s_axis_tlast ? IG_ERR_EARLY_TLAST :
+        (in_last && in_mode == IG_MODE_OS && !in_flags[IG_FLAG_DRAIN] &&
+         !in_flags[IG_FLAG_DRAIN_PREV]) ? IG_ERR_BAD_HEADER :
+        IG_ERR_NONE;
+    q_job_next = q_job;
 
     state_next = state;
     ld_cnt_next = ld_cnt;
@@ -430,14 +506,21 @@ always @* begin
         end
     end
     if (tail_last) begin
-        state_next = ST_IDLE;
-        done_flag_next = 1'b1;
+        // a queue goes on with the next header
+        state_next = job_last ? ST_IDLE : ST_HDR;
+        done_flag_next = job_last;
+        if (job_q) begin
+            q_job_next = q_job + 16'd1;
+        end
         if (f_preload) begin
             preloaded_next = 1'b1;
         end
     end
     if (st_discard && s_axis_tvalid && s_axis_tlast) begin
         state_next = ST_IDLE;
+    end
+    if (hdr_take) begin
+        state_next = ST_QSTART;
     end
 
     // an input beat with a wrong TLAST aborts the job; its frame ends with the abort beat
@@ -472,12 +555,33 @@ always @* begin
         done_flag_next = 1'b0;
         term_pend_next = 1'b1;
         term_code_next = start_err;
+        // a rejected queue job ends the queue: the rest of the input up to its TLAST goes
+        if (st_qstart) begin
+            state_next = (start_err == IG_ERR_EARLY_TLAST) ? ST_IDLE : ST_DISCARD;
+        end
+    end
+    // QUEUE: take the first header (or reject the queue on a build too narrow for headers)
+    if (q_first) begin
+        done_flag_next = 1'b0;
+        err_flag_next = !QUEUE_OK;
+        err_cause_next = QUEUE_OK ? IG_ERR_NONE : IG_ERR_BAD_HEADER;
+        frame_done_next = 1'b0;
+        q_job_next = 16'd0;
+        if (QUEUE_OK) begin
+            state_next = ST_HDR;
+        end else begin
+            term_pend_next = 1'b1;
+            term_code_next = IG_ERR_BAD_HEADER;
+        end
     end
     if (start_ok) begin
-        done_flag_next = 1'b0;
-        err_flag_next = 1'b0;
-        err_cause_next = IG_ERR_NONE;
-        frame_done_next = 1'b0;
+        // a queue's status and frame were cleared when it started
+        if (!st_qstart) begin
+            done_flag_next = 1'b0;
+            err_flag_next = 1'b0;
+            err_cause_next = IG_ERR_NONE;
+            frame_done_next = 1'b0;
+        end
         ld_idx_next = 8'd0;
         ld_cnt_next = load_len;
         ld_one_next = load_len == 8'd1;
@@ -507,7 +611,7 @@ always @* begin
     // SOFT_RESET: abort a stepping job (abort beat, cause SOFT_RESET, unless its frame has
     // ended), keep a pending beat or abort beat, clear the job and status state
     if (soft_req) begin
-        if (stepping && !frame_done && !(load_beat && beat_last)) begin
+        if ((stepping || st_hdr || st_qstart) && !frame_done && !(load_beat && beat_last)) begin
             term_pend_next = 1'b1;
             term_code_next = IG_ERR_SOFT_RESET;
         end
@@ -529,8 +633,19 @@ end
 always @(posedge clk) begin
     state <= state_next;
     start_req <= ctrl_start;
+    q_req <= ctrl_queue;
     soft_req <= ctrl_soft_reset;
     cfg_err <= cfg_err_next;
+    q_job <= q_job_next;
+    if (hdr_take) begin
+        hdr_err <= hdr_err_next;
+        hdr_mode <= in_mode;
+        hdr_flags <= in_flags;
+        hdr_batch <= in_batch;
+        hdr_rows <= in_rows;
+        hdr_cols <= in_cols;
+        hdr_last <= in_last;
+    end
     ld_cnt <= ld_cnt_next;
     ld_one <= ld_one_next;
     ld_idx <= ld_idx_next;
@@ -566,6 +681,8 @@ always @(posedge clk) begin
     pipe_clear <= pipe_clear_next;
 
     if (start_ok) begin
+        job_last <= !st_qstart || hdr_last;
+        job_q <= st_qstart;
         job_ws <= mode_reg == IG_MODE_WS;
         job_os <= mode_reg == IG_MODE_OS;
         job_ig <= mode_reg == IG_MODE_IG;
@@ -584,7 +701,11 @@ always @(posedge clk) begin
     if (rst) begin
         state <= ST_IDLE;
         start_req <= 1'b0;
+        q_req <= 1'b0;
         soft_req <= 1'b0;
+        q_job <= 16'd0;
+        job_last <= 1'b1;
+        job_q <= 1'b0;
         sub <= 1'b0;
         wsel <= 1'b0;
         preloaded <= 1'b0;
@@ -728,9 +849,9 @@ reg [NCNT-1:0]  inc_q;
 always @(posedge clk) begin
     inc_q <= {NCNT{1'b0}};
     inc_q[IG_CNT_CYCLES] <= 1'b1;
-    inc_q[IG_CNT_BUSY_CYCLES] <= stepping;
+    inc_q[IG_CNT_BUSY_CYCLES] <= stepping || st_hdr;
     inc_q[IG_CNT_STEPS] <= go;
-    inc_q[IG_CNT_IN_BEATS] <= take;
+    inc_q[IG_CNT_IN_BEATS] <= take || hdr_take;
     inc_q[IG_CNT_WLOAD_BEATS] <= is_wload;
     inc_q[IG_CNT_OUT_BEATS] <= m_axis_tvalid && m_axis_tready;
     inc_q[IG_CNT_STALL_IN] <= stall_in_c;

@@ -11,7 +11,7 @@ import pytest
 
 from intergrad import spec
 from intergrad.conv import conv2d_backward, conv2d_forward, im2col
-from intergrad.device import DeviceTimeout
+from intergrad.device import CoreError, DeviceTimeout
 from intergrad.driver import Accelerator
 from intergrad.core import Job, JobError
 from intergrad.golden import ArrayModel
@@ -248,3 +248,146 @@ def test_every_active_shape_small_batches(dev, stalls):
                     if not np.array_equal(acc.run_job(job, lanes), m.run(job, lanes)):
                         bad.append(f"{mode} {sorted(flags)} B={B} {ra}x{ca}")
     assert not bad, f"{len(bad)} jobs differ from the golden model: {bad[:8]}"
+
+
+# ------------------------------------------------------------------ whole passes (queues)
+def _random_passes(acc, rng, n_passes, n_jobs, max_b=30):
+    """Random passes continuing the core's state (preloads and saved tiles carry over), with
+    the golden model alongside: yields (jobs, lanes, expected QueueResult)."""
+    from intergrad.golden.queue import random_queue, run_queue
+    model = ArrayModel(acc.cfg)
+    for _ in range(n_passes):
+        jobs, lanes = random_queue(acc.cfg, rng, n_jobs, max_b, preloaded=model.preloaded,
+                                   saved_rows=model.state.saved_rows)
+        exp = run_queue(model, jobs, lanes)
+        assert exp.error is None
+        yield jobs, lanes, exp
+
+
+@pytest.mark.parametrize("stalls", [(0.0, 0.0), (0.3, 0.4)], ids=["nostall", "stalls"])
+def test_run_pass_is_one_transfer_bit_exact_and_counted(dev, stalls, monkeypatch):
+    """A pass of random jobs in every mode and flag combination is one device transfer, its
+    outputs equal the golden model's and the counters equal the queue formula (jobs plus one
+    header beat and busy cycle each), with the stream monitor clean."""
+    from intergrad.golden.queue import queue_counters
+    v0 = dev.violations()
+    dev.set_stalls(*stalls, seed=21)
+    acc = Accelerator(dev)
+    calls = []
+    orig = dev.transfer
+    monkeypatch.setattr(dev, "transfer", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    rng = np.random.default_rng(17)
+    for jobs, lanes, exp in _random_passes(acc, rng, 4, 10):
+        acc.reset_counters()
+        n0 = len(calls)
+        outs = acc.run_pass(jobs, lanes)
+        assert len(calls) - n0 == 1
+        for i, (o, e) in enumerate(zip(outs, exp.outputs)):
+            assert np.array_equal(o, e), f"job {i} {jobs[i]}"
+        c, q = acc.counters(), queue_counters(acc.cfg, jobs)
+        for k in EXACT:
+            assert c[k] == q[k], f"{k}: RTL {c[k]} != queue formula {q[k]}"
+        assert c["busy_cycles"] == q["busy_cycles"] + c["stall_in"] + c["stall_out"]
+        assert acc.status()["DONE"] == 1
+    assert dev.violations()["m_axis"] == v0["m_axis"]
+
+
+def test_run_pass_equals_job_by_job(dev):
+    """The same pass through run_job one by one and through run_pass: the same outputs, the
+    same counters but for the header beats."""
+    from intergrad.golden.queue import random_queue
+    acc = Accelerator(dev)
+    jobs, lanes = random_queue(acc.cfg, np.random.default_rng(4), 14, 20)
+    res = {}
+    for path in ("job", "pass"):
+        acc.recover()
+        acc.reset_counters()
+        outs = [acc.run_job(j, l) for j, l in zip(jobs, lanes)] if path == "job" \
+            else acc.run_pass(jobs, lanes)
+        res[path] = (outs, acc.counters())
+    for a, b in zip(res["job"][0], res["pass"][0]):
+        assert np.array_equal(a, b)
+    cj, cp = res["job"][1], res["pass"][1]
+    for k in ("steps", "macs", "wload_beats", "out_beats", "jobs"):
+        assert cj[k] == cp[k], k
+    assert cp["in_beats"] == cj["in_beats"] + len(jobs)
+
+
+def test_run_pass_split_at_the_transfer_limit_and_trailing_jobs(dev, monkeypatch):
+    """With a transfer limit the pass runs as several queues (each within the limit, each
+    ending with a job that has output); jobs after the last output run as programmed jobs."""
+    from intergrad.descriptor import split_pass
+    from intergrad.golden.queue import random_queue
+    acc = Accelerator(dev)
+    cfg = acc.cfg
+    jobs, lanes = random_queue(cfg, np.random.default_rng(8), 12, 25)
+    tail_job = Job("OS", 5, cfg.rows, cfg.cols, {"ACC_CLEAR"})
+    m = ArrayModel(cfg)
+    jobs.append(tail_job)
+    lanes.append(m.job_input(tail_job, left=np.ones((5, cfg.rows), int),
+                             top=np.ones((5, cfg.cols), int)))
+    ib, ob = cfg.in_axis_bits // 8, cfg.out_axis_bits // 8
+    # the smallest limit (in 10-beat steps) this pass can be cut at: a run of jobs without
+    # output must fit in one transfer with the job that ends it
+    for limit in range(10 * ib, 10 ** 6, 10 * ib):
+        try:
+            queues, tail = split_pass(cfg, jobs, limit)
+            break
+        except ValueError:
+            pass
+    assert len(queues) > 2 and tail == len(jobs) - 1
+    for a, b in queues:
+        assert sum((1 + j.in_beats()) * ib for j in jobs[a:b]) <= limit
+        assert sum(j.out_beats() * ob for j in jobs[a:b]) <= limit
+        assert jobs[b - 1].out_beats() > 0
+    expect = [m.run(j, l) for j, l in zip(jobs, lanes)]
+    calls = []
+    orig = dev.transfer
+    monkeypatch.setattr(dev, "transfer", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    monkeypatch.setattr(dev, "max_transfer", limit, raising=False)
+    outs = acc.run_pass(jobs, lanes)
+    assert len(calls) == len(queues) + 1
+    for o, e in zip(outs, expect):
+        assert np.array_equal(o, e)
+    with pytest.raises(ValueError, match="exceeds|no output"):
+        split_pass(cfg, jobs, limit - 10 * ib)
+
+
+@pytest.mark.parametrize("bad", ["tag", "shape"])
+def test_run_pass_error_mid_queue_names_the_job_and_recovers(dev, monkeypatch, bad):
+    """A header the core rejects in the middle of a queue: CoreError naming the job (from
+    QUEUE.JOB) and cause after recovery; the frame held the earlier jobs' beats, then the
+    abort beat; the next pass is exact."""
+    from intergrad import descriptor
+    from intergrad.golden.queue import random_queue, run_queue
+    acc = Accelerator(dev)
+    cfg = acc.cfg
+    jobs, lanes = random_queue(cfg, np.random.default_rng(12), 9, 15)
+    k = 5
+    good = descriptor.header_word
+
+    def corrupt(job, last):
+        w = good(job, last)
+        if job is jobs[k]:
+            lsb, width = spec.header_field("TAG" if bad == "tag" else "ROWS_ACT")
+            w = (w & ~(((1 << width) - 1) << lsb)) | ((0 if bad == "tag" else cfg.rows + 1) << lsb)
+        return w
+    monkeypatch.setattr(descriptor, "header_word", corrupt)
+    cause = "BAD_HEADER" if bad == "tag" else "BAD_SHAPE"
+    dev.set_stalls(0.2, 0.2, seed=5)
+    with pytest.raises(CoreError, match=rf"pass job {k} .*{cause}") as ei:
+        acc.run_pass(jobs, lanes)
+    assert ei.value.job == k and ei.value.cause == cause
+    exp = run_queue(ArrayModel(cfg), jobs[:k], lanes[:k], complete=False).frame
+    ob = cfg.out_axis_bits // 8
+    assert dev.last_frame[-ob:] == spec.abort_beat(cfg, cause)
+    got = np.frombuffer(dev.last_frame[:-ob], np.uint8)
+    from intergrad.core import unpack_beats
+    assert np.array_equal(unpack_beats(got.tobytes(), cfg.out_lanes, cfg.acc_w,
+                                       cfg.out_axis_bits), exp)
+    st = acc.status()
+    assert st["BUSY"] == 0 and st["ERROR"] == 0
+    monkeypatch.setattr(descriptor, "header_word", good)
+    for jobs2, lanes2, exp2 in _random_passes(acc, np.random.default_rng(3), 1, 6):
+        for o, e in zip(acc.run_pass(jobs2, lanes2), exp2.outputs):
+            assert np.array_equal(o, e)

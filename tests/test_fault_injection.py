@@ -374,3 +374,93 @@ def test_pynq_stop_spins_on_a_starving_s2mm(dev):
             assert_next_job_exact(Accelerator(board), seed=9)
     finally:
         board.close()
+
+
+# ------------------------------------------------------------------ errors inside a queue
+def _queue(acc, n=6, seed=0):
+    from intergrad.golden.queue import random_queue
+    return random_queue(acc.cfg, np.random.default_rng(seed), n, 12)
+
+
+def _start_queue(d):
+    d.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", QUEUE=1))
+
+
+def _queue_job(d):
+    return spec.unpack_field("QUEUE", "JOB", d.read(spec.REG["QUEUE"].offset))
+
+
+def assert_next_pass_exact(acc, seed):
+    from intergrad.golden.queue import run_queue
+    jobs, lanes = _queue(acc, 5, seed)
+    exp = run_queue(ArrayModel(acc.cfg), jobs, lanes)
+    for o, e in zip(acc.run_pass(jobs, lanes, timeout=5), exp.outputs):
+        assert np.array_equal(o, e)
+    assert_idle(acc.device)
+
+
+@pytest.mark.parametrize("fault", ["early_tlast", "missing_tlast"])
+def test_tlast_fault_inside_a_queue(rig, fault):
+    """The input frame of a queue cut short inside job k (the DMA's TLAST comes early), or
+    longer than the queue (the LAST job's last beat has no TLAST): the core reports the cause
+    and QUEUE.JOB = the job, ends the output frame with the abort beat (after the earlier
+    jobs' beats), discards the rest of the input; after the recovery the next pass is exact."""
+    from intergrad.descriptor import pack_queue, queue_out_beats
+    from intergrad.golden.queue import run_queue
+    d, kind = rig
+    acc = Accelerator(d)
+    cfg = acc.cfg
+    jobs, lanes = _queue(acc, 6, seed=3)
+    data = pack_queue(cfg, jobs, lanes)
+    ib = cfg.in_axis_bits // 8
+    if fault == "early_tlast":
+        k = 3
+        cut = sum(1 + j.in_beats() for j in jobs[:k]) + 1 + jobs[k].in_beats() // 2
+        data, cause = data[:cut * ib], "EARLY_TLAST"
+    else:
+        k = len(jobs) - 1
+        data, cause = data + bytes(5 * ib), "MISSING_TLAST"
+    sim_of(d).set_stalls(0.2, 0.2, seed=9)
+    with bounded():
+        _start_queue(d)
+        with pytest.raises(CoreError, match=cause) as ei:
+            d.transfer(data, queue_out_beats(jobs), timeout=5)
+        assert ei.value.cause == cause
+        assert _queue_job(d) == k
+        assert_idle(d)
+        if kind == "sim":
+            ob = cfg.out_axis_bits // 8
+            assert d.last_frame_tlast and d.last_frame[-ob:] == spec.abort_beat(cfg, cause)
+            done = run_queue(ArrayModel(cfg), jobs[:k], lanes[:k], complete=False).frame
+            from intergrad.core import unpack_beats
+            got = unpack_beats(d.last_frame[:-ob], cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
+            assert np.array_equal(got[:len(done)], done)   # then a prefix of job k's beats
+            assert len(got) - len(done) <= jobs[k].out_beats()
+    with bounded():
+        assert_next_pass_exact(acc, seed=4)
+
+
+def test_driver_reports_queue_job_and_recovers(rig):
+    """The host believes weights are preloaded, the core has none: the core rejects the SWAP
+    job k of the pass (NO_PRELOAD; the jobs before it use no weights); run_pass names job k
+    and the cause, forgets its state, and the next pass is exact."""
+    d, kind = rig
+    acc = Accelerator(d)
+    cfg = acc.cfg
+    m = ArrayModel(cfg)
+    rng = np.random.default_rng(5)
+    R, C = cfg.rows, cfg.cols
+    jobs = [Job("OS", 4, R, C, {"ACC_CLEAR", "DRAIN"}), Job("OS", 3, R, C, {"DRAIN"}),
+            Job("WS", 3, R, C, {"SWAP"}), Job("WS", 2, R, C, {"LOAD_W"})]
+    k = 2
+    lanes = [m.job_input(j, weights=rng.integers(-9, 9, (R, C)) if j.has("LOAD_W") else None,
+                         left=rng.integers(-9, 9, (j.batch, R)) if j.mode == "OS" else None,
+                         top=rng.integers(-9, 9, (j.batch, C))) for j in jobs]
+    acc.state.preloaded = True
+    with bounded():
+        with pytest.raises(CoreError, match=rf"pass job {k} .*NO_PRELOAD") as ei:
+            acc.run_pass(jobs, lanes, timeout=5)
+        assert ei.value.cause == "NO_PRELOAD" and ei.value.job == k
+        assert not acc.state.preloaded
+        assert_idle(d)
+        assert_next_pass_exact(acc, seed=6)

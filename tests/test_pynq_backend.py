@@ -266,3 +266,50 @@ def test_emulated_pynq_driver_is_pynq_code():
     ours, theirs = code(src), code(body)
     for name in ("__init__", "running", "idle", "error", "start", "stop", "transfer", "wait"):
         assert ours[name] == theirs[name], name
+
+
+def test_run_pass_is_one_mm2s_and_one_s2mm_per_queue(board, monkeypatch):
+    """A pass through the board path: one MM2S and one S2MM transfer per queue, one CTRL
+    write per queue, buffers allocated once; cut into several queues at the DMA's length
+    limit (the model's length register narrowed to match); bit-exact against the golden
+    model."""
+    from intergrad.descriptor import split_pass
+    from intergrad.golden import ArrayModel
+    from intergrad.golden.queue import random_queue, run_queue
+    acc = Accelerator(board)
+    cfg = acc.cfg
+    model = board.dma.mmio.model
+    assert board.max_transfer == board.dma.buffer_max_size == (1 << 26) - 1
+    rng = np.random.default_rng(6)
+    m = ArrayModel(cfg)
+    jobs, lanes = random_queue(cfg, rng, 10, 30)
+    exp = run_queue(m, jobs, lanes)
+    writes = []
+    orig = board.write
+    monkeypatch.setattr(board, "write", lambda off, v: writes.append(off) or orig(off, v))
+    t0, s0 = model.mm2s.transfers, model.s2mm.transfers
+    outs = acc.run_pass(jobs, lanes)
+    assert model.mm2s.transfers - t0 == 1 and model.s2mm.transfers - s0 == 1
+    assert writes == [spec.REG["CTRL"].offset]   # CTRL.QUEUE, nothing else
+    for o, e in zip(outs, exp.outputs):
+        assert np.array_equal(o, e)
+    inb = board._inbuf
+    # a narrower length register: the same kind of pass in several queues, same buffers
+    bits = 13
+    model.length_mask = (1 << bits) - 1
+    board.max_transfer = (1 << bits) - 1
+    try:
+        jobs, lanes = random_queue(cfg, rng, 24, 30, preloaded=m.preloaded,
+                                   saved_rows=m.state.saved_rows)
+        exp = run_queue(m, jobs, lanes)
+        queues, tail = split_pass(cfg, jobs, board.max_transfer)
+        assert len(queues) > 1 and tail == len(jobs)
+        t0, s0 = model.mm2s.transfers, model.s2mm.transfers
+        outs = acc.run_pass(jobs, lanes)
+        assert model.mm2s.transfers - t0 == len(queues) == model.s2mm.transfers - s0
+        for o, e in zip(outs, exp.outputs):
+            assert np.array_equal(o, e)
+        assert board._inbuf is inb
+    finally:
+        model.length_mask = (1 << 26) - 1
+        board.max_transfer = (1 << 26) - 1

@@ -100,6 +100,12 @@ class Accelerator:
         self.state.apply(job)
         return unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
 
+    def run_pass(self, jobs, lanes_list, timeout: float | None = None) -> list[np.ndarray]:
+        """Run a whole pass as job queues, one device transfer per queue
+        (:func:`intergrad.jobqueue.run_pass`); returns each job's output beats."""
+        from .jobqueue import run_pass
+        return run_pass(self, jobs, lanes_list, timeout)
+
     def describe(self) -> dict:
         c = self.cfg
         return {"backend": getattr(self.device, "backend", "?"),

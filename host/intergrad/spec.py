@@ -29,7 +29,7 @@ DEFAULT_ACC_W = 32
 DEFAULT_DUAL_MAC = 1
 
 ID_MAGIC = 0x49475244  # "IGRD"
-VERSION = 0x00020000   # major.minor.patch as 8.8.16 bits: 0.2.0 (every frame terminated)
+VERSION = 0x00030000   # major.minor.patch as 8.8.16 bits: 0.3.0 (job queues, in-band headers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +80,11 @@ class ArrayConfig:
     @property
     def out_axis_bits(self) -> int:
         return _round8(self.out_bits)
+
+    @property
+    def supports_queue(self) -> bool:
+        """A queue's header beat (HEADER_BITS) fits in one input beat of this build."""
+        return self.in_axis_bits >= HEADER_BITS
 
     @property
     def flush_steps(self) -> int:
@@ -150,12 +155,18 @@ ERRORS = {
     "NO_SAVED": (8, "DRAIN_PREV with no saved accumulators pending"),
     "SOFT_RESET": (9, "the job was aborted by CTRL.SOFT_RESET; this code is carried by the abort "
                       "beat only (the soft reset clears STATUS, so ERR_CAUSE does not show it)"),
+    "BAD_HEADER": (10, "queue: a header beat without the header TAG, or a LAST job with no output "
+                       "beats, or CTRL.QUEUE on a build whose input beat is narrower than a header "
+                       "(QUEUE.JOB names the job)"),
 }
 
 #: Errors found when START is written (the job is rejected: its frame is the abort beat alone).
 START_ERRORS = ("BAD_MODE", "BAD_SHAPE", "BAD_FLAGS", "NO_PRELOAD", "NO_SAVED")
 #: Errors that abort a running job (its frame ends with the abort beat).
 ABORT_ERRORS = ("EARLY_TLAST", "MISSING_TLAST", "SOFT_RESET")
+#: Errors of a queue's header beat (the job is rejected, the queue ends: the output frame ends
+#: with the abort beat, the input is discarded up to its TLAST).
+HEADER_ERRORS = START_ERRORS + ("BAD_HEADER",)
 
 #: Abort beat: the one beat that ends the output frame of an aborted or rejected job.
 #: TLAST = 1, TDATA[ABORT_CAUSE_LSB +: ABORT_CAUSE_W] = the error code, every other bit 0.
@@ -190,7 +201,9 @@ REGISTERS = (
                               "SOFT_RESET), clear the pipeline, status, pending preload and "
                               "saved accumulators; a pending output beat is still delivered"),
          ("CNT_RESET", 2, 1, "zero all performance counters"),
-         ("CNT_SNAPSHOT", 3, 1, "copy all counters to the readable snapshot registers"))),
+         ("CNT_SNAPSHOT", 3, 1, "copy all counters to the readable snapshot registers"),
+         ("QUEUE", 4, 1, "start a queue: the jobs are described by header beats on the input "
+                         "stream (see Job queues), not by MODE/BATCH/SHAPE"))),
     Reg("STATUS", 0x14, "RO", "job status",
         (("BUSY", 0, 1, "COMPUTING or OUT_PENDING (also in the cycle a START or SOFT_RESET "
                         "write is being taken): the host waits for BUSY = 0"),
@@ -211,6 +224,9 @@ REGISTERS = (
         (("BATCH", 0, BATCH_W, "B"),)),
     Reg("SHAPE", 0x20, "RW", "active tile size; PEs outside are idle, their outputs 0",
         (("ROWS_ACT", 0, 8, "active rows 1..ROWS"), ("COLS_ACT", 16, 8, "active cols 1..COLS"))),
+    Reg("QUEUE", 0x24, "RO", "job queue progress (cleared by CTRL.QUEUE, kept by SOFT_RESET)",
+        (("JOB", 0, 16, "jobs of the last queue completed so far; after an error, the index "
+                        "(from 0) of the queue job that failed"),)),
 )
 
 #: Performance counters: 64-bit each, at COUNTER_BASE + 8*index (low word, then high word).
@@ -242,6 +258,35 @@ REG = {r.name: r for r in REGISTERS}
 ADDR_W = 8  # AXI-Lite address width (bytes)
 
 assert COUNTER_BASE + 8 * len(COUNTERS) <= (1 << ADDR_W)
+
+
+# --------------------------------------------------------------------------- job queues
+
+#: Header beat of a queued job: the first input beat of every job of a queue (CTRL.QUEUE),
+#: in TDATA's low HEADER_BITS bits (the rest 0); (name, lsb, width, doc).
+HEADER_TAG = 0xA5
+HEADER_FIELDS = (
+    ("TAG", 0, 8, f"0x{HEADER_TAG:02X}: marks a header (anything else: BAD_HEADER)"),
+    ("MODE", 8, 2, "0 WS, 1 OS, 2 IG (as MODE.MODE)"),
+    ("LAST", 15, 1, "last job of the queue: its last input beat carries TLAST, its last output "
+                    "beat ends the output frame with TLAST"),
+    ("FLAGS", 16, 8, "flag bits (as MODE.FLAGS)"),
+    ("ROWS_ACT", 24, 8, "active rows 1..ROWS (as SHAPE.ROWS_ACT)"),
+    ("COLS_ACT", 32, 8, "active cols 1..COLS (as SHAPE.COLS_ACT)"),
+    ("BATCH", 40, 16, "data beats B, 1..65535 (as BATCH)"),
+)
+HEADER_BITS = 56
+
+
+def header_field(name: str) -> tuple[int, int]:
+    """(lsb, width) of a header-beat field."""
+    for f in HEADER_FIELDS:
+        if f[0] == name:
+            return f[1], f[2]
+    raise KeyError(f"header field {name}")
+
+
+assert max(lsb + w for _, lsb, w, _ in HEADER_FIELDS) <= HEADER_BITS
 
 
 def field(reg: str, name: str) -> tuple[int, int]:
@@ -333,6 +378,11 @@ def verilog_header() -> str:
         lines.append(f"localparam integer IG_FLAG_{name} = {bit};")
     for name, (code, _) in ERRORS.items():
         lines.append(f"localparam [7:0] IG_ERR_{name} = 8'd{code};")
+    lines.append(f"localparam [7:0] IG_HDR_TAG = 8'h{HEADER_TAG:02X};")
+    lines.append(f"localparam integer IG_HDR_BITS = {HEADER_BITS};")
+    for fname, lsb, width, _ in HEADER_FIELDS:
+        lines.append(f"localparam integer IG_HDR_{fname}_LSB = {lsb};")
+        lines.append(f"localparam integer IG_HDR_{fname}_W = {width};")
     lines.append(f"localparam integer IG_ABORT_CAUSE_LSB = {ABORT_CAUSE_LSB};")
     lines.append(f"localparam integer IG_ABORT_CAUSE_W = {ABORT_CAUSE_W};")
     lines.append(f"localparam [{ADDR_W - 1}:0] IG_COUNTER_BASE = {ADDR_W}'h{COUNTER_BASE:02X};")
@@ -439,6 +489,36 @@ def registers_markdown() -> str:
             "The host tells an aborted frame from STATUS (ERROR and ERR_CAUSE, or the soft",
             "reset it issued) and discards its last beat; `spec.abort_beat` / `spec.abort_cause`",
             "build and parse the abort beat.",
+            "",
+            "## Job queues",
+            "",
+            "`CTRL.QUEUE` starts a **queue**: a pass of many jobs in one input frame and one output",
+            "frame, with no AXI-Lite access between jobs. Every job of the queue begins with one",
+            f"**header beat** (TDATA bits {HEADER_BITS - 1}:0, all higher bits 0; a build needs an input beat",
+            f"of at least {HEADER_BITS} bits: `ArrayConfig.supports_queue`), then the job's input beats",
+            "exactly as a programmed job takes them. Only the LAST job's last input beat has TLAST;",
+            "the output beats of all jobs follow each other in one frame whose TLAST is on the",
+            "LAST job's last output beat (so the LAST job must have output beats). MODE, BATCH and",
+            "SHAPE are not used by a queue; PRELOADED/SAVED state carries over from job to job and",
+            "from queue to queue as between programmed jobs. `intergrad.descriptor` packs a queue,",
+            "`intergrad.golden.queue` is its bit-exact reference.",
+            "",
+            "| field | bits | meaning |",
+            "|---|---|---|"]
+    for fname, lsb, width, doc in HEADER_FIELDS:
+        bits = f"{lsb}" if width == 1 else f"{lsb + width - 1}:{lsb}"
+        out.append(f"| {fname} | {bits} | {doc} |")
+    out += ["",
+            "A header is checked like a START (" + ", ".join(HEADER_ERRORS) + "). An error in",
+            "a queue (a rejected header or an aborted job) ends the queue: the output frame ends",
+            "with the abort beat after the beats already produced (those of the earlier jobs",
+            "included), the rest of the input frame is discarded up to its TLAST (COMPUTING stays",
+            "1 meanwhile), STATUS shows ERROR and ERR_CAUSE and `QUEUE.JOB` the index of the job",
+            "that failed. The host recovers as after any error (soft reset, DMA reset, drain).",
+            "",
+            "Cost: a header beat is one input beat (counted in in_beats) and one busy cycle of",
+            "its own (counted in busy_cycles, not in steps; waiting for it counts as stall_in);",
+            "one more cycle per job starts it (not counted, like the cycle after a START).",
             "",
             "## Arithmetic",
             "",

@@ -77,6 +77,8 @@ SUITES: dict[str, tuple] = {
     "protocol_axil": ("top", (3, 4, 16, 32, 1),
                       ["test_axil_write_orders_and_skews", "test_axil_response_backpressure"],
                       {}, "test_protocol"),
+    # job queues (tests/cocotb/test_queue.py)
+    "queue": ("top", (3, 4, 16, 32, 1), None, {"IG_MAX_B": "40"}, "test_queue"),
 }
 
 
@@ -204,8 +206,30 @@ TOP_MUTANTS: list[Mutant] = [
 ]
 
 
+# job queues (in-band job descriptors)
+QUEUE_MUTANTS: list[Mutant] = [
+    Mutant("queue_tlast_every_job", TOP, "wire beat_last = job_last && (",
+           "wire beat_last = 1'b1 && (", ["queue"],
+           "every queue job's last output beat carries TLAST (one frame per job)"),
+    Mutant("queue_no_tag_check", TOP,
+           "(hdr_word[IG_HDR_TAG_LSB +: IG_HDR_TAG_W] != IG_HDR_TAG) ? IG_ERR_BAD_HEADER :",
+           "1'b0 ? IG_ERR_BAD_HEADER :", ["queue"], "a header beat without the tag is taken"),
+    Mutant("queue_job_index_frozen", TOP, "            q_job_next = q_job + 16'd1;",
+           "            q_job_next = q_job;", ["queue"],
+           "QUEUE.JOB does not count the completed jobs (the failing job is misnamed)"),
+    Mutant("queue_reject_no_discard", TOP,
+           "state_next = (start_err == IG_ERR_EARLY_TLAST) ? ST_IDLE : ST_DISCARD;",
+           "state_next = ST_IDLE;", ["queue"],
+           "a rejected queue header leaves the rest of the input frame undiscarded"),
+    Mutant("queue_soft_reset_no_abort", TOP,
+           "if ((stepping || st_hdr || st_qstart) && !frame_done",
+           "if (stepping && !frame_done", ["queue"],
+           "a soft reset while a queue waits for a header leaves its frame unterminated"),
+]
+
+
 def all_mutants() -> list[Mutant]:
-    return MUTANTS + TOP_MUTANTS
+    return MUTANTS + TOP_MUTANTS + QUEUE_MUTANTS
 
 
 # ------------------------------------------------------------------------------ driver

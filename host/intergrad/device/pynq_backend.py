@@ -113,7 +113,9 @@ class PynqDevice(Device):
         self._inbuf = None
         self._outbuf = None
         self._drainbuf = None
-        self.max_transfer = (1 << DMA_LENGTH_BITS) - 1
+        # the DMA's buffer-length register (c_sg_length_width of the .hwh, as PYNQ's DMA
+        # driver reads it): the largest transfer, where a pass is cut into queues
+        self.max_transfer = int(getattr(self.dma, "buffer_max_size", (1 << DMA_LENGTH_BITS) - 1))
 
     # -- registers ------------------------------------------------------------------
     def read(self, offset: int) -> int:

@@ -38,8 +38,8 @@ def _cdiv(a, b):
 
 
 def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: bool = False,
-                  dual_mac: int = 1, double_buffer: bool = True, max_batch: int = MAX_BATCH
-                  ) -> dict[str, np.ndarray]:
+                  dual_mac: int = 1, double_buffer: bool = True, max_batch: int = MAX_BATCH,
+                  queued: bool = False) -> dict[str, np.ndarray]:
     """Counter totals of one pass (per group), vectorized over layers.
 
     ``rows_ext``, ``cols_ext``, ``T``: int arrays (or scalars) of the stationary / output
@@ -52,7 +52,8 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
     tiles that must be added to an earlier partial (reduction split over column tiles),
     ``tiles`` (folds), ``load_steps`` (weight loading not hidden by a
     preload) and ``fill_drain_steps`` (flushes and drains): ``steps = load_steps + tiles * T +
-    fill_drain_steps``.
+    fill_drain_steps``.  ``queued``: the pass runs as job queues (CTRL.QUEUE): each job's
+    header beat adds one input beat and one busy cycle (no step).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
@@ -102,11 +103,12 @@ def pass_counters(R: int, C: int, rows_ext, cols_ext, T, mode: str, *, wb_cols: 
     if kind.left_data:
         in_data = in_data + nc * T * r     # left lanes: rows_act per beat
     out_elems = (nc * T * r if kind.data_out else 0) + (r * c if drains else 0)
+    hdr = tiles * nch if queued else 0   # header beats, one per job
     return {
         "steps": steps,
-        "busy_cycles": steps + slow,
+        "busy_cycles": steps + slow + hdr,
         "macs": T * r * c * kind.macs_per_pe,
-        "in_beats": L + P + tiles * T,
+        "in_beats": L + P + tiles * T + hdr,
         "wload_beats": L + P,
         "out_beats": data_out + D,
         "jobs": tiles * nch,
