@@ -136,6 +136,10 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
         assert (drain_beat >= 0).all(), "a dW tile no job drains"
         c = np.arange(cols)
         dw_index = (drain_beat[r // R][:, c // C] + (r % R)[:, None]) * OL + c % C
+    # C order: a gather's result takes its index's memory order, and the results must have
+    # the per-job loop's (float reductions downstream, e.g. a bias gradient, depend on it)
+    res_index, dw_index = (None if a is None else np.ascontiguousarray(a)
+                           for a in (res_index, dw_index))
     for a in (in_off, out_off, idx, res_index, dw_index):
         if a is not None:
             a.setflags(write=False)
