@@ -22,7 +22,7 @@ import numpy as np
 from . import spec
 from .core import MODES, check_fits, put_data, put_weights, wrap
 from .driver import Accelerator
-from .passes import run_pass
+from .stream import run_pass
 from .plan import PASS_MODE, SCHEDULES, pass_dims, plan_pass
 
 
@@ -115,7 +115,7 @@ class Scheduler:
 
     # -- passes --------------------------------------------------------------------------
     #: False: a pass's input beats are built and its output beats decoded whole, by numpy
-    #: gathers (:mod:`intergrad.passes`); True: the per-job loop of :meth:`_run` (the same
+    #: gathers (:mod:`intergrad.stream`); True: the per-job loop of :meth:`_run` (the same
     #: jobs and results; kept for comparison)
     per_job = False
 

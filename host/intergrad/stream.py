@@ -17,8 +17,8 @@ repeats the same shapes every step):
 
 Building a pass's lanes is then ``source[in_index]`` and decoding it ``out.ravel()[index]``;
 the jobs (:func:`intergrad.plan.plan_pass`, unchanged) still go to the core one by one
-(:meth:`Accelerator.run_job`) unless the driver has ``run_pass`` (a whole queue of jobs in
-one transfer).
+(:meth:`Accelerator.run_job`) unless the driver has ``run_pass`` (job queues: a whole pass
+in one transfer per queue).
 """
 from __future__ import annotations
 
@@ -177,16 +177,22 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
 def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
     """Send the pass's jobs and return all output beats (out_beats, out_lanes).
 
-    With a driver that has ``run_pass(jobs, lanes)`` (the whole queue in one transfer) that
-    is one call; otherwise one :meth:`Accelerator.run_job` per job on slices of ``lanes``."""
+    A driver with ``run_pass(jobs, lanes_list) -> list of outputs`` (job queues: the whole
+    pass in one transfer per queue, :mod:`intergrad.passes` on the in-band descriptor
+    branch) gets the pass in one call, each job's input a view of ``lanes``; otherwise one
+    :meth:`Accelerator.run_job` per job on slices of ``lanes``."""
     jobs = [tj.job for tj in lay.jobs]
+    io, oo = lay.in_offsets.tolist(), lay.out_offsets.tolist()
+    views = [lanes[io[k]:io[k + 1]] for k in range(len(jobs))]
     whole = getattr(accel, "run_pass", None)
     if whole is not None:
-        return np.asarray(whole(jobs, lanes))
+        outs = whole(jobs, views)
+        if len(outs) != len(jobs):
+            raise ValueError(f"run_pass returned {len(outs)} outputs for {len(jobs)} jobs")
+        return np.concatenate(outs) if outs else np.zeros((0, accel.cfg.out_lanes), np.int64)
     out = np.empty((lay.out_beats, accel.cfg.out_lanes), dtype=np.int64)
-    io, oo = lay.in_offsets.tolist(), lay.out_offsets.tolist()
-    for k, j in enumerate(jobs):
-        out[oo[k]:oo[k + 1]] = accel.run_job(j, lanes[io[k]:io[k + 1]])
+    for k, (j, v) in enumerate(zip(jobs, views)):
+        out[oo[k]:oo[k + 1]] = accel.run_job(j, v)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Whole-pass streams (intergrad.passes) on the simulated core: the same results (numpy's
+"""Whole-pass streams (intergrad.stream) on the simulated core: the same results (numpy's
 exact products wrapped to ACC_W), the same lanes and the same hardware counters as the
 scheduler's per-job loop, in every pass, with and without double buffering, on edge tiles
 and on batches split into several chunks."""
@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from intergrad import passes, plan
+from intergrad import plan, stream
 from intergrad.driver import Accelerator
-from intergrad.passes import build_pass, decode_pass, layout, run_jobs
+from intergrad.stream import build_pass, decode_pass, layout, run_jobs
 from intergrad.plan import PASSES
 from intergrad.scheduler import Scheduler, gemm_reference
 
@@ -112,20 +112,17 @@ def test_lanes_equal_the_per_job_lanes(dev):
 
 
 class _Queue:
-    """A driver with run_pass(jobs, lanes) -> all output beats (as h-desc's in-band queue
-    provides), here made of run_job calls so the result can be checked on any build."""
+    """A driver with run_pass(jobs, lanes_list) -> list of each job's output beats (the
+    signature of the in-band queue's Accelerator.run_pass), here made of run_job calls so
+    the result can be checked on any build."""
 
     def __init__(self, acc):
         self.acc, self.cfg, self.calls = acc, acc.cfg, 0
 
-    def run_pass(self, jobs, lanes):
+    def run_pass(self, jobs, lanes_list):
         self.calls += 1
-        out, pos = [], 0
-        for j in jobs:
-            out.append(self.acc.run_job(j, lanes[pos:pos + j.in_beats()]))
-            pos += j.in_beats()
-        assert pos == len(lanes)
-        return np.concatenate(out)
+        assert len(jobs) == len(lanes_list)
+        return [self.acc.run_job(j, l) for j, l in zip(jobs, lanes_list)]
 
 
 def test_run_pass_uses_the_drivers_queue(dev):
@@ -135,7 +132,7 @@ def test_run_pass_uses_the_drivers_queue(dev):
     B, N, M = 6, acc.cfg.rows + 2, 2 * acc.cfg.cols + 1
     X, W, dY = operands(rng, acc.cfg, B, N, M)
     for k, p in enumerate(PASSES, 1):
-        res, dW, lay = passes.run_pass(q, p, B, N, M, X, W, dY)
+        res, dW, lay = stream.run_pass(q, p, B, N, M, X, W, dY)
         want = reference(acc.cfg, p, X, W, dY)
         assert same(res, want[0]) and same(dW, want[1]), p
         assert q.calls == k
