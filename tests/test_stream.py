@@ -159,3 +159,26 @@ def test_operand_shape_checked(dev):
     lay = layout(dev.cfg, "fwd", 2, 3, 4)
     with pytest.raises(ValueError, match="expects"):
         build_pass(lay, X=np.zeros((3, 2), dtype=np.int64), W=np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="reads W"):  # not the previous pass's W
+        build_pass(lay, X=np.zeros((2, 3), dtype=np.int64))
+    assert {p: layout(dev.cfg, p, 2, 3, 4).reads for p in PASSES} == {
+        "fwd": {"X", "W"}, "dx": {"W", "dY"}, "dw": {"X", "dY"}, "ig": {"X", "W", "dY"}}
+
+
+def test_source_buffer_reuse(dev):
+    """A layout's source vector is refilled per pass: earlier lanes stay as built, later
+    ones come from the new operands only."""
+    rng = np.random.default_rng(21)
+    B, N, M = 5, dev.cfg.rows + 3, dev.cfg.cols + 2
+    ops = [operands(rng, dev.cfg, B, N, M) for _ in range(2)]
+    lay = layout(dev.cfg, "ig", B, N, M)
+    first = build_pass(lay, *ops[0])
+    keep = first.copy()
+    second = build_pass(lay, *ops[1])
+    assert np.array_equal(first, keep)
+    layout.cache_clear()
+    try:
+        assert np.array_equal(second, build_pass(layout(dev.cfg, "ig", B, N, M), *ops[1]))
+        assert not np.array_equal(first, second)
+    finally:
+        layout.cache_clear()

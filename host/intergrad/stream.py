@@ -48,6 +48,11 @@ class PassLayout:
     in_index: np.ndarray      # (in_beats, in_lanes) into [0, X, W, dY] (flattened)
     res_index: np.ndarray | None  # (col_tiles, B, rows) into the flat output lanes
     dw_index: np.ndarray | None   # (rows, cols) into the flat output lanes
+    #: the flat source vector, allocated once and refilled by every build_pass (a fresh
+    #: array of this size per pass costs ten times the gather: new pages); one pass at a
+    #: time per process
+    source: np.ndarray
+    reads: frozenset      # the operands ("X", "W", "dY") the pass's lanes come from
 
     @property
     def in_beats(self) -> int:
@@ -143,23 +148,29 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
     for a in (in_off, out_off, idx, res_index, dw_index):
         if a is not None:
             a.setflags(write=False)
-    return PassLayout(pass_, B, N, M, jobs, in_off, out_off, idx, res_index, dw_index)
+    return PassLayout(pass_, B, N, M, jobs, in_off, out_off, idx, res_index, dw_index,
+                      np.zeros(y0 + B * M, dtype=np.int64),
+                      frozenset({"X" if pass_ == "fwd" else "dY"}
+                                | ({"W"} if kind.uses_weights else set())
+                                | ({"X"} if kind.left_data else set())))
 
 
 def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
     """All input beats of the pass, (lay.in_beats, in_lanes) int64, in job order.  Operands
     the pass does not read may be None (X (B, N), W (N, M), dY (B, M) otherwise)."""
     B, N, M = lay.B, lay.N, lay.M
-    parts = [np.zeros(1, dtype=np.int64)]
-    for a, shape in ((X, (B, N)), (W, (N, M)), (dY, (B, M))):
-        if a is None:
-            parts.append(np.zeros(shape[0] * shape[1], dtype=np.int64))
-        else:
+    src, pos = lay.source, 1
+    for name, a, shape in (("X", X, (B, N)), ("W", W, (N, M)), ("dY", dY, (B, M))):
+        n = shape[0] * shape[1]
+        if a is None and name in lay.reads:
+            raise ValueError(f"the {lay.pass_} pass reads {name}, got None")
+        if a is not None:  # an operand the pass does not read is never indexed
             a = np.asarray(a)
             if a.shape != shape:
                 raise ValueError(f"operand of shape {a.shape}, the pass expects {shape}")
-            parts.append(a.ravel())
-    return np.concatenate(parts)[lay.in_index]
+            src[pos:pos + n] = a.ravel()
+        pos += n
+    return src[lay.in_index]
 
 
 def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
