@@ -22,8 +22,8 @@ import numpy as np
 from . import spec
 from .core import MODES, check_fits, put_data, put_weights, wrap
 from .driver import Accelerator
-from .stream import run_pass
 from .plan import PASS_MODE, SCHEDULES, pass_dims, plan_pass
+from .stream import run_pass
 
 
 @dataclasses.dataclass

@@ -31,7 +31,7 @@ from .core import MODES, wrap
 from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
 from .spec import ArrayConfig
 
-__all__ = ["PassLayout", "layout", "build_pass", "decode_pass", "run_pass"]
+__all__ = ["PassLayout", "layout", "build_pass", "decode_pass", "run_jobs", "run_pass"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _grid(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int) -
     return np.where((R < h) & (C < w), base + R * width + C, 0)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # a network's passes; a big conv pass's indices are MBs
 def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
            double_buffer: bool = True) -> PassLayout:
     """The :class:`PassLayout` of the jobs :func:`plan_pass` issues for this pass."""
