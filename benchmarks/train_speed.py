@@ -17,9 +17,9 @@ import numpy as np
 
 from intergrad import layers as L
 from intergrad.data import fit_images
-from intergrad.device.sim import SimDevice
-from intergrad.driver import Accelerator
-from intergrad.nn import SGD, DeviceBackend, FloatBackend, load_digits_split, softmax_ce, train
+from intergrad.device import open_accelerator
+from intergrad.engine import DeviceEngine, FloatEngine
+from intergrad.nn import SGD, gradients, load_digits_split, measure_schedules, train
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
@@ -51,9 +51,7 @@ def _step_profile(net, be, dev, data, batch, n=10, seed=1):
     for _ in range(n):
         idx = rng.choice(len(data[1]), batch, replace=False)
         s0, t0 = dev.sim_seconds, time.perf_counter()
-        logits, cache = net.forward(be, data[0][idx])
-        _, dl = softmax_ce(logits, data[1][idx])
-        net.backward(be, cache, dl)
+        gradients(net, be, data[0][idx], data[1][idx])
         wall.append(time.perf_counter() - t0)
         sim.append(dev.sim_seconds - s0)
     return float(np.median(wall)), float(np.median(sim))
@@ -84,13 +82,14 @@ def _run(a) -> int:
             return net, h
 
         t0 = time.perf_counter()
-        _, ref = run(FloatBackend())
+        _, ref = run(FloatEngine())
         print(f"   float twin: test acc {100 * ref[-1].test_acc:.1f}% ({time.perf_counter() - t0:.1f} s)")
         for bits in [int(b) for b in a.bits.split(",")]:
             cfg = ArrayConfig(base.rows, base.cols, bits, ACC_W[bits], base.dual_mac)
-            dev = SimDevice(cfg, verbose=False)
-            sched = Scheduler(Accelerator(dev))
-            be = DeviceBackend(sched, "intergrad")
+            accel = open_accelerator("sim", cfg, verbose=False)
+            dev = accel.device
+            sched = Scheduler(accel)
+            be = DeviceEngine(sched, "intergrad")
             net, hist = run(be, dev)
             accs = " ".join(f"{100 * h.test_acc:.1f}" for h in hist)
             d = 100 * (hist[-1].test_acc - ref[-1].test_acc)
@@ -111,20 +110,10 @@ def _run(a) -> int:
 
 
 def _savings(net, cfg, data, steps, seed):
-    reps = {}
-    for schedule in ("baseline", "intergrad"):
-        dev = SimDevice(cfg, verbose=False)
-        s = Scheduler(Accelerator(dev))
-        be = DeviceBackend(s, schedule)
-        n = net.copy()
-        rng = np.random.default_rng(seed + 1)
-        for _ in range(steps):
-            idx = rng.choice(len(data[1]), 32, replace=False)
-            logits, cache = n.forward(be, data[0][idx])
-            _, dl = softmax_ce(logits, data[1][idx])
-            n.backward(be, cache, dl)
-        reps[schedule] = s.report
-        dev.close()
+    accel = open_accelerator("sim", cfg, verbose=False)
+    cmp = measure_schedules(net, accel, data[0], data[1], steps=steps, batch=32, seed=seed + 1)
+    accel.device.close()
+    reps = {"baseline": cmp.baseline, "intergrad": cmp.intergrad}
     print(f"   InterGrad vs baseline on the hardware, {steps} steps, backward pass per layer:")
     print(f"   {'layer':>6} {'passes (base / IG)':>20} {'cycles base':>12} {'cycles IG':>10} "
           f"{'ratio':>6} {'beats base':>11} {'beats IG':>9} {'ratio':>6} {'MAC util IG':>11}")

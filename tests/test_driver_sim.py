@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from intergrad import spec
+from intergrad.conv import conv2d_backward, conv2d_forward, im2col
 from intergrad.device import DeviceTimeout
 from intergrad.driver import Accelerator
 from intergrad.core import Job, JobError
 from intergrad.golden import ArrayModel
 from intergrad.plan import plan_counters, plan_pass
-from intergrad.scheduler import (Scheduler, conv2d_backward, conv2d_forward, gemm_reference,
-                                 im2col)
+from intergrad.scheduler import Scheduler, gemm_reference
 
 EXACT = ("steps", "macs", "in_beats", "out_beats", "wload_beats", "jobs")
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from intergrad.conv import conv2d_backward, conv2d_forward
 from intergrad.driver import Accelerator
 from intergrad.model import DATAFLOWS, Array, profile
-from intergrad.scheduler import Scheduler, conv2d_backward, conv2d_forward
+from intergrad.scheduler import Scheduler
 from intergrad.zoo import Layer, Network
 
 EXACT = ("steps", "macs", "in_beats", "out_beats", "wload_beats", "jobs")

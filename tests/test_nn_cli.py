@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from intergrad import cli
-from intergrad.nn import (DeviceBackend, DigitsCNN, FloatBackend, load_digits_split, quantize,
-                          softmax_ce, train)
+from intergrad.engine import DeviceEngine, FloatEngine, quantize
+from intergrad.nn import DigitsCNN, load_digits_split, softmax_ce, train
 from intergrad.scheduler import Scheduler
 
 
@@ -34,7 +34,7 @@ def test_short_training_on_the_array_lowers_the_loss(sched):
     sub = (data[0][:320], data[1][:320], data[2][:100], data[3][:100])
     net = DigitsCNN(4, seed=1)
     x, y = sub[0][:64], sub[1][:64]
-    be = DeviceBackend(sched, "intergrad")
+    be = DeviceEngine(sched, "intergrad")
     loss0, _ = softmax_ce(net.forward(be, x)[0], y)
     hist = train(net, be, sub, epochs=2, batch=32, lr=0.2, progress=False)
     loss1, _ = softmax_ce(net.forward(be, x)[0], y)
@@ -42,7 +42,7 @@ def test_short_training_on_the_array_lowers_the_loss(sched):
     assert hist[-1].loss < hist[0].loss
     # the fixed-point gradients track the float reference closely
     ref = DigitsCNN(4, seed=1)
-    href = train(ref, FloatBackend(), sub, epochs=2, batch=32, lr=0.2, progress=False)
+    href = train(ref, FloatEngine(), sub, epochs=2, batch=32, lr=0.2, progress=False)
     assert abs(href[-1].loss - hist[-1].loss) < 0.05
     kinds = {(r.layer, r.pass_) for r in sched.report}
     assert {("conv1", "fwd"), ("conv1", "dw"), ("fc1", "fwd"), ("fc1", "ig")} <= kinds
@@ -54,7 +54,7 @@ def test_schedules_give_the_same_gradients(sched):
     grads = {}
     for name in ("baseline", "intergrad"):
         net = DigitsCNN(4, seed=2)
-        be = DeviceBackend(sched, name)
+        be = DeviceEngine(sched, name)
         logits, cache = net.forward(be, x)
         _, dl = softmax_ce(logits, y)
         grads[name] = net.backward(be, cache, dl)

@@ -14,7 +14,8 @@ jnp = jax.numpy
 jax.config.update("jax_enable_x64", True)
 
 from intergrad import layers as L  # noqa: E402
-from intergrad.nn import DeviceBackend, FloatBackend, softmax_ce  # noqa: E402
+from intergrad.engine import DeviceEngine, FloatEngine  # noqa: E402
+from intergrad.nn import softmax_ce  # noqa: E402
 from intergrad.scheduler import Scheduler  # noqa: E402
 from intergrad.spec import ArrayConfig  # noqa: E402
 
@@ -112,7 +113,7 @@ def test_float_path_matches_jax(which):
     x = rng.standard_normal((5,) + net.input_shape).astype(np.float32)
     y = rng.integers(0, net.shapes[-1][0], 5)
     ref_logits, ref_g = reference_grads(net, x, y)
-    logits, g = ours(net, FloatBackend(), x, y)
+    logits, g = ours(net, FloatEngine(), x, y)
     assert rel_err(logits, ref_logits) < 1e-5
     assert len(g) == len(ref_g)
     for a, b, p in zip(g, ref_g, net.params()):
@@ -128,7 +129,7 @@ def test_named_networks_float_path_matches_jax(name, shape):
     x = rng.random((4,) + shape).astype(np.float32)
     y = np.array([0, 3, 7, 9])
     ref_logits, ref_g = reference_grads(net, x, y)
-    logits, g = ours(net, FloatBackend(), x, y)
+    logits, g = ours(net, FloatEngine(), x, y)
     assert rel_err(logits, ref_logits) < 1e-5
     for a, b in zip(g, ref_g):
         assert rel_err(a, b) < 1e-4
@@ -161,7 +162,7 @@ def test_conv_bias_gradient_with_tied_pool_windows():
     x[2] = np.random.default_rng(0).random((1, 8, 8))
     y = np.array([1, 2, 3])
     _, ref_g = reference_grads(net, x, y)
-    _, g = ours(net, FloatBackend(), x, y)
+    _, g = ours(net, FloatEngine(), x, y)
     for a, b in zip(g, ref_g):
         assert rel_err(a, b) < 1e-4
 
@@ -189,7 +190,7 @@ def test_device_path_matches_jax_within_quantization(device, schedule):
         x = rng.standard_normal((4,) + net.input_shape).astype(np.float32)
         y = rng.integers(0, net.shapes[-1][0], 4)
         ref_logits, ref_g = reference_grads(net, x, y)
-        be = DeviceBackend(device, schedule)
+        be = DeviceEngine(device, schedule)
         logits, g = ours(net, be, x, y)
         assert err(logits, ref_logits) < tol
         for a, b in zip(g, ref_g):
@@ -208,7 +209,7 @@ def test_each_device_layer_matches_jax_within_quantization(device, schedule):
     """Each GEMM layer alone (forward, dX, dW) from the same float inputs vs JAX's vjp."""
     tol = 1e-3 if device.cfg.data_w == 16 else 0.03
     rng = np.random.default_rng(11)
-    be = DeviceBackend(device, schedule)
+    be = DeviceEngine(device, schedule)
     for net in tiny_nets():
         for i, layer in enumerate(net.layers):
             if not layer.params():
@@ -229,11 +230,11 @@ def test_stochastic_rounding_is_seeded_and_unbiased(device):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4,) + net.input_shape).astype(np.float32)
     y = rng.integers(0, 3, 4)
-    a = ours(net, DeviceBackend(device, stochastic=True, seed=5), x, y)[1]
-    b = ours(net, DeviceBackend(device, stochastic=True, seed=5), x, y)[1]
+    a = ours(net, DeviceEngine(device, stochastic=True, seed=5), x, y)[1]
+    b = ours(net, DeviceEngine(device, stochastic=True, seed=5), x, y)[1]
     for u, v in zip(a, b):
         assert np.array_equal(u, v)
-    from intergrad.nn import quantize
+    from intergrad.engine import quantize
     v = np.full(20000, 0.3)
     v[0] = 1.0
     q, f = quantize(v, 3, np.random.default_rng(0))
@@ -244,7 +245,7 @@ def test_stochastic_rounding_is_seeded_and_unbiased(device):
 def test_device_never_overflows_the_accumulator(device):
     """Long reductions with large values: the exact bound drops magnitude bits instead of
     letting the accumulator wrap (the result stays close to float)."""
-    be = DeviceBackend(device)
+    be = DeviceEngine(device)
     rng = np.random.default_rng(0)
     X = rng.uniform(0.5, 1, (300, 40)).astype(np.float32)
     W = rng.uniform(0.5, 1, (40, 6)).astype(np.float32)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from intergrad import layers as L
-from intergrad.nn import SGD, DeviceBackend, FloatBackend, load_digits_split, softmax_ce, train
+from intergrad.engine import DeviceEngine, FloatEngine
+from intergrad.nn import SGD, load_digits_split, softmax_ce, train
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
@@ -23,17 +24,17 @@ def test_short_lenet_training_lowers_the_loss(bits, acc_w, stochastic):
     dev = SimDevice(ArrayConfig(8, 8, bits, acc_w, 1), verbose=False)
     try:
         sched = Scheduler(Accelerator(dev))
-        be = DeviceBackend(sched, "intergrad", stochastic=stochastic, seed=3)
+        be = DeviceEngine(sched, "intergrad", stochastic=stochastic, seed=3)
         net = L.build("lenet", (1, 8, 8), seed=1, channels=4)
         ref = net.copy()
         x, y = sub[0][:64], sub[1][:64]
-        loss0, _ = softmax_ce(net.forward(FloatBackend(), x)[0], y)
+        loss0, _ = softmax_ce(net.forward(FloatEngine(), x)[0], y)
         hist = train(net, be, sub, epochs=3, batch=32, lr=0.1, progress=False,
                      opt=SGD(net.params(), 0.1, 0.9))
-        loss1, _ = softmax_ce(net.forward(FloatBackend(), x)[0], y)
+        loss1, _ = softmax_ce(net.forward(FloatEngine(), x)[0], y)
         assert loss1 < loss0 - 0.3, (loss0, loss1)
         assert hist[-1].loss < hist[0].loss
-        href = train(ref, FloatBackend(), sub, epochs=3, batch=32, lr=0.1, progress=False,
+        href = train(ref, FloatEngine(), sub, epochs=3, batch=32, lr=0.1, progress=False,
                      opt=SGD(ref.params(), 0.1, 0.9))
         assert abs(href[-1].loss - hist[-1].loss) < (0.02 if bits == 16 else 0.15)
         kinds = {(r.layer, r.pass_) for r in sched.report}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, spec
+from .registry import BACKENDS, DEFAULT_BACKEND, DEFAULT_SCHEDULE, SCHEDULES, help_text
 from .spec import ArrayConfig
 
 DESCRIPTION = ("InterGrad training on a configurable systolic array: the simulated RTL "
@@ -86,12 +88,16 @@ NET_NAMES = {"digits": "conv3x3(8) -> maxpool -> FC(10)",
              "lenet5": "the zoo's LeNet-5 at 32x32 (inputs padded/resized)"}
 
 
-def _array_type(text: str) -> str:
+def _array_type(text: str) -> ArrayConfig:
     try:
-        ArrayConfig.parse(text)
+        return ArrayConfig.parse(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+
+
+def _array_config(args) -> ArrayConfig:
+    """--array with --dual-mac."""
+    return dataclasses.replace(args.array, dual_mac=args.dual_mac)
 
 
 def _existing_path(text: str) -> str:
@@ -115,35 +121,24 @@ def check_writable(path: str, what: str = "output file") -> None:
 
 
 def _check_backend(args) -> str:
-    """The backend that will run (auto resolved); a pynq request without a board is a
-    usage error, found before anything is loaded."""
-    from .device import board_present
+    """The backend that will run (auto resolved); one that cannot run here (a pynq request
+    without a board or an overlay) is a usage error, found before anything is loaded."""
+    from .device import BackendUnavailable, resolve_backend
 
-    backend = args.backend
-    if backend == "auto":
-        backend = "pynq" if board_present() else "sim"
-    elif backend == "pynq" and not board_present():
-        raise UsageError("--backend pynq: no PYNQ board here (no FPGA manager or no pynq "
-                         "package); use --backend sim for the simulated hardware")
-    if backend == "pynq" and getattr(args, "overlay", None) is None:
-        from .overlays import OverlayNotFound, find_overlay
-        try:
-            args.overlay = find_overlay(args.bitfile)
-        except OverlayNotFound as e:
-            raise UsageError(str(e)) from None
-    return backend
+    try:
+        return resolve_backend(args.backend, args.bitfile)[0]
+    except BackendUnavailable as e:
+        raise UsageError(str(e)) from None
 
 
 def _open(args, cfg: ArrayConfig | None = None):
-    from .device import open_device
-    from .driver import Accelerator
+    """The accelerator on the backend asked for (``accel.device`` is its device)."""
+    from .device import BackendUnavailable, open_accelerator
 
-    backend = _check_backend(args)
-    if backend == "sim":
-        dev = open_device("sim", cfg=cfg)
-    else:
-        dev = open_device("pynq", bitfile=str(args.overlay))
-    return dev, Accelerator(dev)
+    try:
+        return open_accelerator(args.backend, cfg, bitfile=args.bitfile)
+    except BackendUnavailable as e:
+        raise UsageError(str(e)) from None
 
 
 def _table(rows: list[dict], cols: list[str], fmt=None) -> str:
@@ -170,8 +165,7 @@ def _train_setup(args, net_name=None, net_config=None, precision=None):
 
     bits = args.bits if precision is None else int(precision.lstrip("int"))
     d, a = PRECISIONS[bits]
-    base = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
-    cfg = ArrayConfig(base.rows, base.cols, d, a, base.dual_mac)
+    cfg = dataclasses.replace(_array_config(args), data_w=d, acc_w=a)
     try:
         data = load(args.data, args.seed)
     except DataError as e:
@@ -195,27 +189,21 @@ def _train_setup(args, net_name=None, net_config=None, precision=None):
     return data, net, cfg, f"int{bits}"
 
 
-def _check_build(acc, cfg) -> None:
-    if (acc.cfg.data_w, acc.cfg.acc_w) != (cfg.data_w, cfg.acc_w):
-        raise UsageError(f"the hardware is a {acc.cfg.data_w}/{acc.cfg.acc_w}-bit build, "
+def _check_build(accel, cfg) -> None:
+    if (accel.cfg.data_w, accel.cfg.acc_w) != (cfg.data_w, cfg.acc_w):
+        raise UsageError(f"the hardware is a {accel.cfg.data_w}/{accel.cfg.acc_w}-bit build, "
                          f"--bits asks for {cfg.data_w}/{cfg.acc_w}")
 
 
 def _layer_table(report, cfg) -> str:
-    rows = _aggregate(report)
-    for r in rows:
-        peak = cfg.rows * cfg.cols * r["busy_cycles"] * (2 if cfg.dual_mac and r["pass"] == "ig" else 1)
-        r["beats"] = r["in_beats"] + r["out_beats"]
-        r["MAC util"] = 100.0 * r["macs"] / max(peak, 1)
-    return _table(rows, ["layer", "pass", "jobs", "busy_cycles", "macs", "MAC util", "in_beats",
+    return _table(report.by_layer_pass(cfg), ["layer", "pass", "jobs", "busy_cycles", "macs", "MAC util", "in_beats",
                          "out_beats", "wload_beats", "stall_in", "stall_out"],
                   {"MAC util": "{:.0f}%"})
 
 
 def cmd_train(args) -> int:
     from . import checkpoint
-    from .nn import SGD, DeviceBackend, FloatBackend, softmax_ce, train
-    from .scheduler import Scheduler
+    from .nn import SGD
 
     _check_backend(args)
     if args.csv:
@@ -254,21 +242,61 @@ def cmd_train(args) -> int:
           f"float32 master weights on the host")
     if args.load:
         print(f"  resumed from {args.load} after epoch {meta['epoch']}")
-    dev, acc = _open(args, cfg)
-    _check_build(acc, cfg)
-    print(f"device: {acc.describe()}")
-    sched = Scheduler(acc)
-    be = DeviceBackend(sched, args.schedule, stochastic=args.stochastic_rounding,
-                       seed=args.seed)
+    accel, be = _train_engine(args, cfg, meta)
+    try:
+        return _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg)
+    finally:
+        accel.device.close()
+
+
+def _train_engine(args, cfg, meta):
+    """The accelerator and the GEMM engine training runs on (``engine.s.report`` collects
+    the counters).  A data-parallel run opens one accelerator per worker here and returns
+    an engine over all of them."""
+    from .engine import DeviceEngine
+    from .scheduler import Scheduler
+
+    accel = _open(args, cfg)
+    try:
+        _check_build(accel, cfg)
+    except UsageError:
+        accel.device.close()
+        raise
+    print(f"device: {accel.describe()}")
+    be = DeviceEngine(Scheduler(accel), args.schedule, stochastic=args.stochastic_rounding,
+                      seed=args.seed)
     if args.load and be.rng is not None and meta.get("sr_rng"):
         be.rng.bit_generator.state = meta["sr_rng"]
-    be.name = acc.device.backend          # the progress bar names the real backend
+    be.name = accel.device.backend          # the progress bar names the real backend
+    return accel, be
+
+
+def _train(args, accel, be, data, net0, opt0, rng0, start, precision, cfg) -> int:
+    """Train on ``be`` and the float twin, print the epochs, the accuracies, the counters
+    and the measured schedule comparison."""
+    from . import checkpoint, nn
+    from .engine import FloatEngine
+    from .nn import SGD
+
+    dev = accel.device
+    sched = be.s                    # its report: the counters of the whole run
     sim_s = (lambda: dev.sim_seconds) if hasattr(dev, "sim_seconds") else None
     net = net0.copy()
     opt = SGD(net.params(), args.lr, args.momentum)
     opt.load_state_dict(opt0.state_dict())
     rng = np.random.default_rng()
     rng.bit_generator.state = rng0.bit_generator.state
+    if args.workers != 1:   # data parallel: one device per worker (intergrad.parallel)
+        from .parallel import DataParallel
+        try:
+            dp = DataParallel(net, cfg, workers=args.workers or None, executor=args.executor,
+                              schedule=args.schedule, stochastic=args.stochastic_rounding,
+                              seed=args.seed, rng_state=be.rng and be.rng.bit_generator.state,
+                              backend=accel.device.backend)
+        except ImportError as e:          # --executor ray without Ray
+            raise UsageError(str(e)) from None
+        print(f"data parallel: {dp.describe()}")
+        net, be, sched, sim_s = dp.net, dp.engine, dp, dp.sim_seconds
 
     def show(st):
         if not math.isfinite(st.loss) or st.loss > DIVERGED_LOSS:
@@ -286,24 +314,22 @@ def cmd_train(args) -> int:
     if start > args.epochs:
         print(f"the checkpoint already has {start - 1} epochs (>= --epochs {args.epochs}): "
               f"nothing to train")
-        dev.close()
         return 0
     try:
-        hist = train(net, be, data, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                     seed=args.seed, progress=not args.no_progress, on_epoch=show,
-                     device_seconds=sim_s, opt=opt, rng=rng, start_epoch=start,
-                     decay=args.decay)
+        hist = nn.train(net, be, data, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                        seed=args.seed, progress=not args.no_progress, on_epoch=show,
+                        device_seconds=sim_s, opt=opt, rng=rng, start_epoch=start,
+                        decay=args.decay)
         with np.errstate(all="ignore"):
             ref_opt = SGD(net0.params(), args.lr, args.momentum)
             ref_opt.load_state_dict(opt0.state_dict())
             try:
-                ref = train(net0, FloatBackend(), data, epochs=args.epochs, batch=args.batch,
-                            lr=args.lr, seed=args.seed, progress=False, opt=ref_opt, rng=rng0,
-                            start_epoch=start, decay=args.decay)
+                ref = nn.train(net0, FloatEngine(), data, epochs=args.epochs, batch=args.batch,
+                               lr=args.lr, seed=args.seed, progress=False, opt=ref_opt,
+                               rng=rng0, start_epoch=start, decay=args.decay)
             except FloatingPointError:
                 ref = None
     except (FloatingPointError, Diverged) as e:
-        dev.close()
         raise Diverged(f"training diverged ({e}); try a smaller --lr than {args.lr}") from None
     acc_hw = hist[-1].test_acc
     if ref is not None and math.isfinite(ref[-1].loss):
@@ -320,39 +346,27 @@ def cmd_train(args) -> int:
 
     # counters per layer and pass over the whole training run
     print(f"\nhardware counters over training (schedule {args.schedule}), per layer and pass:")
-    print(_layer_table(sched.report, acc.cfg))
+    print(_layer_table(sched.report, accel.cfg))
     if args.csv:
         sched.report.to_csv(args.csv)
         print(f"(per-pass records written to {args.csv})")
 
     # measured savings: the same batches through both schedules on the hardware
     if args.measure_steps == 0:
-        dev.close()
         return 0
-    print(f"\nInterGrad vs baseline, measured on the {acc.device.backend} hardware "
+    print(f"\nInterGrad vs baseline, measured on the {dev.backend} hardware "
           f"({args.measure_steps} training steps from the same weights, both schedules):")
-    meas = {}
-    for name in ("baseline", "intergrad"):
-        s2 = Scheduler(acc)
-        b2 = DeviceBackend(s2, name)
-        n2 = net.copy()
-        xtr, ytr = data[0], data[1]
-        r2 = np.random.default_rng(args.seed + 1)
-        for _ in range(args.measure_steps):
-            idx = r2.choice(len(ytr), args.batch, replace=False)
-            logits, cache = n2.forward(b2, xtr[idx])
-            _, dl = softmax_ce(logits, ytr[idx])
-            n2.backward(b2, cache, dl)
-        meas[name] = s2.report
-    print(_savings_table(meas["baseline"], meas["intergrad"], [l.name for l in net.gemm_layers()]))
-    dev.close()
+    cmp = nn.measure_schedules(net, accel, data[0], data[1], steps=args.measure_steps,
+                               batch=args.batch, seed=args.seed + 1)
+    print(_savings_table(cmp))
     return 0
 
 
 def cmd_evaluate(args) -> int:
     """Test accuracy of a checkpoint on the array (its precision) and in float."""
     from . import checkpoint
-    from .nn import DeviceBackend, FloatBackend, evaluate
+    from .engine import DeviceEngine, FloatEngine
+    from .nn import evaluate
     from .scheduler import Scheduler
 
     _check_backend(args)
@@ -367,53 +381,20 @@ def cmd_evaluate(args) -> int:
         raise UsageError(f"--load: {e}") from None
     print(f"intergrad evaluate: {args.load} (net {meta['net']}, {precision}, epoch "
           f"{meta['epoch']}) on {args.data} ({len(data[3])} test images)")
-    dev, acc = _open(args, cfg)
-    _check_build(acc, cfg)
-    sched = Scheduler(acc)
-    a_hw = evaluate(net, DeviceBackend(sched), data[2], data[3])
-    a_fl = evaluate(net, FloatBackend(), data[2], data[3])
+    accel = _open(args, cfg)
+    _check_build(accel, cfg)
+    sched = Scheduler(accel)
+    a_hw = evaluate(net, DeviceEngine(sched), data[2], data[3])
+    a_fl = evaluate(net, FloatEngine(), data[2], data[3])
     print(f"test accuracy: {100 * a_hw:.1f}% on the array ({precision}), {100 * a_fl:.1f}% float")
-    print(_layer_table(sched.report, acc.cfg))
-    dev.close()
+    print(_layer_table(sched.report, accel.cfg))
+    accel.device.close()
     return 0
 
 
-def _aggregate(report) -> list[dict]:
-    agg: dict = {}
-    for r in report:
-        key = (r.layer, r.pass_)
-        d = agg.setdefault(key, {"layer": r.layer, "pass": r.pass_, "jobs": 0})
-        d["jobs"] += r.jobs
-        for k, v in r.counters.items():
-            d[k] = d.get(k, 0) + v
-    return list(agg.values())
-
-
-def _savings_table(base, ig, layers=None) -> str:
-    def sums(rep, layer=None, backward=None):
-        t = {"busy_cycles": 0, "beats": 0}
-        for r in rep:
-            if layer is not None and r.layer != layer:
-                continue
-            if backward is not None and (r.pass_ != "fwd") != backward:
-                continue
-            t["busy_cycles"] += r.counters["busy_cycles"]
-            t["beats"] += r.counters["in_beats"] + r.counters["out_beats"]
-        return t
-
-    layers = layers or sorted({r.layer for r in base})
-    rows = []
-    for scope, kw in [(f"{l} backward", {"layer": l, "backward": True}) for l in layers] + \
-                     [("all layers, backward", {"backward": True}),
-                      ("whole step (fwd+bwd)", {})]:
-        b, i = sums(base, **kw), sums(ig, **kw)
-        rows.append({"scope": scope,
-                     "cycles base": b["busy_cycles"], "cycles IG": i["busy_cycles"],
-                     "cycle ratio": b["busy_cycles"] / max(i["busy_cycles"], 1),
-                     "beats base": b["beats"], "beats IG": i["beats"],
-                     "beat ratio": b["beats"] / max(i["beats"], 1)})
-    return _table(rows, ["scope", "cycles base", "cycles IG", "cycle ratio", "beats base",
-                         "beats IG", "beat ratio"],
+def _savings_table(cmp) -> str:
+    return _table(cmp.rows(), ["scope", "cycles base", "cycles IG", "cycle ratio", "beats base",
+                               "beats IG", "beat ratio"],
                   {"cycle ratio": "{:.2f}x", "beat ratio": "{:.2f}x"})
 
 
@@ -424,23 +405,24 @@ def cmd_demo(args) -> int:
     products wrapped to ACC_W."""
     from .scheduler import Scheduler, gemm_reference
 
-    cfg = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
+    cfg = _array_config(args)
     _check_backend(args)
-    dev, acc = _open(args, cfg)
-    s = Scheduler(acc)
+    accel = _open(args, cfg)
+    s = Scheduler(accel)
     rng = np.random.default_rng(args.seed)
     B, N, M = args.batch, args.n, args.m
     lim = 1 << 7
     X, W, dY = (rng.integers(-lim, lim, sh) for sh in ((B, N), (N, M), (B, M)))
     dX, dW = s.fc_backward(X, W, dY, schedule="intergrad", layer="demo")
-    rdX, rdW = gemm_reference(dY, W.T, acc.cfg.acc_w), gemm_reference(X.T, dY, acc.cfg.acc_w)
+    rdX = gemm_reference(dY, W.T, accel.cfg.acc_w)
+    rdW = gemm_reference(X.T, dY, accel.cfg.acc_w)
     ok = np.array_equal(dX, rdX) and np.array_equal(dW, rdW)
-    print(f"InterGrad pass of a random {B}x{N}x{M} layer on {acc.describe()}:")
+    print(f"InterGrad pass of a random {B}x{N}x{M} layer on {accel.describe()}:")
     print(f"  dX and dW equal the exact products wrapped to ACC_W, bit-exactly: {ok}")
     print(_table([{"pass": r.pass_, "jobs": r.jobs, **r.counters} for r in s.report],
                  ["pass", "jobs", "busy_cycles", "steps", "macs", "in_beats", "out_beats",
                   "wload_beats", "stall_in", "stall_out"]))
-    dev.close()
+    accel.device.close()
     return 0 if ok else 1
 
 
@@ -449,18 +431,18 @@ def cmd_demo(args) -> int:
 def cmd_info(args) -> int:
     from .device import board_present
 
-    cfg = ArrayConfig.parse(args.array, dual_mac=args.dual_mac)
+    cfg = _array_config(args)
     _check_backend(args)
     print(f"board present: {board_present()}")
-    dev, acc = _open(args, cfg)
-    for k, v in acc.describe().items():
+    accel = _open(args, cfg)
+    for k, v in accel.describe().items():
         print(f"{k:>10}: {v}")
-    st = acc.status()
+    st = accel.status()
     print("    status: " + ", ".join(f"{k}={v}" for k, v in st.items()))
     print("  counters:")
-    for k, v in acc.counters().items():
+    for k, v in accel.counters().items():
         print(f"{k:>14}: {v}")
-    dev.close()
+    accel.device.close()
     return 0
 
 
@@ -481,9 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use only the first N training images (0: all)")
 
     def dev_args(p):
-        p.add_argument("--backend", choices=["auto", "sim", "pynq"], default="auto",
-                       help="hardware: the PYNQ board if present (auto), the simulated RTL "
-                            "(sim) or the board (pynq)")
+        p.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
+                       help="hardware: " + help_text(BACKENDS))
         p.add_argument("--array", type=_array_type,
                        default=f"{spec.DEFAULT_ROWS}x{spec.DEFAULT_COLS}",
                        help="simulated array size RxC, each 1..64 (the board reports its own)")
@@ -504,9 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     dev_args(p)
     train_args(p)
-    p.add_argument("--schedule", choices=["intergrad", "baseline"], default="intergrad",
-                   help="backward pass: one interleaved InterGrad pass per layer, or separate "
-                        "dX (WS) and dW (OS) passes")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=DEFAULT_SCHEDULE,
+                   help="backward pass per layer: " + help_text(SCHEDULES))
     p.add_argument("--net", choices=list(NET_NAMES), default="digits",
                    help="network: " + "; ".join(f"{k}: {v}" for k, v in NET_NAMES.items()))
     p.add_argument("--bits", type=int, choices=sorted(PRECISIONS, reverse=True), default=16,
@@ -532,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None,
                    help="write the per-pass counter records to this CSV file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=_int_range(0, 1024), default=1,
+                   help="simulated devices, one worker process each, sharing every batch "
+                        "(0: one per core); the weights are those of one device")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where the --workers run: processes here, or Ray actors (a local "
+                        "instance or $RAY_ADDRESS, docs/cluster.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint on the array",

@@ -22,12 +22,13 @@ import time
 import types
 from pathlib import Path
 
-from . import zoo
+from . import spec, zoo
 from .model import Array, compare, load_area, load_energy, parse_dataflow
 from .model.compare import VIEWS, views
 from .model.profile import OBJECTIVES
 from .model.report import (plot_pareto, plot_profile, savings_table, totals_table,
                            views_table, write_layer_csv)
+from .spec import parse_size
 from .sweep import EXECUTORS, VERIFY_MAX_SIDE
 
 DEFAULT_DATAFLOWS = "ws,os,intergrad"
@@ -45,12 +46,10 @@ def _one_line_error(self, message):
 
 
 def _array_size(text: str, what: str = "--array") -> tuple[int, int]:
-    parts = text.strip().lower().split("x")
     try:
-        r, c = (int(v) for v in parts)
-    except ValueError:
-        raise UsageError(f"{what}: array size must look like RxC (e.g. 32x32), "
-                         f"got {text!r}") from None
+        r, c = parse_size(text)
+    except ValueError as e:
+        raise UsageError(f"{what}: {e}") from None
     if not (1 <= r <= MAX_SIDE and 1 <= c <= MAX_SIDE):
         raise UsageError(f"{what}: array size {text} out of range: rows and columns must be "
                          f"1..{MAX_SIDE}")
@@ -137,10 +136,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conv-arith", choices=("scalesim", "exact"), default="scalesim",
                    help="output size of conv rows in a topology CSV: SCALE-Sim's "
                         "ceil((I-F+S)/S) or exact (I-F)//S+1 (default: %(default)s)")
-    p.add_argument("--data-w", default="16", help="input element width in bits "
-                                                  "(default: %(default)s)")
-    p.add_argument("--acc-w", default="32", help="accumulator width in bits "
-                                                 "(default: %(default)s)")
+    p.add_argument("--data-w", default=str(spec.DEFAULT_DATA_W),
+                   help="input element width in bits (default: %(default)s)")
+    p.add_argument("--acc-w", default=str(spec.DEFAULT_ACC_W),
+                   help="accumulator width in bits (default: %(default)s)")
     p.add_argument("--no-double-buffer", action="store_true",
                    help="load every tile's weights in its own job, no preload "
                         "(default: preload, as the RTL)")

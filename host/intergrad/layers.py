@@ -1,12 +1,13 @@
 """Sequential CNN layers whose every GEMM runs on a GEMM engine (the array or float numpy).
 
 Activations are NCHW float32 arrays on the host.  A layer's GEMMs go through the engine
-given to :meth:`Sequential.forward` / :meth:`Sequential.backward`
-(:class:`intergrad.nn.DeviceBackend` or :class:`intergrad.nn.FloatBackend`):
+given to :meth:`Sequential.forward` / :meth:`Sequential.backward` (an
+:class:`intergrad.engine.GemmEngine`: :class:`~intergrad.engine.DeviceEngine` or
+:class:`~intergrad.engine.FloatEngine`):
 
 * :class:`Conv2d` (stride, padding): forward ``conv_forward`` (WS on the array, lowered by
-  the scheduler's im2col), backward ``conv_backward``: one InterGrad pass (or baseline dX +
-  dW passes) whose dX goes back through the scheduler's col2im.  The first layer with
+  :mod:`intergrad.conv`'s im2col), backward ``conv_backward``: one InterGrad pass (or
+  baseline dX + dW passes) whose dX goes back through col2im.  The first layer with
   parameters computes no dX (nothing needs it): its backward is the dW (OS) pass alone, so
   InterGrad runs in every conv layer but the first.
 * :class:`Linear`: ``fc_forward`` / ``fc_backward`` the same way.
@@ -26,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from .scheduler import check_conv
+from .conv import check_conv
 
 Shape = tuple  # (C, H, W) or (N,)
 
@@ -73,11 +74,12 @@ class Conv2d(Layer):
             (f", p{self.pad}" if self.pad else "") + ")"
 
     def forward(self, eng, x):
-        y = eng.conv_forward(x, self.w, self.stride, self.pad, self.name)
+        y = eng.conv_forward(x, self.w, self.name, stride=self.stride, pad=self.pad)
         return y + self.b[None, :, None, None], x
 
     def backward(self, eng, x, dy, need_dx):
-        dx, dw = eng.conv_backward(x, self.w, dy, self.stride, self.pad, self.name, need_dx)
+        dx, dw = eng.conv_backward(x, self.w, dy, self.name, stride=self.stride, pad=self.pad,
+                                   need_dx=need_dx)
         return dx, [dw.astype(np.float32), dy.sum(axis=(0, 2, 3)).astype(np.float32)]
 
 

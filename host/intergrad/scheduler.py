@@ -1,4 +1,5 @@
-"""Runs fully-connected and convolution layers' training passes on the core.
+"""Runs fully-connected and convolution layers' training passes on the core: the integer GEMM
+engine (convolutions lowered by :mod:`intergrad.conv`).
 
 GEMMs are tiled by :mod:`intergrad.plan` (the same job list the analytical model counts),
 padded to the array and trimmed back; partial sums along the reduction dimension are added
@@ -15,13 +16,14 @@ import csv
 import dataclasses
 import io
 import warnings
-from typing import Iterable
 
 import numpy as np
 
 from . import spec
+from .conv import conv2d_backward, conv2d_forward
 from .core import MODES, check_fits, put_data, put_weights, wrap
 from .driver import Accelerator
+from .engine import BackwardResult
 from .plan import PASS_MODE, SCHEDULES, pass_dims, plan_pass
 from .stream import run_pass
 
@@ -46,8 +48,31 @@ class PassRecord:
         return d
 
 
-class Report(list):
-    """A list of PassRecord that converts to CSV or a pandas DataFrame."""
+@dataclasses.dataclass
+class Report:
+    """The :class:`PassRecord` of every pass a scheduler ran, in order; a sequence (``len``,
+    iteration, indexing) that converts to rows, CSV or a pandas DataFrame."""
+
+    records: list[PassRecord] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __getitem__(self, i):
+        return self.records[i]
+
+    def append(self, rec: PassRecord) -> None:
+        self.records.append(rec)
+
+    def extend(self, recs) -> None:
+        """Append records (another Report's, e.g. one per device of a parallel run)."""
+        self.records.extend(recs)
+
+    def clear(self) -> None:
+        self.records.clear()
 
     def rows(self) -> list[dict]:
         return [r.row() for r in self]
@@ -65,24 +90,98 @@ class Report(list):
                 f.write(text)
         return text
 
-    def to_pandas(self):
+    def to_frame(self):
+        """A pandas DataFrame, one row per pass."""
         import pandas as pd
         return pd.DataFrame(self.rows())
 
+    to_pandas = to_frame
+
+    def select(self, **match) -> "Report":
+        """The records whose fields equal ``match`` (``pass`` names the pass field)."""
+        return Report([r for r in self
+                       if all(getattr(r, k if k != "pass" else "pass_") == v
+                              for k, v in match.items())])
+
     def totals(self, **match) -> dict:
+        """Counter sums over the records matching ``match`` (see :meth:`select`)."""
         tot: dict = {}
-        for r in self:
-            if all(getattr(r, k if k != "pass" else "pass_") == v for k, v in match.items()):
-                for k, v in r.counters.items():
-                    tot[k] = tot.get(k, 0) + v
+        for r in self.select(**match):
+            for k, v in r.counters.items():
+                tot[k] = tot.get(k, 0) + v
         return tot
+
+    def by_layer_pass(self, cfg=None) -> list[dict]:
+        """One row per (layer, pass) in order of first appearance: jobs and counter sums;
+        with the array build ``cfg`` also the stream beats and the MAC utilization (% of the
+        array's peak MACs over the busy cycles)."""
+        agg: dict = {}
+        for r in self:
+            d = agg.setdefault((r.layer, r.pass_), {"layer": r.layer, "pass": r.pass_, "jobs": 0})
+            d["jobs"] += r.jobs
+            for k, v in r.counters.items():
+                d[k] = d.get(k, 0) + v
+        rows = list(agg.values())
+        if cfg is not None:
+            for d in rows:
+                dual = 2 if cfg.dual_mac and d["pass"] == "ig" else 1
+                d["beats"] = d["in_beats"] + d["out_beats"]
+                d["MAC util"] = 100.0 * d["macs"] / max(cfg.rows * cfg.cols * d["busy_cycles"] * dual, 1)
+        return rows
+
+    def compare(self, intergrad: "Report", layers=None) -> "Comparison":
+        """This report as the baseline against ``intergrad`` (the same work)."""
+        return Comparison(self, intergrad, list(layers or sorted({r.layer for r in self})))
+
+
+@dataclasses.dataclass
+class Comparison:
+    """Counters of the same work under the baseline and the InterGrad schedule."""
+
+    baseline: Report
+    intergrad: Report
+    layers: list[str]
+
+    def rows(self) -> list[dict]:
+        """Busy cycles and stream beats (in + out) of both schedules and their ratio, per
+        layer's backward pass, for all backward passes and for the whole step."""
+        scopes = [(f"{l} backward", {"layer": l, "backward": True}) for l in self.layers] + \
+                 [("all layers, backward", {"backward": True}), ("whole step (fwd+bwd)", {})]
+        rows = []
+        for scope, kw in scopes:
+            b, i = _sums(self.baseline, **kw), _sums(self.intergrad, **kw)
+            rows.append({"scope": scope,
+                         "cycles base": b["busy_cycles"], "cycles IG": i["busy_cycles"],
+                         "cycle ratio": b["busy_cycles"] / max(i["busy_cycles"], 1),
+                         "beats base": b["beats"], "beats IG": i["beats"],
+                         "beat ratio": b["beats"] / max(i["beats"], 1)})
+        return rows
+
+    def to_frame(self):
+        import pandas as pd
+        return pd.DataFrame(self.rows())
+
+
+def _sums(rep: Report, layer=None, backward=None) -> dict:
+    t = {"busy_cycles": 0, "beats": 0}
+    for r in rep:
+        if layer is not None and r.layer != layer:
+            continue
+        if backward is not None and (r.pass_ != "fwd") != backward:
+            continue
+        t["busy_cycles"] += r.counters["busy_cycles"]
+        t["beats"] += r.counters["in_beats"] + r.counters["out_beats"]
+    return t
 
 
 _COUNTED = [n for n, _ in spec.COUNTERS if n != "cycles"]
 
 
 class Scheduler:
-    """Executes GEMM passes on an :class:`Accelerator` and records their counters."""
+    """Executes GEMM passes on an :class:`Accelerator` and records their counters: the
+    integer :class:`~intergrad.engine.GemmEngine` (integer operands, ACC_W-wrapped results)."""
+
+    name = "array"
 
     def __init__(self, accel: Accelerator, double_buffer: bool = True, record: bool = True):
         self.accel = accel
@@ -184,8 +283,13 @@ class Scheduler:
             return W[c0:c0 + ca, r0:r0 + ra].T
         return W[r0:r0 + ra, c0:c0 + ca]
 
-    # -- public GEMM API -----------------------------------------------------------------
-    def fc_forward(self, X, W, layer: str = "fc", schedule: str = "-") -> np.ndarray:
+    # -- public GEMM API (the GEMM-engine protocol, intergrad.engine.GemmEngine) ----------
+    @property
+    def acc_w(self) -> int:
+        """Results are integers wrapped to this many bits (the hardware's ACC_W)."""
+        return self.cfg.acc_w
+
+    def fc_forward(self, X, W, layer: str = "fc", *, schedule: str = "-") -> np.ndarray:
         """Y = X W on the array (WS, weights loaded transposed).  X (B, N), W (N, M)."""
         W = self._operand(W, "W", layer)
         X = self._operand(X, "X", layer, (None, W.shape[0]))
@@ -195,8 +299,8 @@ class Scheduler:
         Y, _ = self._run(layer, "fwd", schedule, B, N, M, X=X, W=W)
         return Y
 
-    def fc_backward(self, X, W, dY, schedule: str = "intergrad", layer: str = "fc",
-                    need_dx: bool = True):
+    def fc_backward(self, X, W, dY, layer: str = "fc", *, need_dx: bool = True,
+                    schedule: str = "intergrad") -> BackwardResult:
         """(dX, dW) of Y = X W given dY, as separate WS + OS passes ('baseline') or one
         InterGrad pass ('intergrad').  With ``need_dx=False`` (a first layer) both schedules
         run the OS pass alone and dX is None."""
@@ -217,101 +321,23 @@ class Scheduler:
         elif schedule == "intergrad":
             dX, dW = self._run(layer, "ig", schedule, B, N, M, X=X, W=W, dY=dY)
         else:
-            if need_dx:
-                dX, _ = self._run(layer, "dx", schedule, B, N, M, W=W, dY=dY)
+            dX, _ = self._run(layer, "dx", schedule, B, N, M, W=W, dY=dY)
             _, dW = self._run(layer, "dw", schedule, B, N, M, X=X, dY=dY)
-        return dX, dW
+        return BackwardResult(dX, dW)
 
+    def conv_forward(self, x, w, layer: str = "conv", *, stride: int = 1,
+                     pad: int = 0) -> np.ndarray:
+        """y = conv(x, w) on the array, lowered by :func:`intergrad.conv.conv2d_forward`."""
+        return conv2d_forward(self, x, w, stride, pad, layer=layer)
 
-# ------------------------------------------------------------------------------ conv
-
-def conv_out_size(h: int, k: int, stride: int, pad: int) -> int:
-    return (h + 2 * pad - k) // stride + 1
-
-
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """x (B, C, H, W) -> (B*Ho*Wo, C*kh*kw), rows in (b, i, j) order."""
-    B, C, H, W = x.shape
-    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    cols = np.empty((B, Ho, Wo, C, kh, kw), dtype=x.dtype)
-    for di in range(kh):
-        for dj in range(kw):
-            cols[:, :, :, :, di, dj] = xp[:, :, di:di + stride * Ho:stride,
-                                          dj:dj + stride * Wo:stride].transpose(0, 2, 3, 1)
-    return cols.reshape(B * Ho * Wo, C * kh * kw)
-
-
-def col2im(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """Adjoint of :func:`im2col` (sums overlapping patches)."""
-    B, C, H, W = x_shape
-    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
-    c = cols.reshape(B, Ho, Wo, C, kh, kw)
-    xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad), dtype=cols.dtype)
-    for di in range(kh):
-        for dj in range(kw):
-            xp[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += \
-                c[:, :, :, :, di, dj].transpose(0, 3, 1, 2)
-    return xp[:, :, pad:pad + H, pad:pad + W]
-
-
-def check_conv(layer: str, x_shape: tuple, w_shape: tuple, stride: int, pad: int) -> tuple[int, int]:
-    if len(x_shape) != 4:
-        raise ValueError(f"{layer}: input must be (B, C, H, W), got shape {x_shape}")
-    if len(w_shape) != 4:
-        raise ValueError(f"{layer}: weights must be (C_out, C_in, kh, kw), got shape {w_shape}")
-    if x_shape[1] != w_shape[1]:
-        raise ValueError(f"{layer}: input has {x_shape[1]} channels, weights expect {w_shape[1]}")
-    if stride < 1 or pad < 0:
-        raise ValueError(f"{layer}: stride must be >= 1 and padding >= 0 (got {stride}, {pad})")
-    Ho = conv_out_size(x_shape[2], w_shape[2], stride, pad)
-    Wo = conv_out_size(x_shape[3], w_shape[3], stride, pad)
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"{layer}: kernel {w_shape[2]}x{w_shape[3]} with padding {pad} does not "
-                         f"fit the {x_shape[2]}x{x_shape[3]} input")
-    return Ho, Wo
-
-
-def conv_weight_matrix(w: np.ndarray) -> np.ndarray:
-    """(C_out, C_in, kh, kw) -> (C_in*kh*kw, C_out), matching :func:`im2col` columns."""
-    return w.reshape(w.shape[0], -1).T
-
-
-def conv2d_forward(s: Scheduler, x, w, stride: int = 1, pad: int = 0, layer: str = "conv"):
-    """y (B, C_out, Ho, Wo) = conv(x, w) on the array via im2col."""
-    x, w = np.asarray(x), np.asarray(w)
-    Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
-    cols = im2col(x, w.shape[2], w.shape[3], stride, pad)
-    Y = s.fc_forward(cols, conv_weight_matrix(w), layer=layer)
-    return Y.reshape(x.shape[0], Ho, Wo, w.shape[0]).transpose(0, 3, 1, 2)
-
-
-def conv2d_backward(s: Scheduler, x, w, dy, stride: int = 1, pad: int = 0,
-                    schedule: str = "intergrad", layer: str = "conv", need_dx: bool = True):
-    """(dx, dw) of a convolution given dy (B, C_out, Ho, Wo)."""
-    x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)
-    Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
-    want = (x.shape[0], w.shape[0], Ho, Wo)
-    if dy.shape != want:
-        raise ValueError(f"{layer}: dy has shape {dy.shape}, expected {want}")
-    cols = im2col(x, w.shape[2], w.shape[3], stride, pad)
-    dY = dy.transpose(0, 2, 3, 1).reshape(-1, w.shape[0])
-    dcols, dW = s.fc_backward(cols, conv_weight_matrix(w), dY, schedule=schedule, layer=layer,
-                              need_dx=need_dx)
-    dw = dW.T.reshape(w.shape)
-    dx = None
-    if dcols is not None:
-        dx = wrap(col2im(dcols, x.shape, w.shape[2], w.shape[3], stride, pad), s.cfg.acc_w)
-    return dx, dw
+    def conv_backward(self, x, w, dy, layer: str = "conv", *, stride: int = 1, pad: int = 0,
+                      need_dx: bool = True, schedule: str = "intergrad") -> BackwardResult:
+        """(dx, dw) of a convolution, lowered by :func:`intergrad.conv.conv2d_backward`."""
+        return BackwardResult(*conv2d_backward(self, x, w, dy, stride, pad, layer=layer,
+                                               need_dx=need_dx, schedule=schedule))
 
 
 def gemm_reference(a: np.ndarray, b: np.ndarray, acc_w: int) -> np.ndarray:
     """Golden result of any GEMM the scheduler runs: exact product, wrapped to ACC_W."""
     return wrap(np.asarray(a, dtype=np.int64) @ np.asarray(b, dtype=np.int64), acc_w)
 
-
-def all_records(reports: Iterable[Report]) -> Report:
-    r = Report()
-    for rep in reports:
-        r.extend(rep)
-    return r

@@ -94,11 +94,17 @@ class ArrayConfig:
     @classmethod
     def parse(cls, text: str, **kw) -> "ArrayConfig":
         """'8x8' -> ArrayConfig(rows=8, cols=8)."""
-        try:
-            r, c = (int(v) for v in text.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"array size must look like RxC (e.g. 8x8), got {text!r}") from None
+        r, c = parse_size(text)
         return cls(rows=r, cols=c, **kw)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'RxC' -> (R, C), no range check (the model's arrays may exceed the RTL's)."""
+    try:
+        r, c = (int(v) for v in text.strip().lower().split("x"))
+    except ValueError:
+        raise ValueError(f"array size must look like RxC (e.g. 8x8), got {text!r}") from None
+    return r, c
 
 
 def _round8(bits: int) -> int:

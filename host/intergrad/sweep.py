@@ -184,6 +184,19 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def mp_context():
+    """The multiprocessing context for worker processes: fork, unless this process already
+    runs threads (JAX, Ray, a notebook kernel), which can deadlock a forked child; then
+    fresh interpreters (spawn)."""
+    import multiprocessing
+    import threading
+    try:  # native threads too (a JAX backend's threads are invisible to `threading`)
+        nthreads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        nthreads = threading.active_count()
+    return multiprocessing.get_context("spawn" if nthreads > 1 else None)
+
+
 class LocalExecutor:
     """A process pool on this machine (``jobs`` processes), or in-process with one job."""
 
@@ -201,18 +214,9 @@ class LocalExecutor:
             for i, t in enumerate(tasks):
                 yield i, fn(t)
             return
-        import multiprocessing
-        import threading
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        # forking a process that already runs threads (JAX, Ray, a notebook kernel) can
-        # deadlock the child: start fresh interpreters then, fork otherwise (faster)
-        try:  # native threads too (a JAX backend's threads are invisible to `threading`)
-            nthreads = len(os.listdir("/proc/self/task"))
-        except OSError:
-            nthreads = threading.active_count()
-        ctx = multiprocessing.get_context("spawn" if nthreads > 1 else None)
         ex = ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)),
-                                 initializer=_ignore_sigint, mp_context=ctx)
+                                 initializer=_ignore_sigint, mp_context=mp_context())
         try:
             pending = {ex.submit(fn, t): i for i, t in enumerate(tasks)}
             while pending:
@@ -380,8 +384,8 @@ def _sim_device(cfg):
     """One simulated core per build configuration per worker process (built once, cached
     on disk by intergrad.device.sim)."""
     if cfg not in _DEVICES:
-        from .device.sim import SimDevice
-        _DEVICES[cfg] = SimDevice(cfg, verbose=False)
+        from .device import open_device
+        _DEVICES[cfg] = open_device("sim", cfg, verbose=False)
     return _DEVICES[cfg]
 
 
@@ -393,7 +397,8 @@ def verify_point(layer, batch, rows, cols, data_w, acc_w, design, seed=0) -> dic
 
     from .driver import Accelerator
     from .model import DATAFLOWS, Array, profile
-    from .scheduler import Scheduler, conv2d_backward, conv2d_forward
+    from .conv import conv2d_backward, conv2d_forward
+    from .scheduler import Scheduler
     from .spec import ArrayConfig
     from .zoo import Network
 
@@ -487,6 +492,6 @@ def run_cached(executor, tasks: list[dict], keys: list[str], cache: ResultCache,
 
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "ResultCache", "canonical",
-           "config_key", "digest", "default_cache_dir", "make_executor", "model_version",
+           "config_key", "digest", "default_cache_dir", "make_executor", "model_version", "mp_context",
            "run_cached", "run_task", "small_layer", "sweep_point", "verify_point",
            "verify_sample"]

@@ -8,7 +8,6 @@ im2col: per sample ``P = H_out * W_out`` rows, ``N = C_in / groups * k_h * k_w``
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
 
 import numpy as np
 
@@ -167,7 +166,3 @@ class Network:
     def summary(self) -> str:
         return (f"{self.name}: {len(self.layers)} layers ({len(self.gemm_layers)} conv/fc), "
                 f"{self.params / 1e6:.3f} M params, {self.macs / 1e9:.4f} GMAC/sample")
-
-
-def from_layers(name: str, layers: Iterable[Layer], **kw) -> Network:
-    return Network(name, list(layers), **kw)

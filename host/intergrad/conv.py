@@ -1,0 +1,108 @@
+"""Convolution lowering: a 2-D convolution as the fully-connected GEMMs the array runs.
+
+A convolution of ``x`` (B, C_in, H, W) with ``w`` (C_out, C_in, kh, kw) is the product of
+``im2col(x)`` (B*Ho*Wo, C_in*kh*kw) with :func:`conv_weight_matrix` ``(w)``
+(C_in*kh*kw, C_out); its dW is the product's dW reshaped back, its dX the product's dX summed
+back into the image by :func:`col2im` (the adjoint of im2col).  This module is the one place
+that lowering is written: :func:`conv2d_forward` / :func:`conv2d_backward` run it through any
+GEMM engine's ``fc_forward`` / ``fc_backward`` (the scheduler's integer GEMMs on the array,
+:class:`intergrad.engine.FloatEngine`), and :class:`intergrad.engine.DeviceEngine` uses
+:func:`lower` / :func:`grad_matrix` to bound its quantized operands.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .core import wrap
+
+
+def conv_out_size(h: int, k: int, stride: int, pad: int) -> int:
+    return (h + 2 * pad - k) // stride + 1
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """x (B, C, H, W) -> (B*Ho*Wo, C*kh*kw), rows in (b, i, j) order."""
+    B, C, H, W = x.shape
+    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    cols = np.empty((B, Ho, Wo, C, kh, kw), dtype=x.dtype)
+    for di in range(kh):
+        for dj in range(kw):
+            cols[:, :, :, :, di, dj] = xp[:, :, di:di + stride * Ho:stride,
+                                          dj:dj + stride * Wo:stride].transpose(0, 2, 3, 1)
+    return cols.reshape(B * Ho * Wo, C * kh * kw)
+
+
+def col2im(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """Adjoint of :func:`im2col` (sums overlapping patches)."""
+    B, C, H, W = x_shape
+    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+    c = cols.reshape(B, Ho, Wo, C, kh, kw)
+    xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad), dtype=cols.dtype)
+    for di in range(kh):
+        for dj in range(kw):
+            xp[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += \
+                c[:, :, :, :, di, dj].transpose(0, 3, 1, 2)
+    return xp[:, :, pad:pad + H, pad:pad + W]
+
+
+def check_conv(layer: str, x_shape: tuple, w_shape: tuple, stride: int, pad: int) -> tuple[int, int]:
+    """(Ho, Wo) of a convolution; ValueError naming the layer for shapes that do not fit."""
+    if len(x_shape) != 4:
+        raise ValueError(f"{layer}: input must be (B, C, H, W), got shape {x_shape}")
+    if len(w_shape) != 4:
+        raise ValueError(f"{layer}: weights must be (C_out, C_in, kh, kw), got shape {w_shape}")
+    if x_shape[1] != w_shape[1]:
+        raise ValueError(f"{layer}: input has {x_shape[1]} channels, weights expect {w_shape[1]}")
+    if stride < 1 or pad < 0:
+        raise ValueError(f"{layer}: stride must be >= 1 and padding >= 0 (got {stride}, {pad})")
+    Ho = conv_out_size(x_shape[2], w_shape[2], stride, pad)
+    Wo = conv_out_size(x_shape[3], w_shape[3], stride, pad)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"{layer}: kernel {w_shape[2]}x{w_shape[3]} with padding {pad} does not "
+                         f"fit the {x_shape[2]}x{x_shape[3]} input")
+    return Ho, Wo
+
+
+def conv_weight_matrix(w: np.ndarray) -> np.ndarray:
+    """(C_out, C_in, kh, kw) -> (C_in*kh*kw, C_out), matching :func:`im2col` columns."""
+    return w.reshape(w.shape[0], -1).T
+
+
+def lower(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """The GEMM operands (X, W) of a convolution: im2col(x) and the weight matrix."""
+    return im2col(x, w.shape[2], w.shape[3], stride, pad), conv_weight_matrix(w)
+
+
+def grad_matrix(dy: np.ndarray) -> np.ndarray:
+    """dy (B, C_out, Ho, Wo) -> the GEMM's dY (B*Ho*Wo, C_out), rows as :func:`im2col`'s."""
+    return dy.transpose(0, 2, 3, 1).reshape(-1, dy.shape[1])
+
+
+def conv2d_forward(engine, x, w, stride: int = 1, pad: int = 0, *, layer: str = "conv"):
+    """y (B, C_out, Ho, Wo) = conv(x, w) through ``engine.fc_forward`` (via im2col)."""
+    x, w = np.asarray(x), np.asarray(w)
+    Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
+    Y = engine.fc_forward(*lower(x, w, stride, pad), layer)
+    return Y.reshape(x.shape[0], Ho, Wo, w.shape[0]).transpose(0, 3, 1, 2)
+
+
+def conv2d_backward(engine, x, w, dy, stride: int = 1, pad: int = 0, *, layer: str = "conv",
+                    need_dx: bool = True, **options):
+    """(dx, dw) of a convolution given dy (B, C_out, Ho, Wo), through ``engine.fc_backward``
+    (``options``, e.g. ``schedule``, go to it).  An integer engine (``engine.acc_w`` set)
+    gets its col2im sums wrapped to ACC_W bits, as its GEMM results are."""
+    x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)
+    Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
+    want = (x.shape[0], w.shape[0], Ho, Wo)
+    if dy.shape != want:
+        raise ValueError(f"{layer}: dy has shape {dy.shape}, expected {want}")
+    dcols, dW = engine.fc_backward(*lower(x, w, stride, pad), grad_matrix(dy), layer,
+                                   need_dx=need_dx, **options)
+    dw = dW.T.reshape(w.shape)
+    dx = None
+    if dcols is not None:
+        dx = col2im(dcols, x.shape, w.shape[2], w.shape[3], stride, pad)
+        if getattr(engine, "acc_w", None):
+            dx = wrap(dx, engine.acc_w)
+    return dx, dw

@@ -1,0 +1,240 @@
+"""GEMM engines: the one interface every GEMM of a network goes through, and its implementations.
+
+:class:`GemmEngine` (a ``typing.Protocol``) is what :mod:`intergrad.layers` calls: the
+fully-connected and convolution passes with one signature shape, the operands first, the
+layer name, then keyword-only options::
+
+    fc_forward(X, W, layer)                              -> Y
+    fc_backward(X, W, dY, layer, *, need_dx=True)        -> BackwardResult(dX, dW)
+    conv_forward(x, w, layer, *, stride=1, pad=0)        -> y
+    conv_backward(x, w, dy, layer, *, stride=1, pad=0, need_dx=True) -> BackwardResult(dx, dw)
+
+Implementations (convolutions are lowered by :mod:`intergrad.conv` in all of them):
+
+* :class:`DeviceEngine`: the array, through a :class:`~intergrad.scheduler.Scheduler`
+  (itself the integer engine: integer operands, ACC_W-wrapped results).  Forward passes run
+  weight-stationary; backward passes run as one InterGrad pass per layer (or the baseline's
+  separate dX and dW passes).
+* :class:`FloatEngine`: the same GEMMs in float32 numpy: the reference ("float twin").
+
+Fixed point (:class:`DeviceEngine`): the precision is the array build's DATA_W (16 or 8
+bits) with its ACC_W accumulator (32 or 20 bits).  Before every GEMM each operand is
+quantized to signed integers with its own power-of-two scale (per tensor, from its largest
+magnitude) and up to DATA_W-1 magnitude bits; gradients (dY) may be rounded
+stochastically (seeded, reproducible).  Overflow is impossible by construction: the host
+computes, on the quantized operands, the exact bound max(|A|.|B|) of every accumulator
+(including the col2im sums of a conv dX) and drops a magnitude bit of the wider operand
+until the bound is below 2**(ACC_W-1), so nothing saturates or wraps; the magnitude bits
+used per layer and pass are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers)
+are scaled back to float32 on the host.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from .conv import (col2im, conv2d_backward, conv2d_forward, conv_weight_matrix, grad_matrix,
+                   im2col, lower)
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+
+class BackwardResult(NamedTuple):
+    """A backward pass's gradients: dX (None when not asked for) and dW."""
+
+    dX: np.ndarray | None
+    dW: np.ndarray
+
+
+@runtime_checkable
+class GemmEngine(Protocol):
+    """Runs a layer's GEMMs.  ``acc_w``: results are integers wrapped to this many bits
+    (an integer engine) or None (results are floats)."""
+
+    name: str
+    acc_w: int | None
+
+    def fc_forward(self, X, W, layer: str = "fc") -> np.ndarray: ...
+
+    def fc_backward(self, X, W, dY, layer: str = "fc", *,
+                    need_dx: bool = True) -> BackwardResult: ...
+
+    def conv_forward(self, x, w, layer: str = "conv", *, stride: int = 1,
+                     pad: int = 0) -> np.ndarray: ...
+
+    def conv_backward(self, x, w, dy, layer: str = "conv", *, stride: int = 1, pad: int = 0,
+                      need_dx: bool = True) -> BackwardResult: ...
+
+
+# ------------------------------------------------------------------------------ quantization
+
+def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None
+             ) -> tuple[np.ndarray, int]:
+    """x ~= q * 2**-f with |q| < 2**bits (``bits`` magnitude bits); returns (q int64, f).
+    Round to nearest, or stochastically (unbiased: floor(x*2**f + u), u ~ U[0, 1)) with
+    ``rng``."""
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    if not np.isfinite(m):
+        raise FloatingPointError("non-finite value in a tensor to quantize (training diverged?)")
+    if m == 0.0:
+        return np.zeros(x.shape, dtype=np.int64), 0
+    f = bits - 1 - math.floor(math.log2(m))  # m * 2**f < 2**bits
+    s = x.astype(np.float64) * (2.0 ** f)
+    if rng is None:
+        q = np.rint(s)
+    else:
+        q = np.floor(s + rng.random(s.shape))
+    q = q.astype(np.int64)
+    lim = (1 << bits) - 1
+    np.clip(q, -lim, lim, out=q)  # rounding at the top can reach 2**bits: clip one LSB
+    return q, f
+
+
+class FloatEngine:
+    """float32 numpy GEMMs: the reference model (the same conv lowering as the device)."""
+
+    name = "float"
+    acc_w = None
+
+    def fc_forward(self, X, W, layer="fc"):
+        return X.astype(np.float32) @ W.astype(np.float32)
+
+    def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
+        dW = X.T.astype(np.float32) @ dY
+        dX = dY @ W.T if need_dx else None
+        return BackwardResult(dX, dW)
+
+    def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
+        return conv2d_forward(self, x.astype(np.float32), w, stride, pad, layer=layer)
+
+    def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
+        return BackwardResult(*conv2d_backward(self, x.astype(np.float32), w,
+                                               dy.astype(np.float32), stride, pad,
+                                               layer=layer, need_dx=need_dx))
+
+
+def _absf(q):
+    return np.abs(q).astype(np.float64)
+
+
+class DeviceEngine:
+    """GEMMs on the array through a :class:`Scheduler` (fixed point, host requantization).
+
+    ``stochastic``: round the gradients (dY) stochastically from a generator seeded with
+    ``seed`` (its state is ``self.rng``; a checkpoint keeps it).  ``max_bits``: fewer
+    magnitude bits than DATA_W-1 (for experiments)."""
+
+    name = "device"
+    acc_w = None      # results are scaled back to float32
+
+    def __init__(self, scheduler: Scheduler, schedule: str = "intergrad", *,
+                 stochastic: bool = False, seed: int = 0, max_bits: int | None = None):
+        self.s = scheduler
+        self.cfg = scheduler.cfg
+        self.schedule = schedule
+        self.max_bits = min(max_bits or self.cfg.data_w - 1, self.cfg.data_w - 1)
+        self.stochastic = stochastic
+        self.rng = np.random.default_rng(seed) if stochastic else None
+        self.limit = float(1 << (self.cfg.acc_w - 1))
+        #: (layer, pass) -> smallest magnitude bits used per operand so far
+        self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
+
+    # -- operand quantization with an exact accumulator bound ---------------------------
+    def _quantize(self, layer, pass_, tensors: dict, products: list, grads=("dY",)):
+        """tensors: name -> float array; products: (a, b, bound_fn(|qa|, |qb|)).  Returns
+        name -> (q, f) with every bound < 2**(ACC_W-1)."""
+        bits = {n: self.max_bits for n in tensors}
+        state = self.rng.bit_generator.state if self.rng is not None else None
+        for _ in range(4 * self.max_bits + 4):
+            if state is not None:      # the same random draws on every retry: reproducible
+                self.rng.bit_generator.state = state
+            q = {n: quantize(t, bits[n], self.rng if n in grads else None)
+                 for n, t in tensors.items()}
+            over = []
+            for a, b, fn in products:
+                bound = float(fn(_absf(q[a][0]), _absf(q[b][0]))) if q[a][0].size and q[b][0].size else 0.0
+                if bound >= self.limit:
+                    over.append((a, b, math.ceil(math.log2(bound / self.limit) + 1e-9)))
+            if not over:
+                rec = self.bits_used.setdefault((layer, pass_), dict(bits))
+                for n, v in bits.items():
+                    rec[n] = min(rec.get(n, v), v)
+                return q
+            cut = {}
+            for a, b, need in over:     # drop bits from the wider operand first, alternately
+                need = max(need, 1)
+                ba, bb = bits[a] - cut.get(a, 0), bits[b] - cut.get(b, 0)
+                for i in range(need):
+                    if ba >= bb:
+                        ba -= 1
+                    else:
+                        bb -= 1
+                cut[a] = bits[a] - ba
+                cut[b] = bits[b] - bb
+            for n, c in cut.items():
+                bits[n] -= c
+            if min(bits.values()) < 1:
+                break
+        raise OverflowError(f"{layer}: {pass_} cannot fit the {self.cfg.acc_w}-bit accumulator "
+                            f"even with 1-bit operands (reduction too long)")
+
+    def _gemm(self, fn, *args, **kw):
+        # the scheduler warns from the worst case |a|max*|b|max*K; the exact bound above
+        # already guarantees no wrap-around
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*may exceed the", category=RuntimeWarning)
+            return fn(*args, **kw)
+
+    # -- fully connected -------------------------------------------------------------------
+    def fc_forward(self, X, W, layer="fc"):
+        q = self._quantize(layer, "fwd", {"X": X, "W": W}, [("X", "W", lambda a, b: (a @ b).max())])
+        (qx, fx), (qw, fw) = q["X"], q["W"]
+        Y = self._gemm(self.s.fc_forward, qx, qw, layer)
+        return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
+
+    def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
+        prods = [("X", "dY", lambda a, b: (a.T @ b).max())]
+        if need_dx:
+            prods.append(("dY", "W", lambda a, b: (a @ b.T).max()))
+        q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, prods)
+        dX, dW = self._gemm(self.s.fc_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
+                            need_dx=need_dx, schedule=self.schedule)
+        return self._unscale_backward(q, dX, dW)
+
+    # -- convolution (lowered by intergrad.conv; the bounds are on the lowered operands) ---
+    def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
+        def bound(a, b):
+            return np.max(np.matmul(*lower(a, b, stride, pad)))
+
+        q = self._quantize(layer, "fwd", {"X": x, "W": w}, [("X", "W", bound)])
+        (qx, fx), (qw, fw) = q["X"], q["W"]
+        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad)
+        return (y * 2.0 ** -(fx + fw)).astype(np.float32)
+
+    def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
+        kh, kw = w.shape[2:]
+
+        def dw_bound(a, b):
+            return (im2col(a, kh, kw, stride, pad).T @ grad_matrix(b)).max()
+
+        def dx_bound(a, b):   # dX = col2im(dY W^T): the col2im sums must fit too
+            return col2im(grad_matrix(a) @ conv_weight_matrix(b).T, x.shape, kh, kw,
+                          stride, pad).max()
+
+        prods = [("X", "dY", dw_bound)] + ([("dY", "W", dx_bound)] if need_dx else [])
+        q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)
+        dx, dw = self._gemm(self.s.conv_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
+                            stride=stride, pad=pad, need_dx=need_dx, schedule=self.schedule)
+        return self._unscale_backward(q, dx, dw)
+
+    @staticmethod
+    def _unscale_backward(q, dX, dW) -> BackwardResult:
+        (_, fx), (_, fw), (_, fd) = q["X"], q["W"], q["dY"]
+        dW = (dW * 2.0 ** -(fx + fd)).astype(np.float32)
+        if dX is not None:
+            dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
+        return BackwardResult(dX, dW)

@@ -1,0 +1,917 @@
+"""Data-parallel training: each minibatch sharded across N devices, one per worker process.
+
+:class:`DataParallel` starts N workers (a local process pool by default, one per core; or
+Ray actors, on this machine or a cluster, see docs/cluster.md).  Each worker holds its own
+device (a simulated core, or a board), driver, scheduler and a copy of the network, and runs
+the whole forward and backward pass of its shard of every minibatch: the host-side layers,
+the quantization of every GEMM operand and the GEMMs.  The process that trains (the
+"driver") keeps the float master weights and the optimizer: per step it sends the weights
+and the shards, computes the loss on the gathered logits, and receives each worker's
+integer dW partials, which it sums as integers.  The weights after every step are
+bit-identical to a one-device run (:class:`intergrad.engine.DeviceEngine`), because nothing
+that a one-device run computes over the whole batch is computed over a shard:
+
+* **quantization scales**: each operand's power-of-two scale comes from its largest
+  magnitude over the whole batch (a max-reduction of the shards' maxima), and the
+  accumulator bound that picks the magnitude bits is reduced too: per-sample bounds (the
+  forward pass's and dX's accumulators) by max, the dW accumulators (sums over the batch)
+  by summing the shards' bound matrices, exactly (integers below 2**53 in float64);
+* **stochastic rounding**: every worker draws the random numbers of the whole tensor from
+  the same generator state and uses its own rows, so the draws and the generator state
+  after them are those of the one-device run;
+* **wrap at ACC_W**: dW partials are exact integers (the bound keeps every accumulator,
+  hence every partial sum, below 2**(ACC_W-1)); their sum is wrapped to ACC_W on the host,
+  which equals the wrapped whole sum in any case;
+* **float reductions over the batch** (the loss, the bias gradients) run on the driver
+  over the gathered logits and upstream gradients, with the layers' own code.
+
+Sharding level.  Convolution layers (and any layer before the last convolution) are split
+by **batch** (data parallel): each worker's GEMM has 1/N of the rows, hence about 1/N of
+the simulated cycles and of the host work.  Fully-connected layers after the last
+convolution are split by **output features** (``split_features=True``, the default): their
+GEMMs have few rows (the batch) and many weight tiles, so a batch split would leave every
+worker with all the per-tile jobs; instead each worker gathers the layer input (B x N, a few
+kB) and runs the tiles of its share of the output columns (whole array blocks, dealt by
+job count: :func:`feature_plan`); the outputs are gathered and the dX partials summed
+as integers.  Every worker then holds the
+whole batch of the FC stack; its quantization is computed locally (identically everywhere).
+``split_features=False`` splits every layer by batch.
+
+Protocol: a worker runs its pass in a thread; whenever it needs a reduction (a scale, a
+bound, a gather) it sends its part and waits; the driver waits for every worker's message
+(bounded by ``timeout``), reduces, and answers all.  A worker's exception ends the step on
+every worker and is raised in the driver as one line naming the worker; a worker that dies
+or does not answer in time is a :class:`WorkerError`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import queue
+import socket
+import threading
+import time
+import warnings
+import weakref
+
+import numpy as np
+
+from .device.base import DeviceError
+from .conv import col2im, conv_weight_matrix, grad_matrix, im2col
+from .core import wrap
+from .engine import BackwardResult
+from .scheduler import Report, Scheduler
+from .spec import ArrayConfig
+
+EXECUTORS = ("local", "ray")
+#: seconds a driver waits for any one message of a worker (a GEMM of a layer, at most)
+DEFAULT_TIMEOUT = 600.0
+#: seconds a worker may take to start (import, open its device)
+START_TIMEOUT = 300.0
+
+
+class WorkerError(DeviceError):
+    """A worker failed, died or did not answer in time (the message names it)."""
+
+
+class _Aborted(Exception):
+    """The driver ended the step (another worker failed)."""
+
+
+_ABORT = ("abort",)
+
+
+def _one_line(e: BaseException | str) -> str:
+    return " ".join(str(e).split())[:500]
+
+
+# ------------------------------------------------------------------------------ reductions
+
+def _reduce(op: str, parts: list):
+    if op == "max":
+        return np.maximum.reduce([np.asarray(p) for p in parts])
+    if op == "sum":
+        return sum(parts[1:], parts[0])
+    if op in ("cat0", "cat1"):
+        return np.concatenate(parts, axis=int(op[-1]))
+    raise ValueError(f"unknown reduction {op!r}")
+
+
+def feature_plan(net, modes: dict, n: int, cfg: ArrayConfig) -> dict[str, list[tuple[int, int]]]:
+    """Output columns [c0, c1) of each worker, per FC layer split by features: whole blocks
+    of lcm(rows, cols) columns (no extra partial tiles), contiguous in worker order.  Every
+    layer ends in a reduction that waits for all workers, so each layer's blocks are split
+    as evenly as possible (shares differ by one block at most); the larger shares go to the
+    workers with the fewest jobs so far over the FC layers (a block costs its forward and
+    backward tiles; ties to the lower index, so every worker computes the same plan)."""
+    R, C = cfg.rows, cfg.cols
+    align = math.lcm(R, C)
+    load = [0] * n
+    plan = {}
+    for l in net.gemm_layers():
+        if modes.get(l.name) != "features":
+            continue
+        N, M = l.w.shape
+        cost = -(-align // R) * -(-N // C) + -(-N // R) * -(-align // C)
+        per, extra = divmod(-(-M // align), n)
+        larger = set(sorted(range(n), key=lambda j: (load[j], j))[:extra])
+        count = [per + (k in larger) for k in range(n)]
+        for k in range(n):
+            load[k] += count[k] * cost
+        edges = np.cumsum([0] + count) * align
+        plan[l.name] = [(min(M, int(edges[k])), min(M, int(edges[k + 1]))) for k in range(n)]
+    return plan
+
+
+def layer_modes(net, split_features: bool = True) -> dict[str, str]:
+    """GEMM layer name -> "batch" (split by batch) or "features" (FC layers after the last
+    convolution, split by output features)."""
+    gemm = net.gemm_layers()
+    last_conv = max((i for i, l in enumerate(gemm) if l.kind != "fc"), default=-1)
+    return {l.name: "features" if (split_features and l.kind == "fc" and i > last_conv)
+            else "batch" for i, l in enumerate(gemm)}
+
+
+# ------------------------------------------------------------------------------ worker engine
+
+class _Noise:
+    """Stands in for the generator of :func:`intergrad.nn.quantize`: its one draw."""
+
+    def __init__(self, u: np.ndarray):
+        self.u = u
+
+    def random(self, shape):
+        return self.u.reshape(shape)
+
+
+def _quantize_part(x: np.ndarray, m: float, bits: int, u: np.ndarray | None):
+    """:func:`intergrad.nn.quantize` of a part ``x`` of a tensor whose largest magnitude is
+    ``m``: the part with one more element of magnitude ``m`` has the whole tensor's scale
+    (the one quantization formula, applied to the part; ``u``: the part's uniform draws)."""
+    from .engine import quantize
+    ext = np.append(np.asarray(x, dtype=np.float64).ravel(), m)
+    noise = None if u is None else _Noise(np.append(u.ravel(), 0.0))
+    q, f = quantize(ext, bits, noise)
+    return q[:-1].reshape(x.shape), f
+
+
+def _absf(q):
+    return np.abs(q).astype(np.float64)
+
+
+class ShardEngine:
+    """The GEMM engine of one worker (the layers call it as they call
+    :class:`intergrad.engine.DeviceEngine`): the same fixed point, with every quantization
+    decision reduced over the workers through ``comm`` and the dW results kept as integer
+    partials (:attr:`partials`) with the upstream gradients (:attr:`dys`) for the driver."""
+
+    name = "device"
+    acc_w = None      # results are scaled back to float32
+
+    def __init__(self, scheduler: Scheduler, comm, schedule: str = "intergrad", *,
+                 stochastic: bool = False, seed: int = 0, max_bits: int | None = None,
+                 modes: dict | None = None, net=None):
+        self.s = scheduler
+        self.net = net            # its layer shapes plan the feature split
+        self.cfg = scheduler.cfg
+        self.comm = comm
+        self.schedule = schedule
+        self.max_bits = min(max_bits or self.cfg.data_w - 1, self.cfg.data_w - 1)
+        self.rng = np.random.default_rng(seed) if stochastic else None
+        self.limit = float(1 << (self.cfg.acc_w - 1))
+        self.modes = dict(modes or {})
+        self._plans: dict[int, dict] = {}     # workers -> feature_plan
+        self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
+        self.begin((0, 1, 1), (0, 1))
+
+    def begin(self, rows: tuple[int, int, int], part: tuple[int, int]) -> None:
+        """A new pass over rows [b0, b1) of a batch of B, as worker k of n."""
+        self.rows, self.part = rows, part
+        self.gathered: tuple[str, np.ndarray] | None = None  # (layer, its gathered input)
+        #: layer -> (integer dW partial, its scale exponent, first column or None: whole)
+        self.partials: dict[str, tuple[np.ndarray, int, int | None]] = {}
+        self.dys: dict[str, tuple[np.ndarray, bool]] = {}
+
+    # -- reductions over the workers ----------------------------------------------------
+    def _allreduce(self, tag: str, values: list, ops: list) -> list:
+        if self.part[1] == 1:
+            return [np.asarray(v) if op == "max" else v for v, op in zip(values, ops)]
+        return self.comm.allreduce(tag, values, ops)
+
+    def _noise(self, t: np.ndarray, sharded: bool) -> np.ndarray:
+        """The uniform draws of the one-device run for the part ``t`` of a tensor."""
+        b0, b1, B = self.rows
+        if not sharded:
+            return self.rng.random(t.shape)
+        return self.rng.random((B,) + t.shape[1:])[b0:b1]
+
+    def _quantize(self, layer, pass_, tensors: dict, products: list, sharded=(),
+                  grads=("dY",)):
+        """As DeviceEngine._quantize, over the whole batch: ``sharded`` names the tensors
+        of which this worker has its rows; products: (a, b, fn(|qa|, |qb|), kind) with kind
+        "max" (fn's largest entry is a per-row bound) or "sum" (fn's entries are sums over
+        the rows, to be summed over the workers before their largest is taken)."""
+        names = list(tensors)
+        red = bool(sharded)
+        local = [float(np.max(np.abs(tensors[n]))) if tensors[n].size else 0.0 for n in names]
+        if red:
+            local = [float(v) for v in self._allreduce(f"{layer}/{pass_}/scale", local,
+                                                       ["max"] * len(names))]
+        m = dict(zip(names, local))
+        noise = {}
+        if self.rng is not None:         # drawn once: every retry uses the same draws
+            for n in names:
+                if n in grads and np.isfinite(m[n]) and m[n] != 0.0:
+                    noise[n] = self._noise(tensors[n], n in sharded)
+        bits = {n: self.max_bits for n in names}
+        for attempt in range(4 * self.max_bits + 4):
+            q = {n: _quantize_part(tensors[n], m[n], bits[n], noise.get(n)) for n in names}
+            vals, ops = [], []
+            for a, b, fn, kind in products:
+                v = fn(_absf(q[a][0]), _absf(q[b][0]))
+                if kind == "max" or not red:
+                    vals.append(float(np.max(v)) if np.size(v) else 0.0)
+                    ops.append("max")
+                else:
+                    vals.append(np.asarray(v, dtype=np.float64))
+                    ops.append("sum")
+            if red:
+                vals = self._allreduce(f"{layer}/{pass_}/bound{attempt}", vals, ops)
+            over = _overflows(products, [float(np.max(v)) if np.size(v) else 0.0 for v in vals],
+                              self.limit)
+            if not over:
+                used = self.bits_used.setdefault((layer, pass_), dict(bits))
+                used.update({n: min(used.get(n, b), b) for n, b in bits.items()})
+                return q
+            _drop_bits(bits, over)
+            if min(bits.values()) < 1:
+                break
+        raise OverflowError(f"{layer}: {pass_} cannot fit the {self.cfg.acc_w}-bit accumulator "
+                            f"even with 1-bit operands (reduction too long)")
+
+    def _gemm(self, fn, *args, **kw):
+        with warnings.catch_warnings():   # the exact bound above rules out wrap-around
+            warnings.filterwarnings("ignore", message=".*may exceed the", category=RuntimeWarning)
+            return fn(*args, **kw)
+
+    def _keep(self, layer, dW_int, e, dy, sharded, c0=None) -> None:
+        self.partials[layer] = (np.asarray(dW_int, dtype=np.int64), int(e), c0)
+        self.dys[layer] = (dy, sharded)
+
+    # -- fully connected -------------------------------------------------------------------
+    def fc_forward(self, X, W, layer="fc"):
+        if self.modes.get(layer) == "features":
+            return self._fc_forward_features(X, W, layer)
+        q = self._quantize(layer, "fwd", {"X": X, "W": W},
+                           [("X", "W", lambda a, b: a @ b, "max")], sharded=("X",))
+        (qx, fx), (qw, fw) = q["X"], q["W"]
+        Y = self._gemm(self.s.fc_forward, qx, qw, layer)
+        return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
+
+    def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
+        if self.modes.get(layer) == "features":
+            return self._fc_backward_features(X, W, dY, layer, need_dx)
+        q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, _fc_bwd_products(need_dx),
+                           sharded=("X", "dY"))
+        (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
+        dX, dW = self._gemm(self.s.fc_backward, qx, qw, qd, layer, schedule=self.schedule,
+                            need_dx=need_dx)
+        self._keep(layer, dW, fx + fd, dY, True)
+        if dX is not None:
+            dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
+        return BackwardResult(dX, np.zeros(W.shape, np.float32))
+
+    def _cols(self, layer, M):
+        k, n = self.part
+        if n not in self._plans:
+            self._plans[n] = feature_plan(self.net, self.modes, n, self.cfg)
+        return self._plans[n][layer][k]
+
+    def _fc_forward_features(self, X, W, layer):
+        b0, b1, B = self.rows
+        if X.shape[0] != B:                  # the first layer split by features
+            X = self._allreduce(f"{layer}/fwd/gather", [X], ["cat0"])[0]
+            self.gathered = (layer, X)
+        q = self._quantize(layer, "fwd", {"X": X, "W": W}, [("X", "W", lambda a, b: a @ b, "max")])
+        (qx, fx), (qw, fw) = q["X"], q["W"]
+        c0, c1 = self._cols(layer, W.shape[1])
+        Y = np.zeros((X.shape[0], W.shape[1]), np.int64)
+        if c1 > c0:
+            Y[:, c0:c1] = self._gemm(self.s.fc_forward, qx, qw[:, c0:c1], layer)
+        Y = self._allreduce(f"{layer}/fwd/out", [Y], ["sum"])[0]   # disjoint columns
+        return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
+
+    def _fc_backward_features(self, X, W, dY, layer, need_dx):
+        first = self.gathered is not None and self.gathered[0] == layer
+        if first:                            # its input, as gathered in the forward pass
+            X = self.gathered[1]
+        q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, _fc_bwd_products(need_dx))
+        (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
+        N, M = W.shape
+        c0, c1 = self._cols(layer, M)
+        dXk, dWk = None, np.zeros((N, 0), np.int64)
+        if c1 > c0:
+            dXk, dWk = self._gemm(self.s.fc_backward, qx, qw[:, c0:c1], qd[:, c0:c1], layer,
+                                  schedule=self.schedule, need_dx=need_dx)
+        self._keep(layer, dWk, fx + fd, dY, False, c0)     # its columns c0:c1 of dW
+        dX = None
+        if need_dx:
+            dXk = dXk if dXk is not None else np.zeros((X.shape[0], N), np.int64)
+            dX = wrap(self._allreduce(f"{layer}/bwd/dx", [dXk], ["sum"])[0], self.cfg.acc_w)
+            dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
+            if first:                         # back to this worker's rows
+                b0, b1, _ = self.rows
+                dX = dX[b0:b1]
+        return BackwardResult(dX, np.zeros(W.shape, np.float32))
+
+    # -- convolution (split by batch) ------------------------------------------------------
+    def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
+        kh, kw = w.shape[2:]
+        q = self._quantize(layer, "fwd", {"X": x, "W": w}, [
+            ("X", "W", lambda a, b: im2col(a, kh, kw, stride, pad) @ conv_weight_matrix(b),
+             "max")], sharded=("X",))
+        (qx, fx), (qw, fw) = q["X"], q["W"]
+        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad)
+        return (y * 2.0 ** -(fx + fw)).astype(np.float32)
+
+    def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
+        kh, kw = w.shape[2:]
+        prods = [("X", "dY", lambda a, b: im2col(a, kh, kw, stride, pad).T @ grad_matrix(b), "sum")]
+        if need_dx:
+            prods.append(("dY", "W", lambda a, b: col2im(grad_matrix(a) @ conv_weight_matrix(b).T,
+                                                         x.shape, kh, kw, stride, pad), "max"))
+        q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods,
+                           sharded=("X", "dY"))
+        (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
+        dx, dw = self._gemm(self.s.conv_backward, qx, qw, qd, layer, stride=stride, pad=pad,
+                            schedule=self.schedule, need_dx=need_dx)
+        self._keep(layer, dw, fx + fd, dy, True)
+        if dx is not None:
+            dx = (dx * 2.0 ** -(fd + fw)).astype(np.float32)
+        return BackwardResult(dx, np.zeros(w.shape, np.float32))
+
+
+def _fc_bwd_products(need_dx):
+    prods = [("X", "dY", lambda a, b: a.T @ b, "sum")]
+    if need_dx:
+        prods.append(("dY", "W", lambda a, b: a @ b.T, "max"))
+    return prods
+
+
+def _overflows(products, bounds, limit) -> list:
+    """(a, b, bits to drop) of every product whose accumulator bound reaches ``limit``."""
+    return [(p[0], p[1], math.ceil(math.log2(v / limit) + 1e-9))
+            for p, v in zip(products, bounds) if v >= limit]
+
+
+def _drop_bits(bits: dict, over: list) -> None:
+    """DeviceEngine's rule: for every product over the bound, drop the bits it needs from
+    the wider operand first, alternately."""
+    cut: dict = {}
+    for a, b, need in over:
+        ba, bb = bits[a] - cut.get(a, 0), bits[b] - cut.get(b, 0)
+        for _ in range(max(need, 1)):
+            if ba >= bb:
+                ba -= 1
+            else:
+                bb -= 1
+        cut[a], cut[b] = bits[a] - ba, bits[b] - bb
+    for n, c in cut.items():
+        bits[n] -= c
+
+
+# ------------------------------------------------------------------------------ worker
+
+class _Comm:
+    """A worker's side of the reductions: its pass thread posts its part and waits."""
+
+    def __init__(self, outq: queue.Queue, inq: queue.Queue, timeout: float):
+        self.outq, self.inq, self.timeout = outq, inq, timeout
+
+    def allreduce(self, tag, values, ops):
+        self.outq.put(("allreduce", tag, values, ops))
+        try:
+            r = self.inq.get(timeout=self.timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no answer from the driver within {self.timeout:.0f} s "
+                               f"({tag})") from None
+        if r is _ABORT:
+            raise _Aborted()
+        return r
+
+
+class ShardWorker:
+    """What a worker process (or Ray actor) holds: its device, driver, scheduler, engine and
+    network copy.  :meth:`handle` takes one message from the driver and returns the next
+    message for it."""
+
+    def __init__(self, net, cfg: ArrayConfig, *, schedule="intergrad", stochastic=False, seed=0,
+                 max_bits=None, modes=None, rng_state=None, backend="sim", device_kw=None,
+                 library=None, timeout=DEFAULT_TIMEOUT, index=0):
+        from .driver import Accelerator
+        if backend == "sim":
+            from .device.sim import SimDevice
+            self.dev = SimDevice(cfg, verbose=False, library=library, **(device_kw or {}))
+        else:
+            from .device import open_device
+            self.dev = open_device(backend, **(device_kw or {}))
+        self.acc = Accelerator(self.dev)
+        self.sched = Scheduler(self.acc)
+        self.net = net.copy()      # its own, writable (Ray hands read-only arrays)
+        self.index, self.timeout = index, timeout
+        self.outq: queue.Queue = queue.Queue()
+        self.inq: queue.Queue = queue.Queue()
+        self.engine = ShardEngine(self.sched, _Comm(self.outq, self.inq, timeout), schedule,
+                                  stochastic=stochastic, seed=seed, max_bits=max_bits,
+                                  modes=modes, net=self.net)
+        if rng_state is not None and self.engine.rng is not None:
+            self.engine.rng.bit_generator.state = rng_state
+        self.cache = None
+        self.thread: threading.Thread | None = None
+
+    def describe(self) -> str:
+        d = self.acc.describe()
+        return f"{socket.gethostname()}:{os.getpid()} {d['backend']} {d['array']} int{d['data_w']}"
+
+    def handle(self, msg):
+        kind = msg[0]
+        if kind in ("forward", "backward"):
+            if self.thread is not None and self.thread.is_alive():
+                return ("error", "RuntimeError", "a pass is still running")
+            self.thread = threading.Thread(target=self._pass, args=(msg,), daemon=True)
+            self.thread.start()
+            return self._next()
+        if kind == "resume":
+            self.inq.put(msg[1])
+            return self._next()
+        if kind == "abort":
+            if self.thread is None or not self.thread.is_alive():
+                return ("aborted",)
+            self.inq.put(_ABORT)
+            return self._next()
+        if kind == "query":
+            return ("done", self._query(msg[1]))
+        return ("error", "ValueError", f"unknown message {kind!r}")
+
+    def _next(self):
+        try:
+            return self.outq.get(timeout=self.timeout)
+        except queue.Empty:
+            return ("error", "TimeoutError", f"no progress within {self.timeout:.0f} s")
+
+    def _pass(self, msg) -> None:
+        try:
+            if msg[0] == "forward":
+                _, token, params, x, rows, part = msg
+                self.net.set_params(params)
+                self.engine.begin(rows, part)
+                logits, cache = self.net.forward(self.engine, x)
+                self.cache = (token, cache, self.engine.gathered)
+                out = logits
+            else:
+                _, token, dlogits = msg
+                if self.cache is None or self.cache[0] != token:
+                    raise RuntimeError("backward pass of another forward pass than the last")
+                eng = self.engine
+                eng.begin(eng.rows, eng.part)
+                eng.gathered = self.cache[2]
+                self.net.backward(eng, self.cache[1], dlogits)
+                out = (eng.partials, eng.dys)
+            self.outq.put(("done", out))
+        except _Aborted:
+            self.outq.put(("aborted",))
+        except BaseException as e:       # noqa: BLE001 - reported to the driver
+            self.outq.put(("error", type(e).__name__, _one_line(e)))
+
+    def _query(self, what):
+        if what == "describe":
+            return self.describe()
+        if what == "bits_used":
+            return self.engine.bits_used
+        if what == "report":
+            return list(self.sched.report)
+        if what == "rng":
+            return None if self.engine.rng is None else self.engine.rng.bit_generator.state
+        if what == "sim_seconds":
+            return float(getattr(self.dev, "sim_seconds", 0.0))
+        if what == "cpu_seconds":       # this process's CPU time, all its threads
+            return time.process_time()
+        raise ValueError(f"unknown query {what!r}")
+
+    def close(self) -> None:
+        self.dev.close()
+
+
+def _limit_threads() -> None:
+    """One BLAS thread per worker: N workers share N cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _worker_main(conn, init: dict) -> None:
+    """A local worker process: serve the driver's messages until it closes the pipe."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's
+    _limit_threads()
+    try:
+        w = ShardWorker(**init)
+        conn.send(("ready", w.describe()))
+    except BaseException as e:   # noqa: BLE001
+        conn.send(("error", type(e).__name__, _one_line(e)))
+        return
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "close":
+                break
+            conn.send(w.handle(msg))
+    finally:
+        w.close()
+
+
+# ------------------------------------------------------------------------------ pools
+
+class _LocalPool:
+    """Worker processes on this machine, one pipe each."""
+
+    kind = "local"
+
+    def __init__(self, inits: list[dict], timeout: float):
+        from .sweep import mp_context
+        ctx = mp_context()
+        self.timeout = timeout
+        self.procs, self.conns = [], []
+        for init in inits:
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker_main, args=(child, init), daemon=True,
+                            name=f"intergrad-worker-{init['index']}")
+            p.start()
+            child.close()
+            self.procs.append(p)
+            self.conns.append(parent)
+        self.names = []
+        try:
+            for k in range(len(inits)):
+                r = self.recv(k, max(timeout, START_TIMEOUT))
+                if r[0] != "ready":
+                    raise WorkerError(f"worker {k} could not start: {r[1]}: {r[2]}")
+                self.names.append(r[1])
+        except BaseException:
+            self.close()      # the others too
+            raise
+
+    def send(self, k, msg) -> None:
+        try:
+            self.conns[k].send(msg)
+        except (OSError, ValueError):
+            raise WorkerError(self._dead(k)) from None
+
+    def _dead(self, k) -> str:
+        p = self.procs[k]
+        p.join(1.0)
+        code = p.exitcode
+        how = f"exit status {code}" if code is None or code >= 0 else f"signal {-code}"
+        return f"worker {k} (pid {p.pid}) died ({how})"
+
+    def recv(self, k, timeout):
+        # a worker that dies closes its end of the pipe: poll() is then true and recv()
+        # raises EOFError (only the worker holds that end)
+        conn, p = self.conns[k], self.procs[k]
+        try:
+            if not conn.poll(timeout):
+                raise WorkerError(f"worker {k} (pid {p.pid}) sent nothing for {timeout:.0f} s")
+            return conn.recv()
+        except (EOFError, OSError):
+            raise WorkerError(self._dead(k)) from None
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(("close",))
+            except (OSError, ValueError):
+                pass
+        for p in self.procs:
+            p.join(10.0)
+            if p.is_alive():
+                p.terminate()
+                p.join(5.0)
+        for conn in self.conns:
+            conn.close()
+        self.procs, self.conns = [], []
+
+
+class _RayWorker:
+    """The Ray actor around a :class:`ShardWorker` (construction errors are kept and
+    reported by :meth:`ready`, not as an actor death with a traceback)."""
+
+    def __init__(self, init: dict):
+        _limit_threads()
+        try:
+            self.w, self.err = ShardWorker(**init), None
+        except BaseException as e:   # noqa: BLE001
+            self.w, self.err = None, ("error", type(e).__name__, _one_line(e))
+
+    def ready(self):
+        return self.err or ("ready", self.w.describe())
+
+    def handle(self, msg):
+        return self.w.handle(msg)
+
+
+class _RayPool:
+    """Ray actors, one device each: a local Ray instance (``address`` None) or a cluster.
+    ``resources``: extra Ray resources per actor (``{"pynq_board": 1}`` puts each actor on
+    a board that advertises one, docs/cluster.md)."""
+
+    kind = "ray"
+
+    def __init__(self, inits: list[dict], timeout: float, address=None, resources=None):
+        from .sweep import RayExecutor
+        self.ex = RayExecutor(address, num_cpus=len(inits) if address is None else None)
+        ray = self.ex.ray
+        self.ray, self.timeout = ray, timeout
+        actor = ray.remote(num_cpus=1, max_restarts=0, resources=resources or None)(_RayWorker)
+        self.actors = [actor.remote(init) for init in inits]
+        self.refs: dict = {}
+        self.names = []
+        try:
+            for k, a in enumerate(self.actors):
+                self.refs[k] = a.ready.remote()
+                r = self.recv(k, max(timeout, START_TIMEOUT))
+                if r[0] != "ready":
+                    raise WorkerError(f"worker {k} could not start: {r[1]}: {r[2]}")
+                self.names.append(r[1])
+        except BaseException:
+            self.close()
+            raise
+
+    def send(self, k, msg) -> None:
+        self.refs[k] = self.actors[k].handle.remote(msg)
+
+    def recv(self, k, timeout):
+        ray = self.ray
+        try:
+            return ray.get(self.refs.pop(k), timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise WorkerError(f"worker {k} (Ray actor) sent nothing for {timeout:.0f} s") from None
+        except ray.exceptions.RayError as e:
+            raise WorkerError(f"worker {k} (Ray actor) died: "
+                              f"{_one_line(e).split(' Traceback')[0][:300]}") from None
+
+    def close(self) -> None:
+        for a in getattr(self, "actors", []):
+            try:
+                self.ray.kill(a)
+            except Exception:   # noqa: BLE001 - already gone
+                pass
+        self.actors = []
+        self.ex.close()
+
+
+def _close_pool(pool) -> None:
+    try:
+        pool.close()
+    except Exception:   # noqa: BLE001 - at exit: best effort
+        pass
+
+
+# ------------------------------------------------------------------------------ driver
+
+class _Replay:
+    """The engine the driver hands a layer's backward to turn the summed dW into the
+    layer's gradients (its bias gradient from the gathered upstream gradient)."""
+
+    def __init__(self, dW):
+        self.dW = dW
+
+    def fc_backward(self, *args, **kw):
+        return BackwardResult(None, self.dW)
+
+    conv_backward = fc_backward
+
+
+class ParallelNet:
+    """The network as :func:`intergrad.nn.train` and :func:`~intergrad.nn.evaluate` see
+    it: forward and backward run on the workers (the engine argument is ignored); the
+    parameters, ``copy()``, ``describe()`` and the rest are the driver's network's."""
+
+    def __init__(self, dp: "DataParallel"):
+        self._dp = dp
+
+    def forward(self, engine, x):
+        return self._dp.forward(x)
+
+    def backward(self, engine, cache, dlogits):
+        return self._dp.backward(cache, dlogits)
+
+    def __getattr__(self, name):
+        return getattr(self._dp.master, name)
+
+
+class _EngineView:
+    """Stands for the engine in the training loop: ``name``, ``bits_used``, ``rng``."""
+
+    def __init__(self, dp: "DataParallel"):
+        self._dp = dp
+        self.name = f"{dp.backend} x{dp.workers}"
+
+    @property
+    def bits_used(self):
+        return self._dp.bits_used()
+
+    @property
+    def rng(self):
+        st = self._dp.query(0, "rng")
+        if st is None:
+            return None
+        g = np.random.default_rng()
+        g.bit_generator.state = st
+        return g
+
+
+class DataParallel:
+    """Data-parallel training of ``net`` on ``workers`` devices (None: one per core).
+
+    ``executor``: "local" (processes on this machine) or "ray" (actors: a local Ray
+    instance, or the cluster at ``address`` / ``$RAY_ADDRESS``).  ``backend``: "sim" (each
+    worker simulates ``cfg``) or "pynq" (each worker opens the board it runs on: Ray
+    actors with ``resources={"pynq_board": 1}``, docs/cluster.md).  ``schedule``,
+    ``stochastic``, ``seed``, ``max_bits`` as for :class:`intergrad.engine.DeviceEngine`;
+    ``rng_state``: the stochastic-rounding generator's state to start from (a checkpoint).
+
+    ``net`` stays the master copy: its parameters are the weights the optimizer updates.
+    Train with ``nn.train(dp.net, dp.engine, ...)``; :attr:`report` is every worker's
+    hardware counters.  Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, net, cfg: ArrayConfig | None = None, *, workers: int | None = None,
+                 executor: str = "local", schedule: str = "intergrad", stochastic: bool = False,
+                 seed: int = 0, max_bits: int | None = None, split_features: bool = True,
+                 rng_state=None, backend: str = "sim", device_kw: dict | None = None,
+                 address: str | None = None, resources: dict | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
+        if executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+        n = int(workers) if workers else (os.cpu_count() or 1)
+        if n < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if backend != "sim" and executor == "local" and n > 1:
+            raise ValueError(f"{n} workers on the {backend} backend need one board each: use "
+                             f"executor ray with one board per actor (docs/cluster.md)")
+        self.master = net
+        self.cfg = cfg or ArrayConfig()
+        self.workers, self.executor, self.backend = n, executor, backend
+        self.timeout = timeout
+        self.modes = layer_modes(net, split_features)
+        library = None
+        if backend == "sim" and executor == "local":
+            from .device.sim import build_library     # once, before N workers look for it
+            library = str(build_library(self.cfg))
+        inits = [dict(net=net, cfg=self.cfg, schedule=schedule, stochastic=stochastic, seed=seed,
+                      max_bits=max_bits, modes=self.modes, rng_state=rng_state, backend=backend,
+                      device_kw=device_kw, library=library, timeout=timeout, index=k)
+                 for k in range(n)]
+        self.pool = _LocalPool(inits, timeout) if executor == "local" else \
+            _RayPool(inits, timeout, address, resources)
+        self._finalizer = weakref.finalize(self, _close_pool, self.pool)
+        self.net = ParallelNet(self)
+        self.engine = _EngineView(self)
+        self._token = 0
+        self._last = None
+
+    # -- the step -----------------------------------------------------------------------
+    def forward(self, x):
+        """Logits of ``x`` (the whole batch) and a token for :meth:`backward`."""
+        x = np.asarray(x)
+        B = len(x)
+        n = min(self.workers, B)
+        cuts = [int(c) for c in np.linspace(0, B, n + 1).round()]
+        params = self.master.params()
+        self._token += 1
+        msgs = {k: ("forward", self._token, params, x[cuts[k]:cuts[k + 1]],
+                    (cuts[k], cuts[k + 1], B), (k, n)) for k in range(n)}
+        outs = self._run(msgs)
+        full = outs[0].shape[0] == B
+        logits = outs[0] if full else np.concatenate(outs)
+        self._last = (self._token, cuts, full)
+        return logits, self._token
+
+    def backward(self, token, dlogits):
+        """Gradients of the last forward pass (aligned with ``net.params()``)."""
+        if self._last is None or self._last[0] != token:
+            raise RuntimeError("backward() of another forward pass than the last one")
+        _, cuts, full = self._last
+        n = len(cuts) - 1
+        dlogits = np.asarray(dlogits)
+        outs = self._run({k: ("backward", token, dlogits if full else
+                              dlogits[cuts[k]:cuts[k + 1]]) for k in range(n)})
+        grads = []
+        for layer in self.master.layers:
+            if not layer.params():
+                continue
+            parts = [o[0][layer.name] for o in outs]
+            exps = {e for _, e, _ in parts}
+            if len(exps) != 1:
+                raise RuntimeError(f"{layer.name}: the workers scaled dW differently ({exps})")
+            total = np.zeros(layer.w.shape, np.int64)
+            for p, _, c0 in parts:
+                if c0 is None:
+                    total += p
+                else:                          # an FC worker's columns
+                    total[:, c0:c0 + p.shape[1]] += p
+            dW = wrap(total, self.cfg.acc_w) * 2.0 ** -exps.pop()
+            dys = [o[1][layer.name] for o in outs]
+            dy = np.concatenate([d for d, _ in dys]) if dys[0][1] else dys[0][0]
+            grads += layer.backward(_Replay(dW.astype(np.float32)), None, dy, False)[1]
+        return grads
+
+    def _run(self, msgs: dict) -> list:
+        """Send each worker its message, serve the reductions, return the results."""
+        ks = sorted(msgs)
+        for k in ks:
+            self.pool.send(k, msgs[k])
+        while True:
+            rep = {k: self.pool.recv(k, self.timeout) for k in ks}
+            kinds = {r[0] for r in rep.values()}
+            if kinds == {"done"}:
+                return [rep[k][1] for k in ks]
+            if kinds == {"allreduce"}:
+                tags = {r[1] for r in rep.values()}
+                if len(tags) != 1:
+                    self._abort(rep)
+                    raise WorkerError(f"workers out of step: {sorted(tags)}")
+                ops = rep[ks[0]][3]
+                red = [_reduce(op, [rep[k][2][i] for k in ks]) for i, op in enumerate(ops)]
+                for k in ks:
+                    self.pool.send(k, ("resume", red))
+                continue
+            self._abort(rep)
+            bad = [(k, r) for k, r in rep.items() if r[0] == "error"]
+            if not bad:
+                raise WorkerError(f"workers out of step: {sorted(kinds)}")
+            k, (_, tname, text) = bad[0]
+            where = self.pool.names[k] if k < len(self.pool.names) else ""
+            if tname in ("FloatingPointError", "OverflowError"):
+                raise {"FloatingPointError": FloatingPointError,
+                       "OverflowError": OverflowError}[tname](text)
+            raise WorkerError(f"worker {k} ({where}): {tname}: {text}")
+
+    def _abort(self, rep: dict) -> None:
+        """End the pass on the workers still waiting in a reduction."""
+        for k, r in rep.items():
+            if r[0] == "allreduce":
+                self.pool.send(k, _ABORT)
+                self.pool.recv(k, self.timeout)
+
+    # -- what the workers know ---------------------------------------------------------
+    def query(self, k: int, what: str):
+        self.pool.send(k, ("query", what))
+        r = self.pool.recv(k, self.timeout)
+        if r[0] != "done":
+            raise WorkerError(f"worker {k}: {r[1]}: {r[2]}")
+        return r[1]
+
+    def bits_used(self) -> dict:
+        """As DeviceEngine.bits_used (the workers' decisions are the same)."""
+        return self.query(0, "bits_used")
+
+    @property
+    def report(self) -> Report:
+        """Every worker's pass records (counters of its device), worker by worker."""
+        r = Report()
+        for k in range(self.workers):
+            r.extend(self.query(k, "report"))
+        return r
+
+    def sim_seconds(self) -> float:
+        """Wall time inside the simulators, averaged over the workers."""
+        return sum(self.query(k, "sim_seconds") for k in range(self.workers)) / self.workers
+
+    def cpu_seconds(self) -> list[float]:
+        """Each worker process's CPU time so far."""
+        return [self.query(k, "cpu_seconds") for k in range(self.workers)]
+
+    def describe(self) -> str:
+        split = [n for n, m in self.modes.items() if m == "features"]
+        how = "every layer split by batch" if not split else \
+            f"split by batch, {', '.join(split)} by output features"
+        where = "processes" if self.executor == "local" else "Ray actors"
+        return f"{self.workers} workers ({where}: {'; '.join(self.pool.names)}), {how}"
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["DataParallel", "ParallelNet", "ShardEngine", "ShardWorker", "WorkerError",
+           "EXECUTORS", "feature_plan", "layer_modes"]

@@ -1,0 +1,242 @@
+"""Data-parallel training (intergrad.parallel): N simulated devices in N worker processes give,
+after every step, the same weights bit for bit as one device (int16 and int8 builds,
+nearest and stochastic rounding, batch and output-feature splits, uneven shards); a
+failing or dying worker is one line naming it; the local pool and Ray give the same."""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from intergrad import layers as L
+from intergrad.engine import DeviceEngine
+from intergrad.nn import SGD, load_digits_split, softmax_ce
+from intergrad.parallel import DataParallel, WorkerError, feature_plan, layer_modes
+from intergrad.scheduler import Scheduler
+from intergrad.spec import ArrayConfig
+
+CFGS = {16: ArrayConfig(8, 8, 16, 32, 1), 8: ArrayConfig(8, 8, 8, 20, 1)}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split(0)
+
+
+def _one_device(cfg, stochastic, seed):
+    from intergrad.device.sim import SimDevice
+    from intergrad.driver import Accelerator
+    dev = SimDevice(cfg, verbose=False)
+    return dev, DeviceEngine(Scheduler(Accelerator(dev)), "intergrad", stochastic=stochastic,
+                              seed=seed)
+
+
+def _lockstep(net_name, bits, stochastic, workers, split, digits, batches):
+    """Train one device and ``workers`` devices side by side; compare after every step."""
+    cfg = CFGS[bits]
+    x, y = digits[0], digits[1]
+    ref = L.build(net_name, (1, 8, 8), seed=2, channels=4)
+    net = ref.copy()
+    dev, be = _one_device(cfg, stochastic, seed=7)
+    o1, o2 = SGD(ref.params(), 0.1, 0.9), SGD(net.params(), 0.1, 0.9)
+    try:
+        with DataParallel(net, cfg, workers=workers, stochastic=stochastic, seed=7,
+                          split_features=split) as dp:
+            assert dp.workers == workers
+            for i0, b in batches:
+                idx = np.arange(i0, i0 + b)
+                l1, c1 = ref.forward(be, x[idx])
+                l2, c2 = dp.net.forward(dp.engine, x[idx])
+                assert np.array_equal(l1, l2)
+                loss1, d1 = softmax_ce(l1, y[idx])
+                loss2, d2 = softmax_ce(l2, y[idx])
+                assert loss1 == loss2
+                g1, g2 = ref.backward(be, c1, d1), dp.net.backward(dp.engine, c2, d2)
+                assert len(g1) == len(g2)
+                for a, c in zip(g1, g2):
+                    assert a.dtype == c.dtype and np.array_equal(a, c)
+                o1.step(g1)
+                o2.step(g2)
+                for a, c in zip(ref.params(), net.params()):
+                    assert np.array_equal(a, c)
+            assert dp.bits_used() == be.bits_used
+            if stochastic:
+                assert dp.engine.rng.bit_generator.state == be.rng.bit_generator.state
+            rep = dp.report
+            # every GEMM layer ran on the devices, in all its passes
+            assert {(r.layer, r.pass_) for r in rep} == {(r.layer, r.pass_) for r in be.s.report}
+    finally:
+        dev.close()
+    return be
+
+
+@pytest.mark.parametrize("net_name,bits,stochastic,workers,split", [
+    ("lenet", 16, False, 2, True),
+    ("lenet", 8, True, 2, True),
+    ("lenet", 8, False, 3, False),
+    ("digits", 16, True, 2, False),
+    ("digits", 8, False, 3, True),
+], ids=["lenet-int16", "lenet-int8-stochastic", "lenet-int8-3w-batch", "digits-int16-stochastic",
+        "digits-int8-3w"])
+def test_weights_bit_identical_to_one_device(net_name, bits, stochastic, workers, split, digits):
+    # uneven shards (a batch of 31 over 3 workers), and a batch smaller than the workers
+    batches = [(0, 32), (32, 31), (63, 32), (95, 2)]
+    _lockstep(net_name, bits, stochastic, workers, split, digits, batches)
+
+
+@pytest.mark.parametrize("bits", [16, 8], ids=["int16", "int8"])
+def test_lenet5_bit_identical(bits):
+    """The largest network (conv 5x5 without padding, avg-pools, three FC layers); on the
+    int8 build its long reductions make the accumulator bound drop magnitude bits, so the
+    bounds reduced over the workers (sums of the shards' dW bounds) decide them."""
+    from intergrad.data import fit_images
+    d = load_digits_split(0)
+    x = fit_images(d[0][:24], (32, 32))
+    cfg = CFGS[bits]
+    ref = L.build("lenet5", (1, 32, 32), seed=0)
+    net = ref.copy()
+    dev, be = _one_device(cfg, bits == 8, 0)
+    try:
+        with DataParallel(net, cfg, workers=2, stochastic=bits == 8) as dp:
+            l1, c1 = ref.forward(be, x)
+            l2, c2 = dp.forward(x)
+            assert np.array_equal(l1, l2)
+            _, dl = softmax_ce(l1, d[1][:24])
+            for a, c in zip(ref.backward(be, c1, dl), dp.backward(c2, dl)):
+                assert np.array_equal(a, c)
+            assert dp.bits_used() == be.bits_used
+    finally:
+        dev.close()
+    if bits == 8:
+        assert min(min(v.values()) for v in be.bits_used.values()) < bits - 1
+
+
+def test_feature_split_covers_every_column_once():
+    net = L.build("lenet5", (1, 32, 32))
+    modes = layer_modes(net)
+    fc = {l.name: l.w.shape for l in net.gemm_layers() if modes[l.name] == "features"}
+    for cfg, n in itertools.product([CFGS[16], ArrayConfig(4, 6, 16, 32, 0)], (1, 2, 3, 5)):
+        align = 12 if cfg.rows == 4 else 8
+        plan = feature_plan(net, modes, n, cfg)
+        assert plan == feature_plan(net, modes, n, cfg) and set(plan) == set(fc)
+        for name, cols in plan.items():
+            M = fc[name][1]
+            assert len(cols) == n and cols[0][0] == 0 and cols[-1][1] == M
+            for (_, a1), (b0, _) in zip(cols, cols[1:]):
+                assert a1 == b0                      # contiguous, disjoint, in worker order
+            for c0, c1 in cols:                      # whole array blocks (or none)
+                assert c0 == c1 or c0 % align == 0
+            blocks = [-(-(c1 - c0) // align) for c0, c1 in cols]
+            assert max(blocks) - min(blocks) <= 1   # each layer as even as blocks allow
+    # 2 workers on 8x8: fc1's extra block on worker 0, fc2's on worker 1 (the totals even)
+    plan = feature_plan(net, modes, 2, CFGS[16])
+    assert plan == {"fc1": [(0, 64), (64, 120)], "fc2": [(0, 40), (40, 84)],
+                    "fc3": [(0, 8), (8, 10)]}
+    net = L.build("lenet5", (1, 32, 32))
+    assert layer_modes(net) == {"conv1": "batch", "conv2": "batch", "fc1": "features",
+                                "fc2": "features", "fc3": "features"}
+    assert set(layer_modes(net, split_features=False).values()) == {"batch"}
+
+
+def test_a_failing_worker_is_one_line_and_the_pool_recovers(digits):
+    cfg = CFGS[16]
+    net = L.build("digits", (1, 8, 8), seed=0, channels=4)
+    x = digits[0][:8]
+    with DataParallel(net, cfg, workers=2, timeout=60) as dp:
+        good, _ = dp.forward(x)
+        # worker 1 gets weights of the wrong shape: it fails while worker 0 waits in a
+        # reduction; worker 0's pass is aborted
+        params = net.params()
+        bad = [np.zeros((3, 3), np.float32)] + params[1:]
+        msgs = {0: ("forward", 99, params, x[:4], (0, 4, 8), (0, 2)),
+                1: ("forward", 99, bad, x[4:], (4, 8, 8), (1, 2))}
+        with pytest.raises(WorkerError) as e:
+            dp._run(msgs)
+        msg = str(e.value)
+        assert msg.startswith("worker 1 (") and "ValueError" in msg and "\n" not in msg
+        again, _ = dp.forward(x)                     # both workers serve the next step
+        assert np.array_equal(good, again)
+        # a diverged input is the driver's FloatingPointError (the CLI's "diverged" line)
+        with pytest.raises(FloatingPointError):
+            dp.forward(np.full_like(x, np.nan))
+        # a worker that dies: one line naming it, no hang
+        pid = dp.pool.procs[1].pid
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) died \(signal 9\)"):
+            dp.forward(x)
+
+
+def test_cli_train_workers_gives_the_one_device_run(tmp_path, capsys):
+    from intergrad.cli import main
+    out = {}
+    for w in (1, 2):
+        ck = tmp_path / f"w{w}.npz"
+        assert main(["train", "--backend", "sim", "--net", "lenet", "--channels", "4",
+                     "--epochs", "1", "--limit", "96", "--measure-steps", "0", "--no-progress",
+                     "--stochastic-rounding", "--workers", str(w), "--save", str(ck)]) == 0
+        out[w] = capsys.readouterr().out
+    assert "data parallel: 2 workers (processes" in out[2]
+
+    def lines(s, key):
+        return [l.split("(")[0] for l in s.splitlines() if l.startswith(key)]
+    assert lines(out[1], "epoch") == lines(out[2], "epoch")
+    assert lines(out[1], "test accuracy") == lines(out[2], "test accuracy")
+    assert (tmp_path / "w1.npz").read_bytes() == (tmp_path / "w2.npz").read_bytes()
+    # resumed on 2 workers (the stochastic-rounding state from the checkpoint) = 2 epochs
+    # on one device
+    args = ["train", "--backend", "sim", "--net", "lenet", "--channels", "4", "--limit", "96",
+            "--measure-steps", "0", "--no-progress", "--stochastic-rounding"]
+    assert main(args + ["--epochs", "2", "--save", str(tmp_path / "one.npz")]) == 0
+    assert main(args + ["--epochs", "2", "--workers", "2", "--load", str(tmp_path / "w2.npz"),
+                        "--save", str(tmp_path / "resumed.npz")]) == 0
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "resumed.npz").read_bytes()
+
+
+def test_ray_actors_give_the_same_weights(digits):
+    """Ray actors, one simulated device each (a local Ray instance with 2 CPUs)."""
+    pytest.importorskip("ray")
+    import ray
+    cfg = CFGS[8]
+    ref = L.build("digits", (1, 8, 8), seed=1, channels=4)
+    net = ref.copy()
+    dev, be = _one_device(cfg, True, 3)
+    x, y = digits[0][:32], digits[1][:32]
+    try:
+        with DataParallel(net, cfg, workers=2, executor="ray", stochastic=True, seed=3) as dp:
+            assert "Ray actors" in dp.describe()
+            for _ in range(2):
+                l1, c1 = ref.forward(be, x)
+                l2, c2 = dp.net.forward(dp.engine, x)
+                assert np.array_equal(l1, l2)
+                _, dl = softmax_ce(l1, y)
+                g1, g2 = ref.backward(be, c1, dl), dp.net.backward(dp.engine, c2, dl)
+                for p, a in zip(ref.params(), g1):
+                    p -= 0.1 * a
+                for p, a in zip(net.params(), g2):
+                    p -= 0.1 * a
+                assert all(np.array_equal(a, b) for a, b in zip(ref.params(), net.params()))
+        assert not ray.is_initialized()     # the instance it started is stopped
+    finally:
+        dev.close()
+
+
+def test_cli_ray_missing_is_one_line(monkeypatch, capsys):
+    import sys
+    from intergrad.cli import main
+    monkeypatch.setitem(sys.modules, "ray", None)       # as if not installed
+    assert main(["train", "--backend", "sim", "--net", "digits", "--epochs", "1", "--limit", "64",
+                 "--measure-steps", "0", "--no-progress", "--workers", "2",
+                 "--executor", "ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install" in err and "intergrad[ray]" in err and len(err.splitlines()) == 1
+
+
+def test_a_worker_that_cannot_start_is_one_line():
+    net = L.build("digits", (1, 8, 8), seed=0, channels=4)
+    with pytest.raises(WorkerError) as e:
+        DataParallel(net, CFGS[16], workers=2, device_kw={"no_such_option": 1})
+    msg = str(e.value)
+    assert msg.startswith("worker 0 could not start: TypeError") and "\n" not in msg
