@@ -20,7 +20,8 @@ import numpy as np
 from intergrad import layers as L
 from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
-from intergrad.nn import DeviceBackend, load_digits_split, softmax_ce
+from intergrad.engine import DeviceEngine
+from intergrad.nn import gradients, load_digits_split
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
@@ -61,9 +62,8 @@ class _Timed:
 
 
 def _step(net, be, x, y):
-    logits, cache = net.forward(be, x)
-    _, dl = softmax_ce(logits, y)
-    return logits, net.backward(be, cache, dl)
+    st = gradients(net, be, x, y)
+    return st.logits, st.grads
 
 
 def _same(a, b) -> bool:
@@ -94,7 +94,7 @@ def _run(a) -> int:
                 s = Scheduler(acc, record=True)
                 s.per_job = p == "per-job"
                 scheds[p], timers[p] = s, _Timed(s, dev)
-                bes[p] = DeviceBackend(s, "intergrad")
+                bes[p] = DeviceEngine(s, "intergrad")
             rng = np.random.default_rng(a.seed)
             wall = {p: [] for p in PATHS}
             sim = {p: [] for p in PATHS}
