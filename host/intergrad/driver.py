@@ -1,13 +1,26 @@
 """Job-level driver of one intergrad core on any Device backend."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import spec
-from .device.base import CoreError, Device, DeviceError
+from .device.base import CoreError, Device, DeviceError, status_bit
 from .core import CoreState, Job, JobError, pack_beats, register_writes, unpack_beats
 
 __all__ = ["Accelerator", "CoreError"]
+
+# per-job constants, looked up once (a pass has thousands of jobs of a few kinds)
+_CTRL, _STATUS = spec.REG["CTRL"].offset, spec.REG["STATUS"].offset
+_START = spec.pack_fields("CTRL", START=1)
+_ERROR = status_bit("ERROR")
+
+
+@functools.lru_cache(maxsize=1024)
+def _program(job: Job) -> tuple[tuple[str, int], ...]:
+    """register_writes(job), computed once per distinct job."""
+    return tuple(register_writes(job))
 
 
 class Accelerator:
@@ -68,32 +81,32 @@ class Accelerator:
         """Run one job; ``lanes`` are its input beats as (n, in_lanes) integers.  Returns the
         output beats as (n, out_lanes) int64."""
         cfg = self.cfg
-        what = job.describe()
         try:
             self.state.check(cfg, job)
         except JobError as e:
-            raise JobError(e.name, f"{what}: {e}") from None
+            raise JobError(e.name, f"{job.describe()}: {e}") from None
         lanes = np.asarray(lanes)
         if lanes.shape != (job.in_beats(), cfg.in_lanes):
             raise ValueError(f"job needs {job.in_beats()} input beats of {cfg.in_lanes} lanes, "
                              f"got array of shape {lanes.shape}")
-        for name, value in register_writes(job):
+        for name, value in _program(job):
             self._wr(name, value)
         data = pack_beats(lanes, cfg.data_w, cfg.in_axis_bits)
         try:
-            self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", START=1))
+            self.device.write(_CTRL, _START)
             raw = self.device.transfer(data, job.out_beats(),
                                        self.timeout if timeout is None else timeout)
-            st = self.device.status()
-            if st["ERROR"]:  # a backend raises CoreError itself; this is a second line
+            word = self.device.read(_STATUS)
+            if word & _ERROR:  # a backend raises CoreError itself; this is a second line
                 self.device.recover()
-                cause = spec.error_name(st["ERR_CAUSE"])
+                cause = spec.error_name(spec.unpack_field("STATUS", "ERR_CAUSE", word))
                 raise CoreError(f"core reported {cause}: {spec.ERRORS.get(cause, (0, ''))[1]}",
                                 cause)
         except DeviceError as e:
             # the backend ran its recovery sequence: the core was soft-reset (preloaded
             # weights and saved accumulators are gone) and is idle
             self._forget()
+            what = job.describe()
             if isinstance(e, CoreError):
                 raise CoreError(f"{what}: {e}", e.cause) from e
             raise type(e)(f"{what}: {e}") from e

@@ -25,6 +25,7 @@ from .core import MODES, check_fits, put_data, put_weights, wrap
 from .driver import Accelerator
 from .engine import BackwardResult
 from .plan import PASS_MODE, SCHEDULES, pass_dims, plan_pass
+from .stream import run_pass
 
 
 @dataclasses.dataclass
@@ -212,9 +213,25 @@ class Scheduler:
                           stacklevel=3)
 
     # -- passes --------------------------------------------------------------------------
+    #: False: a pass's input beats are built and its output beats decoded whole, by numpy
+    #: gathers (:mod:`intergrad.stream`); True: the per-job loop of :meth:`_run` (the same
+    #: jobs and results; kept for comparison)
+    per_job = False
+
+    def _run_whole(self, layer, pass_, schedule, B, N, M, X, W, dY):
+        before = self.accel.counters() if self.record else None
+        res, dW, lay = run_pass(self.accel, pass_, B, N, M, X, W, dY, self.double_buffer)
+        if self.record:
+            after = self.accel.counters()
+            delta = {k: after[k] - before[k] for k in _COUNTED}
+            self.report.append(PassRecord(layer, pass_, schedule, len(lay.jobs), B, N, M, delta))
+        return res, dW
+
     def _run(self, layer: str, pass_: str, schedule: str, B: int, N: int, M: int,
              X=None, W=None, dY=None):
         """Run one pass; returns (out_rows_result, dW) as available."""
+        if not self.per_job:
+            return self._run_whole(layer, pass_, schedule, B, N, M, X, W, dY)
         cfg = self.cfg
         R = cfg.rows
         jobs = plan_pass(cfg, pass_, B, N, M, self.double_buffer)

@@ -127,6 +127,10 @@ def _run(cmd, env, cwd, what):
         raise DeviceError(f"{what} failed (exit {r.returncode}) running:\n  {' '.join(cmd)}\n{tail}")
 
 
+#: (STATUS offset, BUSY mask, ERROR mask): what ig_transfer polls
+_POLL = (spec.REG["STATUS"].offset, status_bit("BUSY"), status_bit("ERROR"))
+
+
 class _Lib:
     _cache: dict[str, ctypes.CDLL] = {}
 
@@ -287,8 +291,7 @@ class SimDevice(Device):
         t0 = time.perf_counter()
         try:
             rc = self._lib.ig_transfer(self._h, buf, n_in, ib, int(bool(tlast)), out.ctypes.data,
-                                       out_beats, ob, spec.REG["STATUS"].offset,
-                                       status_bit("BUSY"), status_bit("ERROR"),
+                                       out_beats, ob, *_POLL,
                                        self.poll_every, self.max_cycles, float(timeout),
                                        ctypes.byref(n_in_done), ctypes.byref(n_out),
                                        ctypes.byref(got))

@@ -1,0 +1,217 @@
+"""A whole GEMM pass's stream, built and decoded with a few numpy gathers.
+
+:meth:`intergrad.scheduler.Scheduler._run` used to walk a pass's jobs in Python: per job it
+cut operand tiles, wrote lane arrays, ran the job and scattered its outputs.  Here the same
+stream is described once per pass shape by a :class:`PassLayout` (cached: a training run
+repeats the same shapes every step):
+
+* ``in_index`` (n_in_beats, in_lanes): for every lane of every input beat of the pass, the
+  position of its value in the flat source vector ``[0, X.ravel(), W.ravel(), dY.ravel()]``
+  (0: a zero lane: unused lanes, edge-tile padding, the zero-padded part of a PRELOAD of a
+  smaller next tile);
+* ``res_index`` (col_tiles, B, rows): where each column tile's partial of the result
+  (fwd: Y, dx/ig: dX) sits in the flat output beats; the partials are summed over the column
+  tiles and wrapped to ACC_W, as the scheduler does;
+* ``dw_index`` (rows, cols): where each dW element is drained (DRAIN of the tile's last job,
+  or DRAIN_PREV of the next tile's first job after a SAVE).
+
+Building a pass's lanes is then ``source[in_index]`` and decoding it ``out.ravel()[index]``;
+the jobs (:func:`intergrad.plan.plan_pass`, unchanged) still go to the core one by one
+(:meth:`Accelerator.run_job`) unless the driver has ``run_pass`` (job queues: a whole pass
+in one transfer per queue).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from .core import MODES, wrap
+from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
+from .spec import ArrayConfig
+
+__all__ = ["PassLayout", "layout", "build_pass", "decode_pass", "run_jobs", "run_pass"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PassLayout:
+    """Where every input lane comes from and every output lane goes, for one pass shape."""
+
+    pass_: str
+    B: int
+    N: int
+    M: int
+    jobs: tuple[TileJob, ...]
+    in_offsets: np.ndarray    # (jobs + 1,) first input beat of each job
+    out_offsets: np.ndarray   # (jobs + 1,) first output beat of each job
+    in_index: np.ndarray      # (in_beats, in_lanes) into [0, X, W, dY] (flattened)
+    res_index: np.ndarray | None  # (col_tiles, B, rows) into the flat output lanes
+    dw_index: np.ndarray | None   # (rows, cols) into the flat output lanes
+    #: the flat source vector, allocated once and refilled by every build_pass (a fresh
+    #: array of this size per pass costs ten times the gather: new pages); one pass at a
+    #: time per process
+    source: np.ndarray
+    reads: frozenset      # the operands ("X", "W", "dY") the pass's lanes come from
+
+    @property
+    def in_beats(self) -> int:
+        return int(self.in_offsets[-1])
+
+    @property
+    def out_beats(self) -> int:
+        return int(self.out_offsets[-1])
+
+
+def _grid(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Flat positions ``base + r*width + c`` of a (len(r), len(c)) grid of a (h, w)
+    row-major operand; positions outside it are 0 (a zero lane)."""
+    R, C = np.meshgrid(r, c, indexing="ij")
+    return np.where((R < h) & (C < w), base + R * width + C, 0)
+
+
+@functools.lru_cache(maxsize=64)  # a network's passes; a big conv pass's indices are MBs
+def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
+           double_buffer: bool = True) -> PassLayout:
+    """The :class:`PassLayout` of the jobs :func:`plan_pass` issues for this pass."""
+    jobs = tuple(plan_pass(cfg, pass_, B, N, M, double_buffer))
+    kind = MODES[PASS_MODE[pass_]]
+    rows, cols = pass_dims(pass_, N, M)
+    R, C, OL = cfg.rows, cfg.cols, cfg.out_lanes
+    # flat source vector [0, X (B x N), W (N x M), dY (B x M)]
+    x0, w0 = 1, 1 + B * N
+    y0 = w0 + N * M
+    lr, lc = np.arange(R), np.arange(C)
+
+    def stationary(r0, c0, transpose, beats):
+        """Weight beats of the stationary tile at (r0, c0): plain, beat n = row n in the
+        top lanes; TRANSPOSE, beat m = column m in the left lanes."""
+        n = np.arange(beats)
+        if pass_ == "fwd":  # S = W^T: S[i, j] = W[c0 + j, r0 + i]
+            if transpose:
+                return _grid(w0, M, c0 + n, r0 + lr, N, M), slice(0, R)
+            return _grid(w0, M, c0 + lc, r0 + n, N, M).T, slice(R, R + C)
+        if transpose:
+            return _grid(w0, M, r0 + lr, c0 + n, N, M).T, slice(0, R)
+        return _grid(w0, M, r0 + n, c0 + lc, N, M), slice(R, R + C)
+
+    n_jobs = len(jobs)
+    in_off = np.zeros(n_jobs + 1, dtype=np.int64)
+    out_off = np.zeros(n_jobs + 1, dtype=np.int64)
+    for k, tj in enumerate(jobs):
+        in_off[k + 1] = in_off[k] + tj.job.in_beats()
+        out_off[k + 1] = out_off[k] + tj.job.out_beats()
+    idx = np.zeros((int(in_off[-1]), cfg.in_lanes), dtype=np.int64)
+    n_rt, n_ct = -(-rows // R), -(-cols // C)
+    res_beat = np.full((n_rt, n_ct, B), -1, dtype=np.int64) if kind.data_out else None
+    drain_beat = np.full((n_rt, n_ct), -1, dtype=np.int64) if kind.accumulates else None
+    top, top_w = (x0, N) if pass_ == "fwd" else (y0, M)
+    for k, tj in enumerate(jobs):
+        j = tj.job
+        pos, r0, c0, b0, bl = int(in_off[k]), tj.r0, tj.c0, tj.b0, j.batch
+        tr = j.has("TRANSPOSE")
+        if j.has("LOAD_W"):
+            g, lanes = stationary(r0, c0, tr, j.weight_beats())
+            idx[pos:pos + len(g), lanes] = g
+            pos += len(g)
+        b = b0 + np.arange(bl)
+        idx[pos:pos + bl, R:R + C] = _grid(top, top_w, b, c0 + lc, B, cols)
+        if kind.left_data:  # X[:, r0:r0 + ra] in the left lanes
+            idx[pos:pos + bl, :R] = _grid(x0, N, b, r0 + lr, B, rows)
+        pos += bl
+        if j.has("PRELOAD"):  # the next tile, zero-padded to this job's shape
+            g, lanes = stationary(*tj.next_tile, tr, j.weight_beats())
+            idx[pos:pos + len(g), lanes] = g
+        ob = int(out_off[k])
+        if tj.prev_tile is not None:  # the previous tile's saved accumulators come first
+            drain_beat[tj.prev_tile[0] // R, tj.prev_tile[1] // C] = ob
+            ob += j.prev_rows
+        if kind.data_out:
+            res_beat[r0 // R, c0 // C, b0:b0 + bl] = ob + np.arange(bl)
+            ob += bl
+        if j.has("DRAIN"):
+            drain_beat[r0 // R, c0 // C] = ob
+    res_index = dw_index = None
+    r = np.arange(rows)
+    if res_beat is not None:
+        assert (res_beat >= 0).all(), "a result partial no job delivers"
+        # [ct, b, r] -> beat res_beat[r // R, ct, b], lane r % R
+        res_index = res_beat[r // R].transpose(1, 2, 0) * OL + r % R
+    if drain_beat is not None:
+        assert (drain_beat >= 0).all(), "a dW tile no job drains"
+        c = np.arange(cols)
+        dw_index = (drain_beat[r // R][:, c // C] + (r % R)[:, None]) * OL + c % C
+    # C order: a gather's result takes its index's memory order, and the results must have
+    # the per-job loop's (float reductions downstream, e.g. a bias gradient, depend on it)
+    res_index, dw_index = (None if a is None else np.ascontiguousarray(a)
+                           for a in (res_index, dw_index))
+    for a in (in_off, out_off, idx, res_index, dw_index):
+        if a is not None:
+            a.setflags(write=False)
+    return PassLayout(pass_, B, N, M, jobs, in_off, out_off, idx, res_index, dw_index,
+                      np.zeros(y0 + B * M, dtype=np.int64),
+                      frozenset({"X" if pass_ == "fwd" else "dY"}
+                                | ({"W"} if kind.uses_weights else set())
+                                | ({"X"} if kind.left_data else set())))
+
+
+def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
+    """All input beats of the pass, (lay.in_beats, in_lanes) int64, in job order.  Operands
+    the pass does not read may be None (X (B, N), W (N, M), dY (B, M) otherwise)."""
+    B, N, M = lay.B, lay.N, lay.M
+    src, pos = lay.source, 1
+    for name, a, shape in (("X", X, (B, N)), ("W", W, (N, M)), ("dY", dY, (B, M))):
+        n = shape[0] * shape[1]
+        if a is None and name in lay.reads:
+            raise ValueError(f"the {lay.pass_} pass reads {name}, got None")
+        if a is not None:  # an operand the pass does not read is never indexed
+            a = np.asarray(a)
+            if a.shape != shape:
+                raise ValueError(f"operand of shape {a.shape}, the pass expects {shape}")
+            src[pos:pos + n] = a.ravel()
+        pos += n
+    return src[lay.in_index]
+
+
+def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
+    """(result, dW) of the pass from all its output beats (lay.out_beats, out_lanes): the
+    result (B, rows) summed over column tiles and wrapped to ACC_W, or None; dW (rows, cols)
+    as drained, or None -- what :meth:`Scheduler._run` returns."""
+    flat = np.asarray(out, dtype=np.int64).ravel()
+    res = None
+    if lay.res_index is not None:
+        res = wrap(flat[lay.res_index].sum(axis=0), acc_w)
+    dW = flat[lay.dw_index] if lay.dw_index is not None else None
+    return res, dW
+
+
+def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
+    """Send the pass's jobs and return all output beats (out_beats, out_lanes).
+
+    A driver with ``run_pass(jobs, lanes_list) -> list of outputs`` (job queues: the whole
+    pass in one transfer per queue, :mod:`intergrad.passes` on the in-band descriptor
+    branch) gets the pass in one call, each job's input a view of ``lanes``; otherwise one
+    :meth:`Accelerator.run_job` per job on slices of ``lanes``."""
+    jobs = [tj.job for tj in lay.jobs]
+    io, oo = lay.in_offsets.tolist(), lay.out_offsets.tolist()
+    views = [lanes[io[k]:io[k + 1]] for k in range(len(jobs))]
+    whole = getattr(accel, "run_pass", None)
+    if whole is not None:
+        outs = whole(jobs, views)
+        if len(outs) != len(jobs):
+            raise ValueError(f"run_pass returned {len(outs)} outputs for {len(jobs)} jobs")
+        return np.concatenate(outs) if outs else np.zeros((0, accel.cfg.out_lanes), np.int64)
+    out = np.empty((lay.out_beats, accel.cfg.out_lanes), dtype=np.int64)
+    for k, (j, v) in enumerate(zip(jobs, views)):
+        out[oo[k]:oo[k + 1]] = accel.run_job(j, v)
+    return out
+
+
+def run_pass(accel, pass_: str, B: int, N: int, M: int, X=None, W=None, dY=None,
+             double_buffer: bool = True):
+    """One GEMM pass on ``accel``: (result, dW, layout), as :meth:`Scheduler._run` computes
+    them.  Operands must already be checked (integers fitting DATA_W)."""
+    lay = layout(accel.cfg, pass_, B, N, M, double_buffer)
+    out = run_jobs(accel, lay, build_pass(lay, X, W, dY))
+    res, dW = decode_pass(lay, out, accel.cfg.acc_w)
+    return res, dW, lay

@@ -1,0 +1,219 @@
+"""Whole-pass streams (intergrad.stream) on the simulated core: the same results (numpy's
+exact products wrapped to ACC_W), the same lanes and the same hardware counters as the
+scheduler's per-job loop, in every pass, with and without double buffering, on edge tiles
+and on batches split into several chunks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from intergrad import plan, stream
+from intergrad.driver import Accelerator
+from intergrad.stream import build_pass, decode_pass, layout, run_jobs
+from intergrad.plan import PASSES
+from intergrad.scheduler import Scheduler, gemm_reference
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*may exceed the.*accumulator")
+
+
+def operands(rng, cfg, B, N, M):
+    lim = 1 << (cfg.data_w - 1)
+    return (rng.integers(-lim, lim, (B, N)), rng.integers(-lim, lim, (N, M)),
+            rng.integers(-lim, lim, (B, M)))
+
+
+def reference(cfg, pass_, X, W, dY):
+    """(result, dW) of a pass by numpy."""
+    a = cfg.acc_w
+    return {"fwd": (gemm_reference(X, W, a), None),
+            "dx": (gemm_reference(dY, W.T, a), None),
+            "dw": (None, gemm_reference(X.T, dY, a)),
+            "ig": (gemm_reference(dY, W.T, a), gemm_reference(X.T, dY, a))}[pass_]
+
+
+def same(a, b):
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
+class _NoQueue:
+    """The accelerator without run_pass (job queues, when the driver has them): the whole
+    pass's stream goes job by job, so its counters must equal the per-job loop's exactly."""
+
+    def __init__(self, acc):
+        self._acc = acc
+
+    def __getattr__(self, name):
+        if name == "run_pass":
+            raise AttributeError(name)
+        return getattr(self._acc, name)
+
+
+def compare_paths(dev, shapes, seed, double_buffer):
+    acc = Accelerator(dev)
+    old, new = Scheduler(acc, double_buffer), Scheduler(_NoQueue(acc), double_buffer)
+    old.per_job = True
+    rng = np.random.default_rng(seed)
+    for B, N, M in shapes:
+        X, W, dY = operands(rng, acc.cfg, B, N, M)
+        for p in PASSES:
+            want = reference(acc.cfg, p, X, W, dY)
+            got_old = old._run("L", p, "-", B, N, M, X=X, W=W, dY=dY)
+            got_new = new._run("L", p, "-", B, N, M, X=X, W=W, dY=dY)
+            for w, o, n, what in zip(want, got_old, got_new, ("result", "dW")):
+                assert same(o, w), f"per-job {p} {B}x{N}x{M} {what} != numpy"
+                assert same(n, w), f"whole-pass {p} {B}x{N}x{M} {what} != numpy"
+                # the same memory order too (float reductions of the results depend on it)
+                assert n is None or n.flags.c_contiguous == o.flags.c_contiguous, what
+    assert len(old.report) == len(new.report) == len(shapes) * len(PASSES)
+    for ro, rn in zip(old.report, new.report):
+        assert ro.row() == rn.row(), (ro.row(), rn.row())
+        assert ro.counters["jobs"] == rn.jobs > 0
+
+
+def random_shapes(cfg, rng, n):
+    R, C = cfg.rows, cfg.cols
+    fixed = [(1, 1, 1), (3, R, C), (5, 2 * R + 1, C + 3), (4, R - 1 or 1, 2 * C + 1)]
+    return fixed + [tuple(int(v) for v in rng.integers(1, 3 * max(R, C), 3)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("double_buffer", [True, False], ids=["dbuf", "single"])
+def test_whole_pass_equals_per_job_and_numpy(dev, double_buffer):
+    shapes = random_shapes(dev.cfg, np.random.default_rng(7), 4)
+    compare_paths(dev, shapes, 1 + double_buffer, double_buffer)
+
+
+@pytest.mark.parametrize("double_buffer", [True, False], ids=["dbuf", "single"])
+def test_batch_chunks(dev, monkeypatch, double_buffer):
+    """Batches longer than the BATCH register split into chunks (MAX_BATCH made small):
+    OS/IG chunks of one tile keep accumulating, WS chunks each deliver their rows."""
+    monkeypatch.setattr(plan, "MAX_BATCH", 4)
+    layout.cache_clear()
+    try:
+        cfg = dev.cfg
+        shapes = [(9, 2 * cfg.rows + 1, cfg.cols + 2), (4, cfg.rows, 1), (13, 1, 2 * cfg.cols)]
+        lay = layout(cfg, "ig", *shapes[0], double_buffer)
+        assert max(tj.job.batch for tj in lay.jobs) == 4 and len(lay.jobs) > 3
+        compare_paths(dev, shapes, 3, double_buffer)
+    finally:
+        layout.cache_clear()
+
+
+def test_lanes_equal_the_per_job_lanes(dev):
+    """The whole pass's input beats are the per-job loop's lanes, job after job (recorded
+    from Accelerator.run_job calls), and the outputs decode from one array."""
+    acc = Accelerator(dev)
+    seen = []
+    run_job = acc.run_job
+
+    def spy(job, lanes, timeout=None):
+        seen.append(np.array(lanes))
+        return run_job(job, lanes, timeout)
+
+    acc.run_job = spy
+    s = Scheduler(acc)
+    s.per_job = True
+    rng = np.random.default_rng(4)
+    B, N, M = 7, 2 * acc.cfg.rows + 3, acc.cfg.cols + 1
+    X, W, dY = operands(rng, acc.cfg, B, N, M)
+    for p in PASSES:
+        seen.clear()
+        s._run("L", p, "-", B, N, M, X=X, W=W, dY=dY)
+        lay = layout(acc.cfg, p, B, N, M)
+        lanes = build_pass(lay, X, W, dY)
+        assert lanes.shape == (lay.in_beats, acc.cfg.in_lanes)
+        assert np.array_equal(lanes, np.concatenate(seen)), p
+
+
+class _Queue:
+    """A driver with run_pass(jobs, lanes_list) -> list of each job's output beats (the
+    signature of the in-band queue's Accelerator.run_pass), here made of run_job calls so
+    the result can be checked on any build."""
+
+    def __init__(self, acc):
+        self.acc, self.cfg, self.calls = acc, acc.cfg, 0
+
+    def run_pass(self, jobs, lanes_list):
+        self.calls += 1
+        assert len(jobs) == len(lanes_list)
+        return [self.acc.run_job(j, l) for j, l in zip(jobs, lanes_list)]
+
+
+def test_run_pass_uses_the_drivers_queue(dev):
+    acc = Accelerator(dev)
+    q = _Queue(acc)
+    rng = np.random.default_rng(9)
+    B, N, M = 6, acc.cfg.rows + 2, 2 * acc.cfg.cols + 1
+    X, W, dY = operands(rng, acc.cfg, B, N, M)
+    for k, p in enumerate(PASSES, 1):
+        res, dW, lay = stream.run_pass(q, p, B, N, M, X, W, dY)
+        want = reference(acc.cfg, p, X, W, dY)
+        assert same(res, want[0]) and same(dW, want[1]), p
+        assert q.calls == k
+        # the per-job fallback on the same stream decodes to the same
+        out = run_jobs(acc, lay, build_pass(lay, X, W, dY))
+        r2, d2 = decode_pass(lay, out, acc.cfg.acc_w)
+        assert same(r2, res) and same(d2, dW), p
+
+
+def test_narrow_widths(monkeypatch):
+    """An 8-bit data, 20-bit accumulator build (non-native lane widths on both streams)."""
+    from intergrad.device.sim import SimDevice
+    from intergrad.spec import ArrayConfig
+    d = SimDevice(ArrayConfig(8, 8, 8, 20, 1), verbose=False)
+    try:
+        cfg = d.cfg
+        compare_paths(d, [(5, 9, 17), (3, 8, 8), (11, 1, 3)], 12, True)
+    finally:
+        d.close()
+    assert cfg.acc_w == 20
+
+
+def test_operand_shape_checked(dev):
+    lay = layout(dev.cfg, "fwd", 2, 3, 4)
+    with pytest.raises(ValueError, match="expects"):
+        build_pass(lay, X=np.zeros((3, 2), dtype=np.int64), W=np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="reads W"):  # not the previous pass's W
+        build_pass(lay, X=np.zeros((2, 3), dtype=np.int64))
+    assert {p: layout(dev.cfg, p, 2, 3, 4).reads for p in PASSES} == {
+        "fwd": {"X", "W"}, "dx": {"W", "dY"}, "dw": {"X", "dY"}, "ig": {"X", "W", "dY"}}
+
+
+def test_source_buffer_reuse(dev):
+    """A layout's source vector is refilled per pass: earlier lanes stay as built, later
+    ones come from the new operands only."""
+    rng = np.random.default_rng(21)
+    B, N, M = 5, dev.cfg.rows + 3, dev.cfg.cols + 2
+    ops = [operands(rng, dev.cfg, B, N, M) for _ in range(2)]
+    lay = layout(dev.cfg, "ig", B, N, M)
+    first = build_pass(lay, *ops[0])
+    keep = first.copy()
+    second = build_pass(lay, *ops[1])
+    assert np.array_equal(first, keep)
+    layout.cache_clear()
+    try:
+        assert np.array_equal(second, build_pass(layout(dev.cfg, "ig", B, N, M), *ops[1]))
+        assert not np.array_equal(first, second)
+    finally:
+        layout.cache_clear()
+
+
+def test_queued_pass_when_the_driver_has_queues(dev):
+    """With a driver that runs passes as job queues (Accelerator.run_pass), the scheduler's
+    results stay exact and the work counted is the same jobs' (header beats aside)."""
+    acc = Accelerator(dev)
+    if not hasattr(acc, "run_pass"):
+        pytest.skip("this driver has no run_pass (job queues)")
+    old, new = Scheduler(_NoQueue(acc)), Scheduler(acc)
+    rng = np.random.default_rng(17)
+    B, N, M = 9, 2 * acc.cfg.rows + 1, acc.cfg.cols + 3
+    X, W, dY = operands(rng, acc.cfg, B, N, M)
+    for p in PASSES:
+        want = reference(acc.cfg, p, X, W, dY)
+        got = new._run("L", p, "-", B, N, M, X=X, W=W, dY=dY)
+        old._run("L", p, "-", B, N, M, X=X, W=W, dY=dY)
+        assert same(got[0], want[0]) and same(got[1], want[1]), p
+    for ro, rn in zip(old.report, new.report):
+        for k in ("macs", "out_beats", "wload_beats", "jobs"):
+            assert ro.counters[k] == rn.counters[k], (ro.pass_, k)
+        assert ro.counters["in_beats"] <= rn.counters["in_beats"] <= \
+            ro.counters["in_beats"] + ro.jobs
