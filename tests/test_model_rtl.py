@@ -15,17 +15,18 @@ from intergrad.zoo import Layer, Network
 EXACT = ("steps", "macs", "in_beats", "out_beats", "wload_beats", "jobs")
 
 
-def _model_pass(cfg, layer, batch, schedule, pass_, first_dx=True):
+def _model_pass(cfg, layer, batch, schedule, pass_, first_dx=True, queued=False):
     name = {"baseline": "wsos"}.get(schedule, "intergrad" if cfg.dual_mac else "intergrad1")
     res = profile(Network("one", [layer]), DATAFLOWS[name],
-                  Array(cfg.rows, cfg.cols, cfg.data_w, cfg.acc_w), batch, first_dx=first_dx)
+                  Array(cfg.rows, cfg.cols, cfg.data_w, cfg.acc_w, queued=queued), batch,
+                  first_dx=first_dx)
     return {k: int(v[0]) for k, v in res.passes[pass_].items() if k in EXACT + ("busy_cycles",)}
 
 
 def _check(cfg, report, layer, batch, first_dx=True):
     assert len(report)
     for rec in report:
-        want = _model_pass(cfg, layer, batch, rec.schedule, rec.pass_, first_dx)
+        want = _model_pass(cfg, layer, batch, rec.schedule, rec.pass_, first_dx, rec.queued)
         got = rec.counters
         for k in EXACT:
             assert got[k] == want[k], (rec.layer, rec.pass_, rec.schedule, k, got[k], want[k])

@@ -201,11 +201,13 @@ def register_writes(job: Job) -> list[tuple[str, int]]:
     ]
 
 
-def expected_counters(cfg: ArrayConfig, job: Job) -> dict[str, int]:
+def expected_counters(cfg: ArrayConfig, job: Job, queued: bool = False) -> dict[str, int]:
     """Closed-form counter increments of one error-free job, stalls excluded.
 
     ``busy_cycles`` here is the stall-free figure: the RTL's busy_cycles equals it plus the
     measured stall_in and stall_out.  A DRAIN_PREV drain adds output beats but no steps.
+    ``queued``: the job came from a job queue (CTRL.QUEUE): its header beat is one more
+    input beat and one more busy cycle (the cycle that takes it), no step.
     """
     F = cfg.flush_steps
     L, P, D, B = job.load_beats(), job.preload_beats(), job.drain_beats(), job.batch
@@ -213,21 +215,21 @@ def expected_counters(cfg: ArrayConfig, job: Job) -> dict[str, int]:
     k = job.kind.macs_per_pe
     slow_extra = (k - 1) * (B + F) if not cfg.dual_mac else 0
     return {
-        "busy_cycles": steps + slow_extra,
+        "busy_cycles": steps + slow_extra + queued,
         "steps": steps,
         "macs": B * job.rows_act * job.cols_act * k,
-        "in_beats": job.in_beats(),
+        "in_beats": job.in_beats() + queued,
         "wload_beats": L + P,
         "out_beats": job.out_beats(),
         "jobs": 1,
     }
 
 
-def jobs_counters(cfg: ArrayConfig, jobs: Iterable[Job]) -> dict[str, int]:
-    """Sum of :func:`expected_counters` over several jobs."""
+def jobs_counters(cfg: ArrayConfig, jobs: Iterable[Job], queued: bool = False) -> dict[str, int]:
+    """Sum of :func:`expected_counters` over several jobs (``queued``: one job queue)."""
     tot: dict[str, int] = {}
     for j in jobs:
-        for k, v in expected_counters(cfg, j).items():
+        for k, v in expected_counters(cfg, j, queued).items():
             tot[k] = tot.get(k, 0) + v
     return tot
 

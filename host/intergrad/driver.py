@@ -44,7 +44,10 @@ class Accelerator:
         if dcfg is not None and dcfg != self.cfg:
             raise DeviceError(f"device reports build {self.cfg}, backend was opened for {dcfg}")
         self._shadow: dict[str, int] = {}
-        self.state = CoreState()  # the core's pending preload / saved accumulators
+        self.state = CoreState()
+        #: jobs sent in job queues so far (each with a header beat): a pass's share tells
+        #: the counter formulas (core.expected_counters(queued=...)) how it ran
+        self.queued_jobs = 0  # the core's pending preload / saved accumulators
         self.recover()  # whatever a previous user left: the core and the DMA start idle
 
     # -- registers --------------------------------------------------------------------

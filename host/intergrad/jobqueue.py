@@ -87,6 +87,7 @@ def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
                 else type(e)(f"{what}: {e}")
             err.job = k
             raise err from e
+        accel.queued_jobs += end - first    # header beats sent (the counters count them)
         beats = unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
         pos = 0
         for j in qjobs:

@@ -135,6 +135,7 @@ def plan_training_step(cfg: ArrayConfig, B: int, N: int, M: int, schedule: str =
     return jobs
 
 
-def plan_counters(cfg: ArrayConfig, jobs: list[TileJob]) -> dict[str, int]:
-    """Closed-form counter totals (stall-free busy cycles) of a job list."""
-    return jobs_counters(cfg, (tj.job for tj in jobs))
+def plan_counters(cfg: ArrayConfig, jobs: list[TileJob], queued: bool = False) -> dict[str, int]:
+    """Closed-form counter totals (stall-free busy cycles) of a job list (``queued``: sent as
+    job queues, one header beat per job)."""
+    return jobs_counters(cfg, (tj.job for tj in jobs), queued)

@@ -40,6 +40,8 @@ class PassRecord:
     N: int
     M: int
     counters: dict
+    #: the pass ran as job queues (one header beat per job, counted in in_beats/busy_cycles)
+    queued: bool = False
 
     def row(self) -> dict:
         d = {"layer": self.layer, "pass": self.pass_, "schedule": self.schedule,
@@ -220,11 +222,16 @@ class Scheduler:
 
     def _run_whole(self, layer, pass_, schedule, B, N, M, X, W, dY):
         before = self.accel.counters() if self.record else None
+        q0 = getattr(self.accel, "queued_jobs", 0)
         res, dW, lay = run_pass(self.accel, pass_, B, N, M, X, W, dY, self.double_buffer)
         if self.record:
             after = self.accel.counters()
             delta = {k: after[k] - before[k] for k in _COUNTED}
-            self.report.append(PassRecord(layer, pass_, schedule, len(lay.jobs), B, N, M, delta))
+            queued = getattr(self.accel, "queued_jobs", 0) - q0
+            if queued not in (0, len(lay.jobs)):   # a plan pass ends with output: all or none
+                raise RuntimeError(f"{layer} {pass_}: {queued} of {len(lay.jobs)} jobs queued")
+            self.report.append(PassRecord(layer, pass_, schedule, len(lay.jobs), B, N, M, delta,
+                                          queued=queued > 0))
         return res, dW
 
     def _run(self, layer: str, pass_: str, schedule: str, B: int, N: int, M: int,

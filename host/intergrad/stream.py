@@ -189,8 +189,8 @@ def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
     """Send the pass's jobs and return all output beats (out_beats, out_lanes).
 
     A driver with ``run_pass(jobs, lanes_list) -> list of outputs`` (job queues: the whole
-    pass in one transfer per queue, :mod:`intergrad.passes` on the in-band descriptor
-    branch) gets the pass in one call, each job's input a view of ``lanes``; otherwise one
+    pass in one transfer per queue, :mod:`intergrad.jobqueue`, in-band job descriptors)
+    gets the pass in one call, each job's input a view of ``lanes``; otherwise one
     :meth:`Accelerator.run_job` per job on slices of ``lanes``."""
     jobs = [tj.job for tj in lay.jobs]
     io, oo = lay.in_offsets.tolist(), lay.out_offsets.tolist()

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..spec import ArrayConfig
-from ..core import Job, JobError, expected_counters
+from ..core import Job, JobError, jobs_counters
 from . import ArrayModel
 
 __all__ = ["QueueResult", "run_queue", "queue_counters", "header_error", "random_queue"]
@@ -64,13 +64,7 @@ def run_queue(model: ArrayModel, jobs: Sequence[Job], lanes_list: Sequence[np.nd
 
 def queue_counters(cfg: ArrayConfig, jobs: Iterable[Job]) -> dict[str, int]:
     """Counter increments of an error-free queue (stalls excluded, as expected_counters)."""
-    tot: dict[str, int] = {}
-    for j in jobs:
-        for k, v in expected_counters(cfg, j).items():
-            tot[k] = tot.get(k, 0) + v
-        tot["in_beats"] += 1       # the header beat
-        tot["busy_cycles"] += 1    # the cycle that takes it
-    return tot
+    return jobs_counters(cfg, jobs, queued=True)
 
 
 def random_queue(cfg: ArrayConfig, rng: np.random.Generator, n_jobs: int, max_b: int = 40,

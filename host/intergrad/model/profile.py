@@ -57,6 +57,9 @@ class Array:
     bandwidth: float | None = None   # bytes/cycle per stream direction; None: one beat/cycle
     memory: str = "buffer"           # "buffer" or "stream" (see module doc)
     max_batch: int = MAX_BATCH
+    #: the host sends each pass as job queues (CTRL.QUEUE, as intergrad.scheduler does where the
+    #: build supports it): one header beat and one busy cycle per job on top
+    queued: bool = False
     #: on-chip SRAM per operand in KiB (stationary / output, left stream, top stream);
     #: None: unbounded (compulsory DRAM traffic).  See intergrad.model.buffers.
     buffer_kb: tuple | None = None
@@ -290,7 +293,7 @@ class _Ctx:
         n = len(G)
         k = pass_counters(array.rows, array.cols, r, c, T, mode, wb_cols=wbc,
                           dual_mac=self.dual_mac, double_buffer=array.double_buffer,
-                          max_batch=array.max_batch)
+                          max_batch=array.max_batch, queued=array.queued)
         d = {key: G * k[key] for key in ("steps", "busy_cycles", "macs", "in_beats",
                                          "out_beats", "wload_beats", "jobs", "load_steps",
                                          "fill_drain_steps")}
