@@ -120,7 +120,7 @@ generate
     end
 endgenerate
 
-// balanced adder trees (not serial chains): sums of 1-bit / KW-bit / GW-bit terms.  The
+// the diagonal popcount: a balanced adder tree (not a serial chain) of 1-bit terms.  The
 // working vector is twice the number of terms so every select stays in range.
 function [KW-1:0] popcount_k;
     input [KMAX-1:0] b;
@@ -141,48 +141,6 @@ function [KW-1:0] popcount_k;
             end
         end
         popcount_k = s[KW-1:0];
-    end
-endfunction
-
-function [GW-1:0] group_sum;
-    input [GSZ*KW-1:0] t;
-    reg [2*GSZ*GW-1:0] s;
-    integer l, j;
-    begin
-        s = {2*GSZ*GW{1'b0}};
-        for (j = 0; j < GSZ; j = j + 1) begin
-            s[j*GW +: KW] = t[j*KW +: KW];
-        end
-        for (l = 0; l < LOGG; l = l + 1) begin
-            for (j = 0; j < GSZ; j = j + 1) begin
-                if (2*j + 1 < (GSZ >> l)) begin
-                    s[j*GW +: GW] = s[2*j*GW +: GW] + s[(2*j+1)*GW +: GW];
-                end
-            end
-        end
-        group_sum = s[GW-1:0];
-    end
-endfunction
-
-function [MAC_W-1:0] groups_sum;
-    input [NG*GW-1:0] g;
-    reg [2*NG*MAC_W-1:0] s;
-    integer l, j;
-    begin
-        s = {2*NG*MAC_W{1'b0}};
-        for (j = 0; j < NG; j = j + 1) begin
-            s[j*MAC_W +: GW] = g[j*GW +: GW];
-        end
-        for (l = 0; l < LOGNG; l = l + 1) begin
-            for (j = 0; j < NG; j = j + 1) begin
-                if (2*j + 1 < ((NG + (1 << l) - 1) >> l)) begin
-                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W] + s[(2*j+1)*MAC_W +: MAC_W];
-                end else if (2*j < ((NG + (1 << l) - 1) >> l)) begin
-                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W];
-                end
-            end
-        end
-        groups_sum = s[MAC_W-1:0];
     end
 endfunction
 
@@ -207,7 +165,16 @@ always @(posedge clk) begin
 end
 
 // diag_k[d] = active PEs on diagonal d: popcount of row_en[r] & col_en[d - r] over the
-// rows r of the diagonal, registered (one cycle behind the shape latch)
+// rows r of the diagonal, registered one cycle behind the shape latch (loaded in the cycle
+// after shape_ld, the only cycle after which row_en / col_en can have changed)
+reg shape_q;
+always @(posedge clk) begin
+    shape_q <= shape_ld;
+    if (rst) begin
+        shape_q <= 1'b0;
+    end
+end
+
 wire [ND*KW-1:0] diag_k;
 genvar gd, gr;
 generate
@@ -224,7 +191,9 @@ generate
             end
         end
         always @(posedge clk) begin
-            k <= popcount_k(b);
+            if (shape_q) begin
+                k <= popcount_k(b);
+            end
         end
         assign diag_k[gd*KW +: KW] = k;
     end
@@ -338,8 +307,11 @@ generate
                 assign t[gr*KW +: KW] = {KW{1'b0}};
             end
         end
+        // stage 1: (t0 + t1) + (t2 + t3), GW bits
+        wire [GW-1:0] t01 = {{(GW-KW){1'b0}}, t[0 +: KW]} + {{(GW-KW){1'b0}}, t[KW +: KW]};
+        wire [GW-1:0] t23 = {{(GW-KW){1'b0}}, t[2*KW +: KW]} + {{(GW-KW){1'b0}}, t[3*KW +: KW]};
         always @(posedge clk) begin
-            s <= group_sum(t);
+            s <= t01 + t23;
             if (rst) begin
                 s <= {GW{1'b0}};
             end
@@ -347,14 +319,28 @@ generate
     end
 endgenerate
 
-wire [NG*GW-1:0] grp;
+// stage 2: a balanced tree over the NG group sums; level l has NL(l) nodes, node j the sum
+// of nodes 2j and 2j+1 of level l-1 (or node 2j alone when it has no partner)
+genvar gl;
 generate
-    for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp_cat
-        assign grp[gd*GW +: GW] = g_grp[gd].s;
+    for (gl = 0; gl <= LOGNG; gl = gl + 1) begin : g_lvl
+        localparam integer NL = (NG + (1 << gl) - 1) >> gl;
+        localparam integer GP = (gl > 0) ? gl - 1 : 0;
+        localparam integer NP = (NG + (1 << GP) - 1) >> GP;   // nodes of level gl-1
+        for (gd = 0; gd < NL; gd = gd + 1) begin : g_nd
+            wire [MAC_W-1:0] v;
+            if (gl == 0) begin : g_leaf
+                assign v = {{(MAC_W-GW){1'b0}}, g_grp[gd].s};
+            end else if (2*gd + 1 < NP) begin : g_add
+                assign v = g_lvl[gl-1].g_nd[2*gd].v + g_lvl[gl-1].g_nd[2*gd+1].v;
+            end else begin : g_pass
+                assign v = g_lvl[gl-1].g_nd[2*gd].v;
+            end
+        end
     end
 endgenerate
 
-wire [MAC_W-1:0] n_fire = groups_sum(grp);
+wire [MAC_W-1:0] n_fire = g_lvl[LOGNG].g_nd[0].v;
 
 always @(posedge clk) begin
     mac_p <= adv && psum_on;
