@@ -89,9 +89,9 @@ localparam KMAX = (ROWS < COLS) ? ROWS : COLS;
 localparam KW = $clog2(KMAX + 1);
 // adder-tree levels of the diagonal popcount
 localparam LOGK = $clog2(KMAX);
-// MAC sum: groups of GSZ diagonals in stage 1 (GW bits each), NG groups in stage 2
+// MAC sum: groups of GSZ diagonals in stage 1 (GW bits each; the tree in g_grp is written
+// for GSZ = 4), NG groups in stage 2
 localparam GSZ = 4;
-localparam LOGG = 2;
 localparam NG = (ND + GSZ - 1) / GSZ;
 localparam LOGNG = $clog2(NG);
 localparam GW = $clog2(GSZ * KMAX + 1);
@@ -298,7 +298,10 @@ reg mac_a;     // ... and accumulate MACs
 generate
     for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp
         wire [GSZ*KW-1:0] t;
+        // (in a 1x1 array the top bit of s is never set and not read)
+        /* verilator lint_off UNUSEDSIGNAL */
         reg  [GW-1:0]     s;
+        /* verilator lint_on UNUSEDSIGNAL */
         for (gr = 0; gr < GSZ; gr = gr + 1) begin : g_t
             if (gd*GSZ + gr < ND) begin : g_on
                 assign t[gr*KW +: KW] = vd[gd*GSZ + gr] ? diag_k[(gd*GSZ + gr)*KW +: KW]
@@ -329,8 +332,11 @@ generate
         localparam integer NP = (NG + (1 << GP) - 1) >> GP;   // nodes of level gl-1
         for (gd = 0; gd < NL; gd = gd + 1) begin : g_nd
             wire [MAC_W-1:0] v;
-            if (gl == 0) begin : g_leaf
+            if (gl == 0 && MAC_W > GW) begin : g_leaf
                 assign v = {{(MAC_W-GW){1'b0}}, g_grp[gd].s};
+            end else if (gl == 0) begin : g_leaf_narrow
+                // a group's sum is at most the tile's PEs, which fit MAC_W (tiny arrays)
+                assign v = g_grp[gd].s[MAC_W-1:0];
             end else if (2*gd + 1 < NP) begin : g_add
                 assign v = g_lvl[gl-1].g_nd[2*gd].v + g_lvl[gl-1].g_nd[2*gd+1].v;
             end else begin : g_pass
