@@ -120,30 +120,6 @@ generate
     end
 endgenerate
 
-// the diagonal popcount: a balanced adder tree (not a serial chain) of 1-bit terms.  The
-// working vector is twice the number of terms so every select stays in range.
-function [KW-1:0] popcount_k;
-    input [KMAX-1:0] b;
-    reg [2*KMAX*KW-1:0] s;
-    integer l, j;
-    begin
-        s = {2*KMAX*KW{1'b0}};
-        for (j = 0; j < KMAX; j = j + 1) begin
-            s[j*KW] = b[j];
-        end
-        for (l = 0; l < LOGK; l = l + 1) begin
-            for (j = 0; j < KMAX; j = j + 1) begin
-                if (2*j + 1 < ((KMAX + (1 << l) - 1) >> l)) begin
-                    s[j*KW +: KW] = s[2*j*KW +: KW] + s[(2*j+1)*KW +: KW];
-                end else if (2*j < ((KMAX + (1 << l) - 1) >> l)) begin
-                    s[j*KW +: KW] = s[2*j*KW +: KW];
-                end
-            end
-        end
-        popcount_k = s[KW-1:0];
-    end
-endfunction
-
 // active tile, latched at job start: rows below rows_act and columns below cols_act
 reg [ROWS-1:0]        row_en;
 reg [COLS-1:0]        col_en;
@@ -165,18 +141,11 @@ always @(posedge clk) begin
 end
 
 // diag_k[d] = active PEs on diagonal d: popcount of row_en[r] & col_en[d - r] over the
-// rows r of the diagonal, registered one cycle behind the shape latch (loaded in the cycle
-// after shape_ld, the only cycle after which row_en / col_en can have changed)
-reg shape_q;
-always @(posedge clk) begin
-    shape_q <= shape_ld;
-    if (rst) begin
-        shape_q <= 1'b0;
-    end
-end
-
+// rows r of the diagonal, registered (one cycle behind the shape latch).  The popcount is a
+// balanced tree (not a serial chain) of KW-bit adders: level l has NK(l) nodes, node j the
+// sum of nodes 2j and 2j+1 of level l-1 (or node 2j alone when it has no partner).
 wire [ND*KW-1:0] diag_k;
-genvar gd, gr;
+genvar gd, gr, gk, gp;
 generate
     for (gd = 0; gd < ND; gd = gd + 1) begin : g_diag
         localparam integer LO = (gd >= COLS) ? gd - COLS + 1 : 0;
@@ -190,10 +159,25 @@ generate
                 assign b[gr] = 1'b0;
             end
         end
-        always @(posedge clk) begin
-            if (shape_q) begin
-                k <= popcount_k(b);
+        for (gk = 0; gk <= LOGK; gk = gk + 1) begin : g_pl
+            localparam integer NK = (KMAX + (1 << gk) - 1) >> gk;
+            localparam integer GQ = (gk > 0) ? gk - 1 : 0;
+            localparam integer NQ = (KMAX + (1 << GQ) - 1) >> GQ;   // nodes of level gk-1
+            for (gp = 0; gp < NK; gp = gp + 1) begin : g_pn
+                wire [KW-1:0] v;
+                if (gk == 0 && KW > 1) begin : g_leaf
+                    assign v = {{(KW-1){1'b0}}, b[gp]};
+                end else if (gk == 0) begin : g_leaf1
+                    assign v = b[gp];
+                end else if (2*gp + 1 < NQ) begin : g_add
+                    assign v = g_pl[gk-1].g_pn[2*gp].v + g_pl[gk-1].g_pn[2*gp+1].v;
+                end else begin : g_pass
+                    assign v = g_pl[gk-1].g_pn[2*gp].v;
+                end
             end
+        end
+        always @(posedge clk) begin
+            k <= g_pl[LOGK].g_pn[0].v;
         end
         assign diag_k[gd*KW +: KW] = k;
     end
