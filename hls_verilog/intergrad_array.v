@@ -282,10 +282,7 @@ reg mac_a;     // ... and accumulate MACs
 generate
     for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp
         wire [GSZ*KW-1:0] t;
-        // (in a 1x1 array the top bit of s is never set and not read)
-        /* verilator lint_off UNUSEDSIGNAL */
         reg  [GW-1:0]     s;
-        /* verilator lint_on UNUSEDSIGNAL */
         for (gr = 0; gr < GSZ; gr = gr + 1) begin : g_t
             if (gd*GSZ + gr < ND) begin : g_on
                 assign t[gr*KW +: KW] = vd[gd*GSZ + gr] ? diag_k[(gd*GSZ + gr)*KW +: KW]
@@ -306,31 +303,38 @@ generate
     end
 endgenerate
 
-// stage 2: a balanced tree over the NG group sums; level l has NL(l) nodes, node j the sum
-// of nodes 2j and 2j+1 of level l-1 (or node 2j alone when it has no partner)
-genvar gl;
-generate
-    for (gl = 0; gl <= LOGNG; gl = gl + 1) begin : g_lvl
-        localparam integer NL = (NG + (1 << gl) - 1) >> gl;
-        localparam integer GP = (gl > 0) ? gl - 1 : 0;
-        localparam integer NP = (NG + (1 << GP) - 1) >> GP;   // nodes of level gl-1
-        for (gd = 0; gd < NL; gd = gd + 1) begin : g_nd
-            wire [MAC_W-1:0] v;
-            if (gl == 0 && MAC_W > GW) begin : g_leaf
-                assign v = {{(MAC_W-GW){1'b0}}, g_grp[gd].s};
-            end else if (gl == 0) begin : g_leaf_narrow
-                // a group's sum is at most the tile's PEs, which fit MAC_W (tiny arrays)
-                assign v = g_grp[gd].s[MAC_W-1:0];
-            end else if (2*gd + 1 < NP) begin : g_add
-                assign v = g_lvl[gl-1].g_nd[2*gd].v + g_lvl[gl-1].g_nd[2*gd+1].v;
-            end else begin : g_pass
-                assign v = g_lvl[gl-1].g_nd[2*gd].v;
+// stage 2: a balanced adder tree (not a serial chain) over the NG group sums.  The working
+// vector is twice the number of terms so every select stays in range.
+function [MAC_W-1:0] groups_sum;
+    input [NG*GW-1:0] g;
+    reg [2*NG*MAC_W-1:0] s;
+    integer l, j;
+    begin
+        s = {2*NG*MAC_W{1'b0}};
+        for (j = 0; j < NG; j = j + 1) begin
+            s[j*MAC_W +: GW] = g[j*GW +: GW];
+        end
+        for (l = 0; l < LOGNG; l = l + 1) begin
+            for (j = 0; j < NG; j = j + 1) begin
+                if (2*j + 1 < ((NG + (1 << l) - 1) >> l)) begin
+                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W] + s[(2*j+1)*MAC_W +: MAC_W];
+                end else if (2*j < ((NG + (1 << l) - 1) >> l)) begin
+                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W];
+                end
             end
         end
+        groups_sum = s[MAC_W-1:0];
+    end
+endfunction
+
+wire [NG*GW-1:0] grp;
+generate
+    for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp_cat
+        assign grp[gd*GW +: GW] = g_grp[gd].s;
     end
 endgenerate
 
-wire [MAC_W-1:0] n_fire = g_lvl[LOGNG].g_nd[0].v;
+wire [MAC_W-1:0] n_fire = groups_sum(grp);
 
 always @(posedge clk) begin
     mac_p <= adv && psum_on;
