@@ -89,9 +89,9 @@ localparam KMAX = (ROWS < COLS) ? ROWS : COLS;
 localparam KW = $clog2(KMAX + 1);
 // adder-tree levels of the diagonal popcount
 localparam LOGK = $clog2(KMAX);
-// MAC sum: groups of GSZ diagonals in stage 1 (GW bits each), NG groups in stage 2
+// MAC sum: groups of GSZ diagonals in stage 1 (GW bits each; the tree in g_grp is written
+// for GSZ = 4), NG groups in stage 2
 localparam GSZ = 4;
-localparam LOGG = 2;
 localparam NG = (ND + GSZ - 1) / GSZ;
 localparam LOGNG = $clog2(NG);
 localparam GW = $clog2(GSZ * KMAX + 1);
@@ -120,72 +120,6 @@ generate
     end
 endgenerate
 
-// balanced adder trees (not serial chains): sums of 1-bit / KW-bit / GW-bit terms.  The
-// working vector is twice the number of terms so every select stays in range.
-function [KW-1:0] popcount_k;
-    input [KMAX-1:0] b;
-    reg [2*KMAX*KW-1:0] s;
-    integer l, j;
-    begin
-        s = {2*KMAX*KW{1'b0}};
-        for (j = 0; j < KMAX; j = j + 1) begin
-            s[j*KW] = b[j];
-        end
-        for (l = 0; l < LOGK; l = l + 1) begin
-            for (j = 0; j < KMAX; j = j + 1) begin
-                if (2*j + 1 < ((KMAX + (1 << l) - 1) >> l)) begin
-                    s[j*KW +: KW] = s[2*j*KW +: KW] + s[(2*j+1)*KW +: KW];
-                end else if (2*j < ((KMAX + (1 << l) - 1) >> l)) begin
-                    s[j*KW +: KW] = s[2*j*KW +: KW];
-                end
-            end
-        end
-        popcount_k = s[KW-1:0];
-    end
-endfunction
-
-function [GW-1:0] group_sum;
-    input [GSZ*KW-1:0] t;
-    reg [2*GSZ*GW-1:0] s;
-    integer l, j;
-    begin
-        s = {2*GSZ*GW{1'b0}};
-        for (j = 0; j < GSZ; j = j + 1) begin
-            s[j*GW +: KW] = t[j*KW +: KW];
-        end
-        for (l = 0; l < LOGG; l = l + 1) begin
-            for (j = 0; j < GSZ; j = j + 1) begin
-                if (2*j + 1 < (GSZ >> l)) begin
-                    s[j*GW +: GW] = s[2*j*GW +: GW] + s[(2*j+1)*GW +: GW];
-                end
-            end
-        end
-        group_sum = s[GW-1:0];
-    end
-endfunction
-
-function [MAC_W-1:0] groups_sum;
-    input [NG*GW-1:0] g;
-    reg [2*NG*MAC_W-1:0] s;
-    integer l, j;
-    begin
-        s = {2*NG*MAC_W{1'b0}};
-        for (j = 0; j < NG; j = j + 1) begin
-            s[j*MAC_W +: GW] = g[j*GW +: GW];
-        end
-        for (l = 0; l < LOGNG; l = l + 1) begin
-            for (j = 0; j < NG; j = j + 1) begin
-                if (2*j + 1 < ((NG + (1 << l) - 1) >> l)) begin
-                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W] + s[(2*j+1)*MAC_W +: MAC_W];
-                end else if (2*j < ((NG + (1 << l) - 1) >> l)) begin
-                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W];
-                end
-            end
-        end
-        groups_sum = s[MAC_W-1:0];
-    end
-endfunction
-
 // active tile, latched at job start: rows below rows_act and columns below cols_act
 reg [ROWS-1:0]        row_en;
 reg [COLS-1:0]        col_en;
@@ -207,9 +141,11 @@ always @(posedge clk) begin
 end
 
 // diag_k[d] = active PEs on diagonal d: popcount of row_en[r] & col_en[d - r] over the
-// rows r of the diagonal, registered (one cycle behind the shape latch)
+// rows r of the diagonal, registered (one cycle behind the shape latch).  The popcount is a
+// balanced tree (not a serial chain) of KW-bit adders: level l has NK(l) nodes, node j the
+// sum of nodes 2j and 2j+1 of level l-1 (or node 2j alone when it has no partner).
 wire [ND*KW-1:0] diag_k;
-genvar gd, gr;
+genvar gd, gr, gk, gp;
 generate
     for (gd = 0; gd < ND; gd = gd + 1) begin : g_diag
         localparam integer LO = (gd >= COLS) ? gd - COLS + 1 : 0;
@@ -223,8 +159,25 @@ generate
                 assign b[gr] = 1'b0;
             end
         end
+        for (gk = 0; gk <= LOGK; gk = gk + 1) begin : g_pl
+            localparam integer NK = (KMAX + (1 << gk) - 1) >> gk;
+            localparam integer GQ = (gk > 0) ? gk - 1 : 0;
+            localparam integer NQ = (KMAX + (1 << GQ) - 1) >> GQ;   // nodes of level gk-1
+            for (gp = 0; gp < NK; gp = gp + 1) begin : g_pn
+                wire [KW-1:0] v;
+                if (gk == 0 && KW > 1) begin : g_leaf
+                    assign v = {{(KW-1){1'b0}}, b[gp]};
+                end else if (gk == 0) begin : g_leaf1
+                    assign v = b[gp];
+                end else if (2*gp + 1 < NQ) begin : g_add
+                    assign v = g_pl[gk-1].g_pn[2*gp].v + g_pl[gk-1].g_pn[2*gp+1].v;
+                end else begin : g_pass
+                    assign v = g_pl[gk-1].g_pn[2*gp].v;
+                end
+            end
+        end
         always @(posedge clk) begin
-            k <= popcount_k(b);
+            k <= g_pl[LOGK].g_pn[0].v;
         end
         assign diag_k[gd*KW +: KW] = k;
     end
@@ -338,14 +291,41 @@ generate
                 assign t[gr*KW +: KW] = {KW{1'b0}};
             end
         end
+        // stage 1: (t0 + t1) + (t2 + t3), GW bits
+        wire [GW-1:0] t01 = {{(GW-KW){1'b0}}, t[0 +: KW]} + {{(GW-KW){1'b0}}, t[KW +: KW]};
+        wire [GW-1:0] t23 = {{(GW-KW){1'b0}}, t[2*KW +: KW]} + {{(GW-KW){1'b0}}, t[3*KW +: KW]};
         always @(posedge clk) begin
-            s <= group_sum(t);
+            s <= t01 + t23;
             if (rst) begin
                 s <= {GW{1'b0}};
             end
         end
     end
 endgenerate
+
+// stage 2: a balanced adder tree (not a serial chain) over the NG group sums.  The working
+// vector is twice the number of terms so every select stays in range.
+function [MAC_W-1:0] groups_sum;
+    input [NG*GW-1:0] g;
+    reg [2*NG*MAC_W-1:0] s;
+    integer l, j;
+    begin
+        s = {2*NG*MAC_W{1'b0}};
+        for (j = 0; j < NG; j = j + 1) begin
+            s[j*MAC_W +: GW] = g[j*GW +: GW];
+        end
+        for (l = 0; l < LOGNG; l = l + 1) begin
+            for (j = 0; j < NG; j = j + 1) begin
+                if (2*j + 1 < ((NG + (1 << l) - 1) >> l)) begin
+                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W] + s[(2*j+1)*MAC_W +: MAC_W];
+                end else if (2*j < ((NG + (1 << l) - 1) >> l)) begin
+                    s[j*MAC_W +: MAC_W] = s[2*j*MAC_W +: MAC_W];
+                end
+            end
+        end
+        groups_sum = s[MAC_W-1:0];
+    end
+endfunction
 
 wire [NG*GW-1:0] grp;
 generate
