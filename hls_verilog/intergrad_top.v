@@ -229,10 +229,13 @@ reg [7:0]  hdr_rows;
 reg [7:0]  hdr_cols;
 reg        hdr_last;
 reg [7:0]  hdr_err, hdr_err_next;
+reg        hdr_bad;        // hdr_err != NONE, registered with it
+reg        hdr_early;      // hdr_err == EARLY_TLAST (a queue job's only cause with it)
 reg [15:0] q_job_next;
 // configuration errors of the programmed job (MODE/BATCH/SHAPE/FLAGS), registered: the
 // register file changes only by writes, two or more cycles before a START strobe
 reg [7:0]  cfg_err, cfg_err_next;
+reg        cfg_bad;        // cfg_err != NONE, registered with it (no compare at START)
 
 // running job (loaded at START)
 reg        job_last;      // its last beats end the frames (a programmed job, a LAST queue job)
@@ -357,8 +360,12 @@ wire start_take = start_req && !soft_req;     // SOFT_RESET wins over START in o
 // CTRL.QUEUE wins over START in one write; a queue job starts in S_QSTART
 wire q_first = q_req && !soft_req && can_start;
 wire start_now = (start_take && can_start && !q_req) || (st_qstart && !soft_req);
-wire start_ok = start_now && start_err == IG_ERR_NONE;
-wire start_rej = start_now && start_err != IG_ERR_NONE;
+// the same decision as start_err != NONE, from the registered flags (one LUT level less)
+wire start_bad = (st_qstart ? hdr_bad : cfg_bad) ||
+                 (flags_reg[IG_FLAG_SWAP] && !preloaded) ||
+                 (flags_reg[IG_FLAG_DRAIN_PREV] && !saved);
+wire start_ok = start_now && !start_bad;
+wire start_rej = start_now && start_bad;
 
 wire [7:0] load_len = flags_reg[IG_FLAG_TRANSPOSE] ? cols_act_reg : rows_act_reg;
 
@@ -467,7 +474,6 @@ always @* begin
         if (ld_one) begin
             wsel_next = ~wsel;
             ld_idx_next = 8'd0;
-            state_next = ST_STREAM;
         end
     end
     if (st_stream && go) begin
@@ -484,7 +490,6 @@ always @* begin
             pre_cnt_next = f_preload ? job_wlen : 8'd0;
             pre_nz_next = f_preload;
             pre_one_next = f_preload && job_wlen == 8'd1;
-            state_next = ST_TAIL;
         end
     end
     if (st_tail && go) begin
@@ -506,8 +511,6 @@ always @* begin
         end
     end
     if (tail_last) begin
-        // a queue goes on with the next header
-        state_next = job_last ? ST_IDLE : ST_HDR;
         done_flag_next = job_last;
         if (job_q) begin
             q_job_next = q_job + 16'd1;
@@ -537,7 +540,6 @@ always @* begin
             term_pend_next = 1'b1;
             term_code_next = err_cause_next;
         end
-        state_next = early_tlast ? ST_IDLE : ST_DISCARD;
     end
 
     // START
@@ -557,7 +559,7 @@ always @* begin
         term_code_next = start_err;
         // a rejected queue job ends the queue: the rest of the input up to its TLAST goes
         if (st_qstart) begin
-            state_next = (start_err == IG_ERR_EARLY_TLAST) ? ST_IDLE : ST_DISCARD;
+            state_next = hdr_early ? ST_IDLE : ST_DISCARD;
         end
     end
     // QUEUE: take the first header (or reject the queue on a build too narrow for headers)
@@ -628,6 +630,22 @@ always @* begin
         ovalid_sr_next = {FLUSH{1'b0}};
         pipe_clear_next = 1'b1;
     end
+    // the transitions of a stepping job: an abort (to IDLE, or DISCARD the rest of its
+    // input), else the job's last step (to IDLE, or in a queue on to the next header), else
+    // the last weight beat (to STREAM) or the last data beat (to TAIL).
+    // Written last because their conditions arrive last (from the stream handshakes): they
+    // are exclusive with every transition above (other states) but a soft reset, which wins
+    if (!soft_req) begin
+        if (abort) begin
+            state_next = early_tlast ? ST_IDLE : ST_DISCARD;
+        end else if (tail_last) begin
+            state_next = job_last ? ST_IDLE : ST_HDR;
+        end else if (st_load && go && ld_one) begin
+            state_next = ST_STREAM;
+        end else if (st_stream && go && b_one) begin
+            state_next = ST_TAIL;
+        end
+    end
 end
 
 always @(posedge clk) begin
@@ -636,9 +654,12 @@ always @(posedge clk) begin
     q_req <= ctrl_queue;
     soft_req <= ctrl_soft_reset;
     cfg_err <= cfg_err_next;
+    cfg_bad <= cfg_err_next != IG_ERR_NONE;
     q_job <= q_job_next;
     if (hdr_take) begin
         hdr_err <= hdr_err_next;
+        hdr_bad <= hdr_err_next != IG_ERR_NONE;
+        hdr_early <= hdr_err_next == IG_ERR_EARLY_TLAST;
         hdr_mode <= in_mode;
         hdr_flags <= in_flags;
         hdr_batch <= in_batch;

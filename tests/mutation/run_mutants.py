@@ -218,7 +218,7 @@ QUEUE_MUTANTS: list[Mutant] = [
            "            q_job_next = q_job;", ["queue"],
            "QUEUE.JOB does not count the completed jobs (the failing job is misnamed)"),
     Mutant("queue_reject_no_discard", TOP,
-           "state_next = (start_err == IG_ERR_EARLY_TLAST) ? ST_IDLE : ST_DISCARD;",
+           "state_next = hdr_early ? ST_IDLE : ST_DISCARD;",
            "state_next = ST_IDLE;", ["queue"],
            "a rejected queue header leaves the rest of the input frame undiscarded"),
     Mutant("queue_soft_reset_no_abort", TOP,
