@@ -223,10 +223,8 @@ reg        q_req;
 reg        soft_req;
 // the header beat of the next queue job (taken in S_HDR) and its checks, registered
 reg [1:0]  hdr_mode;
-reg [7:0]  hdr_flags;
 reg [15:0] hdr_batch;
-reg [7:0]  hdr_rows;
-reg [7:0]  hdr_cols;
+reg [7:0]  hdr_flags, hdr_rows, hdr_cols;
 reg        hdr_last;
 reg [7:0]  hdr_err, hdr_err_next;
 reg        hdr_bad;        // hdr_err != NONE, registered with it
