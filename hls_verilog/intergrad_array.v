@@ -10,7 +10,8 @@
  * Zero gating: the registered beat carries zeros in place of a bubble (no valid input) and
  * in the lanes outside the active tile, so every product a PE must not count is zero and
  * the PEs need no valid bit or enable; the partial sums of rows outside the tile are
- * masked at the output.  Abort and reset clear the data links.
+ * masked at the output.  Abort and reset clear the data links.  A weight load writes the
+ * PEs of the latched tile only: the lanes of a weight beat beyond it are ignored.
  *
  * For the MAC counter, all PEs on anti-diagonal d = n + m hold the same sample: one valid
  * bit per diagonal (a ROWS+COLS-1 bit shift register) times the number of active PEs on
@@ -62,7 +63,8 @@ module intergrad_array #
     input  wire [7:0]                  rows_act,
     input  wire [7:0]                  cols_act,
 
-    // weight load: one row (top lanes) or, transposed, one column (left lanes)
+    // weight load: one row (top lanes) or, transposed, one column (left lanes), into the
+    // PEs of the active tile only
     input  wire                        w_we,
     input  wire                        w_bank,
     input  wire                        w_transpose,
@@ -232,6 +234,9 @@ generate
             wire [DATA_W-1:0] v_i;
             wire [DATA_W-1:0] h_i;
             wire [ACC_W-1:0]  p_i;
+            // a weight load writes only the PEs of the active tile (the lanes beyond it are
+            // ignored: the weights outside the tile keep their values)
+            wire              w_we_t = w_we && row_en[n] && col_en[m];
             if (n == 0) begin : g_from_skew
                 assign v_i = g_skew_top[m].v;
             end else begin : g_from_above
@@ -250,7 +255,7 @@ generate
                 .adv(adv), .acc_go(acc_go), .psum_on(psum_on), .mul_h(mul_h),
                 .acc_clear(acc_clear), .acc_save(acc_save),
                 .wsel(wsel),
-                .w_we(w_we), .w_bank(w_bank), .w_transpose(w_transpose), .w_idx(w_idx),
+                .w_we(w_we_t), .w_bank(w_bank), .w_transpose(w_transpose), .w_idx(w_idx),
                 .w_left(w_left[n*DATA_W +: DATA_W]), .w_top(w_top[m*DATA_W +: DATA_W]),
                 .v_in(v_i),
                 .v_out(v_o),

@@ -19,7 +19,8 @@ saves, weight writes, bank selects, tile shapes), outputs compared every cycle w
 reference: sample t registered on a step (zeroed for a bubble and outside the tile) sits on
 anti-diagonal d = n + m of the array d steps later, where PE(n, m) sees top lane m and left
 lane n of it; p(n, m) <= p(n, m-1) + psum_on * a * v on a step; acc += b * v on acc_go; row
-n's partial sum reaches out_row ROWS-1-n steps after leaving the last column.  The MAC
+n's partial sum reaches out_row ROWS-1-n steps after leaving the last column; a weight
+write (plain or transposed) changes only the PEs inside the latched tile.  The MAC
 count of a cycle (active PEs on the valid diagonals, once per psum step and once per
 accumulate) appears on the registered mac_total MAC_LAT cycles later; the per-diagonal PE
 counts follow a new tile shape DIAG_LAT cycle(s) after shape_ld (registered for timing).
@@ -324,6 +325,8 @@ class ArrayRef:
         if i["w_we"]:
             for n in range(ROWS):
                 for m in range(COLS):
+                    if not (self.lmask and self.lmask[n] and self.tmask[m]):
+                        continue        # outside the latched tile: the PE keeps its weight
                     if i["w_transpose"] and i["w_idx"] == m:
                         self.w[i["w_bank"]][n][m] = sx(i["w_left"][n], DATA_W)
                     elif not i["w_transpose"] and i["w_idx"] == n:

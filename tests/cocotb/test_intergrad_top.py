@@ -25,7 +25,7 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFra
 from axis_monitor import random_skew, start_monitors  # H4: protocol monitors (tests/cocotb/)
 from intergrad import spec
 from intergrad.core import Job, jobs_counters, pack_beats, register_writes, unpack_beats
-from intergrad.golden import ArrayModel
+from intergrad.golden import ArrayModel, junk_outside_tile
 
 CFG = spec.ArrayConfig(
     rows=int(os.environ.get("IG_ROWS", spec.DEFAULT_ROWS)),
@@ -195,9 +195,11 @@ class TB:
             await ClockCycles(self.dut.clk, 16)
         raise AssertionError(f"core still busy after {timeout_cycles} cycles: {st}")
 
-    async def run_job(self, job: Job, check=True, **data):
-        """Program, start, stream a job; compare outputs with the golden model."""
-        lanes = self.model.job_input(job, **data)
+    async def run_job(self, job: Job, check=True, lanes=None, **data):
+        """Program, start, stream a job; compare outputs with the golden model.  ``lanes``:
+        the job's input beats as given (else packed from ``data``)."""
+        if lanes is None:
+            lanes = self.model.job_input(job, **data)
         expect = self.model.run(job, lanes)
         mark = self.mon_out.mark()  # H4: frame accounting
         await self.program(job)
@@ -435,6 +437,39 @@ async def test_back_to_back_preload(dut):
         assert st["PRELOADED"] == (1 if "PRELOAD" in flags else 0)
         jobs.append(job)
     check_counters(counters_delta(await tb.counters(), c0), jobs, "preload chain")
+
+
+@cocotb.test()
+async def test_small_tile_load_keeps_outer_weights(dut):
+    """A weight load (LOAD_W or PRELOAD, plain or TRANSPOSE) for a tile smaller than the
+    array writes only that tile: its beats carry junk in every lane they do not use, and the
+    next jobs on the whole array, which load nothing (or SWAP the small preload in), see the
+    older weights outside the tile, as the golden model does."""
+    tb = TB(dut)
+    await tb.reset()
+    R, C = CFG.rows, CFG.cols
+    nrng = np.random.default_rng(SEED + 11)
+
+    async def run(mode, ra, ca, *flags):
+        job = Job(mode, tb.rng.randint(1, 12), ra, ca, frozenset(flags))
+        lanes = tb.model.job_input(job, **tb.random_job_data(job))
+        await tb.run_job(job, lanes=junk_outside_tile(CFG, job, lanes, nrng))
+
+    for t in ((), ("TRANSPOSE",)):
+        await run("WS", R, C, "LOAD_W", *t)       # both banks: full random weights
+        await run("WS", R, C, "LOAD_W", *t)
+        for _ in range(3):
+            ra, ca = tb.rng.randint(1, R), tb.rng.randint(1, C)
+            if (ra, ca) == (R, C):          # a tile smaller than the array
+                if R > 1:
+                    ra = R - 1
+                else:
+                    ca = max(1, C - 1)
+            await run("WS", ra, ca, "LOAD_W", *t)
+            await run("WS", R, C, *t)
+            await run("IG", R, C, "ACC_CLEAR", "DRAIN", *t)
+        await run("WS", max(1, R - 1), max(1, C - 1), "PRELOAD", *t)
+        await run("WS", R, C, "SWAP", *t)
 
 
 @cocotb.test()

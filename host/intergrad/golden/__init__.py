@@ -18,7 +18,7 @@ import numpy as np
 from ..core import CoreState, Job, job_lanes, wrap
 from ..spec import ArrayConfig
 
-__all__ = ["ws", "os_accumulate", "intergrad", "ArrayModel"]
+__all__ = ["ws", "os_accumulate", "intergrad", "ArrayModel", "junk_outside_tile"]
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -147,3 +147,27 @@ class ArrayModel:
     @property
     def active_weights(self) -> np.ndarray:
         return self.banks[self.wsel].copy()
+
+
+# --------------------------------------------------------------------------- test stimulus
+
+def junk_outside_tile(cfg: ArrayConfig, job: Job, lanes: np.ndarray,
+                      rng: np.random.Generator) -> np.ndarray:
+    """``lanes`` (a job's input beats) with nonzero junk in every lane the job does not use,
+    which the core must ignore: in a weight beat every lane but the tile's row (top lanes
+    0..COLS_ACT-1) or, with TRANSPOSE, column (left lanes 0..ROWS_ACT-1); in a data beat the
+    left and top lanes beyond the active shape."""
+    R, ra, ca = cfg.rows, job.rows_act, job.cols_act
+    wl = np.zeros(cfg.in_lanes, dtype=bool)
+    if job.has("TRANSPOSE"):
+        wl[:ra] = True
+    else:
+        wl[R:R + ca] = True
+    dl = np.zeros(cfg.in_lanes, dtype=bool)
+    dl[:ra] = dl[R:R + ca] = True
+    L, B = job.load_beats(), job.batch
+    used = np.zeros(np.shape(lanes), dtype=bool)
+    used[:L], used[L:L + B], used[L + B:] = wl, dl, wl     # [weights] data [preload]
+    lim = 1 << (cfg.data_w - 1)
+    junk = rng.integers(1, lim, used.shape) * rng.choice([-1, 1], used.shape)
+    return np.where(used, lanes, junk)

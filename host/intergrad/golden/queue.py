@@ -72,17 +72,34 @@ def random_queue(cfg: ArrayConfig, rng: np.random.Generator, n_jobs: int, max_b:
                  saved_rows: int = 0) -> tuple[list[Job], list[np.ndarray]]:
     """A random valid pass of ``n_jobs`` jobs on random shapes: every mode in ``modes``, every
     flag (LOAD_W, SWAP after a PRELOAD, TRANSPOSE, ACC_CLEAR, DRAIN, SAVE then DRAIN_PREV),
-    the last job with output beats; the first job that uses weights loads them, the first that
-    accumulates clears the accumulators, so the outputs do not depend on the core's earlier
-    contents.  ``preloaded`` / ``saved_rows``: the core's state before
+    the last job with output beats; a job that uses weights without loading them (no LOAD_W;
+    or SWAP) takes any shape within the weights this queue wrote into that bank (the loads
+    of smaller tiles leave the weights outside them: the shape need not be the last load's),
+    the first that accumulates clears the accumulators, so the outputs do not depend on the
+    core's earlier contents.  ``preloaded`` / ``saved_rows``: the core's state before
     (``saved_rows`` = ROWS_ACT of the pending saved tile, 0 for none).  Returns the jobs and
     their input lanes (random full-range values)."""
     helper = ArrayModel(cfg)
     lo, hi = -(1 << (cfg.data_w - 1)), 1 << (cfg.data_w - 1)
     pre, sav = preloaded, saved_rows
-    # shapes of the weights in the active and the preloaded bank: a job uses the active
-    # weights (no LOAD_W, no SWAP) or SWAPs only on the shape they were loaded with
-    act, pshape = None, None
+    # the weights this queue wrote into the active bank (known[0]) and the other (known[1])
+    # and the shape each was last loaded with: a job that uses a bank without loading it
+    # takes that shape or any other within the written weights (an origin-anchored union of
+    # tiles: a load writes its tile only)
+    known = [np.zeros((cfg.rows, cfg.cols), dtype=bool) for _ in range(2)]
+    last = [None, None]
+
+    def covered(b):
+        """A shape within bank b's written weights: half the time its last load's."""
+        if rng.random() < 0.5:
+            return last[b]
+        ra = int(rng.integers(1, int(known[b][:, 0].sum()) + 1))
+        return ra, int(rng.integers(1, int(known[b][ra - 1].sum()) + 1))
+
+    def write(b, ra, ca):
+        known[b][:ra, :ca] = True
+        last[b] = (ra, ca)
+
     accumulated = False   # the first accumulating job clears (the core's are unknown)
     jobs, lanes = [], []
     for i in range(n_jobs):
@@ -91,17 +108,21 @@ def random_queue(cfg: ArrayConfig, rng: np.random.Generator, n_jobs: int, max_b:
         f = set()
         if mode in ("WS", "IG"):
             w = rng.integers(0, 3)
-            if w == 0 and pre and pshape:
+            if w == 0 and pre and last[1]:
                 f.add("SWAP")
-                (ra, ca), act = pshape, pshape
-            elif w == 1 and act:
-                ra, ca = act
+                known.reverse()
+                last.reverse()
+                ra, ca = covered(0)
+            elif w == 1 and last[0]:
+                ra, ca = covered(0)
             else:
                 f.add("LOAD_W")
-                act = (ra, ca)
+                known.reverse()
+                last.reverse()
+                write(0, ra, ca)
             if rng.random() < 0.4:
                 f.add("PRELOAD")
-                pshape = (ra, ca)
+                write(1, ra, ca)
         if rng.random() < 0.5:
             f.add("TRANSPOSE")
         if mode in ("OS", "IG"):
