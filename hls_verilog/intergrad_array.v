@@ -234,9 +234,6 @@ generate
             wire [DATA_W-1:0] v_i;
             wire [DATA_W-1:0] h_i;
             wire [ACC_W-1:0]  p_i;
-            // a weight load writes only the PEs of the active tile (the lanes beyond it are
-            // ignored: the weights outside the tile keep their values)
-            wire              w_we_t = w_we && row_en[n] && col_en[m];
             if (n == 0) begin : g_from_skew
                 assign v_i = g_skew_top[m].v;
             end else begin : g_from_above
@@ -255,7 +252,10 @@ generate
                 .adv(adv), .acc_go(acc_go), .psum_on(psum_on), .mul_h(mul_h),
                 .acc_clear(acc_clear), .acc_save(acc_save),
                 .wsel(wsel),
-                .w_we(w_we_t), .w_bank(w_bank), .w_transpose(w_transpose), .w_idx(w_idx),
+                .w_we(w_we), .w_bank(w_bank),
+                // the tile test inside the PE's w_we branch: as a separate per-PE enable
+                // the simulator evaluated all of them every cycle (~430 instructions)
+                .w_tile(row_en[n] && col_en[m]), .w_transpose(w_transpose), .w_idx(w_idx),
                 .w_left(w_left[n*DATA_W +: DATA_W]), .w_top(w_top[m*DATA_W +: DATA_W]),
                 .v_in(v_i),
                 .v_out(v_o),
