@@ -17,8 +17,6 @@ import numpy as np
 
 from . import spec
 from .spec import ArrayConfig
-# Job, the beat packing: from the golden model today (h-core moves them to intergrad.core;
-# this is the one place they are imported here)
 from .core import Job, pack_beats
 
 __all__ = ["header_word", "header_beat", "unpack_header", "pack_queue", "queue_out_beats",

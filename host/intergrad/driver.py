@@ -96,15 +96,7 @@ class Accelerator:
             self._wr(name, value)
         data = pack_beats(lanes, cfg.data_w, cfg.in_axis_bits)
         try:
-            self.device.write(_CTRL, _START)
-            raw = self.device.transfer(data, job.out_beats(),
-                                       self.timeout if timeout is None else timeout)
-            word = self.device.read(_STATUS)
-            if word & _ERROR:  # a backend raises CoreError itself; this is a second line
-                self.device.recover()
-                cause = spec.error_name(spec.unpack_field("STATUS", "ERR_CAUSE", word))
-                raise CoreError(f"core reported {cause}: {spec.ERRORS.get(cause, (0, ''))[1]}",
-                                cause)
+            raw = self._start(_START, data, job.out_beats(), timeout)
         except DeviceError as e:
             # the backend ran its recovery sequence: the core was soft-reset (preloaded
             # weights and saved accumulators are gone) and is idle
@@ -115,6 +107,20 @@ class Accelerator:
             raise type(e)(f"{what}: {e}") from e
         self.state.apply(job)
         return unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
+
+    def _start(self, ctrl: int, data: bytes, out_beats: int, timeout: float | None) -> bytes:
+        """Write CTRL (START or QUEUE), stream ``data`` in and ``out_beats`` out, check STATUS.
+        Raises DeviceError (a CoreError for an error the core reported) after the backend's
+        recovery sequence."""
+        self.device.write(_CTRL, ctrl)
+        raw = self.device.transfer(data, out_beats, self.timeout if timeout is None else timeout)
+        word = self.device.read(_STATUS)
+        if word & _ERROR:  # a backend raises CoreError itself; this is a second line
+            self.device.recover()
+            cause = spec.error_name(spec.unpack_field("STATUS", "ERR_CAUSE", word))
+            raise CoreError(f"core reported {cause}: {spec.ERRORS.get(cause, (0, ''))[1]}",
+                            cause)
+        return raw
 
     def run_pass(self, jobs, lanes_list, timeout: float | None = None) -> list[np.ndarray]:
         """Run a whole pass as job queues, one device transfer per queue

@@ -27,6 +27,8 @@ from .core import CoreState, Job, JobError, unpack_beats
 
 __all__ = ["run_pass", "check_pass"]
 
+_QUEUE = spec.pack_fields("CTRL", QUEUE=1)
+
 
 def check_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray]) -> CoreState:
     """Validate every job as the core will see it, following the core's preload / saved
@@ -61,19 +63,11 @@ def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
         return [accel.run_job(j, l, timeout) for j, l in zip(jobs, lanes_list)]
     queues, tail = split_pass(cfg, jobs, getattr(dev, "max_transfer", None))
     outs: list[np.ndarray] = []
-    ctrl, q_start = spec.REG["CTRL"].offset, spec.pack_fields("CTRL", QUEUE=1)
     for first, end in queues:
         qjobs = jobs[first:end]
         data = pack_queue(cfg, qjobs, lanes_list[first:end])
-        nout = queue_out_beats(qjobs)
         try:
-            dev.write(ctrl, q_start)
-            raw = dev.transfer(data, nout, accel.timeout if timeout is None else timeout)
-            st = dev.status()
-            if st["ERROR"]:  # a backend raises CoreError itself; this is a second line
-                dev.recover()
-                cause = spec.error_name(st["ERR_CAUSE"])
-                raise CoreError(f"core reported {cause}", cause)
+            raw = accel._start(_QUEUE, data, queue_out_beats(qjobs), timeout)
         except DeviceError as e:
             accel._forget()   # the recovery soft-reset the core
             try:
@@ -81,8 +75,8 @@ def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
             except DeviceError:
                 k = None
             j = jobs[k] if k is not None and k < len(jobs) else None
-            what = (f"pass job {k} of {len(jobs)} ({j.mode} B={j.batch} {j.rows_act}x"
-                    f"{j.cols_act} flags={sorted(j.flags)})" if j else f"pass jobs {first}..{end - 1}")
+            what = (f"pass job {k} of {len(jobs)} ({j.describe()})" if j
+                    else f"pass jobs {first}..{end - 1}")
             err = CoreError(f"{what}: {e}", e.cause) if isinstance(e, CoreError) \
                 else type(e)(f"{what}: {e}")
             err.job = k
