@@ -128,6 +128,12 @@ class Accelerator:
         from .jobqueue import run_pass
         return run_pass(self, jobs, lanes_list, timeout)
 
+    def run_pass_lanes(self, jobs, lanes, timeout: float | None = None) -> np.ndarray:
+        """:meth:`run_pass` with all input beats in one array (the jobs' beats back to back);
+        returns all output beats in one array (:func:`intergrad.jobqueue.run_pass_lanes`)."""
+        from .jobqueue import run_pass_lanes
+        return run_pass_lanes(self, jobs, lanes, timeout)
+
     def describe(self) -> dict:
         c = self.cfg
         return {"backend": getattr(self.device, "backend", "?"),

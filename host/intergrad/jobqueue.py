@@ -12,62 +12,187 @@ every job runs that way.
 An error inside a queue is raised after the backend's recovery sequence, with ``.job`` =
 the index in the pass of the job that failed (from the core's QUEUE.JOB register, which the
 soft reset keeps).
+
+The host-side work that does not depend on the data -- the check, the split into queues,
+the header beats and where every beat of a queue's frame comes from -- is compiled once
+per (build, job list, core state before, transfer limit) into a :class:`PassProgram`
+(:func:`program`; a training run repeats the same passes every step).  A program enters
+the cache only after the pass it describes passed the host check and ran without error,
+so a cache hit is only possible for a pass that was checked; a hit leaves the input
+shapes to check.  A pass is then one cast of its lanes into the program's frame buffer,
+one gather per queue (header beats at fixed positions) and one cast of the output beats.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import threading
 from typing import Sequence
 
 import numpy as np
 
-from . import spec
-from .descriptor import pack_queue, queue_out_beats, split_pass
+from . import descriptor, spec
+from .descriptor import split_pass
 from .device.base import CoreError, DeviceError
-from .core import CoreState, Job, JobError, unpack_beats
+from .core import _NATIVE, CoreState, Job, JobError, pack_beats, unpack_beats
 
-__all__ = ["run_pass", "check_pass"]
+__all__ = ["run_pass", "run_pass_lanes", "check_pass", "PassProgram", "program"]
 
 _QUEUE = spec.pack_fields("CTRL", QUEUE=1)
+
+
+def _check_jobs(cfg, state: CoreState, jobs: Sequence[Job], lanes_list=None) -> CoreState:
+    """check_pass's loop on a copy of ``state``: each job, then (with ``lanes_list``) its
+    input's shape; returns the state after the pass."""
+    state = dataclasses.replace(state)
+    for i, job in enumerate(jobs):
+        try:
+            state.check(cfg, job)
+        except JobError as e:
+            raise JobError(e.name, f"pass job {i} ({job.mode} B={job.batch} "
+                                   f"{job.rows_act}x{job.cols_act}): {e}") from None
+        if lanes_list is not None:
+            shape = np.shape(lanes_list[i])
+            if shape != (job.in_beats(), cfg.in_lanes):
+                raise ValueError(f"pass job {i} needs {job.in_beats()} input beats of "
+                                 f"{cfg.in_lanes} lanes, got array of shape {shape}")
+        state.apply(job)
+    return state
 
 
 def check_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray]) -> CoreState:
     """Validate every job as the core will see it, following the core's preload / saved
     state (:class:`~intergrad.core.CoreState`); returns the state after the pass.  Raises
     JobError naming the job's index."""
-    cfg = accel.cfg
     if len(jobs) != len(lanes_list):
         raise ValueError(f"{len(jobs)} jobs but {len(lanes_list)} input arrays")
-    state = dataclasses.replace(accel.state)
-    for i, (job, lanes) in enumerate(zip(jobs, lanes_list)):
-        try:
-            state.check(cfg, job)
-        except JobError as e:
-            raise JobError(e.name, f"pass job {i} ({job.mode} B={job.batch} "
-                                   f"{job.rows_act}x{job.cols_act}): {e}") from None
-        shape = np.shape(lanes)
-        if shape != (job.in_beats(), cfg.in_lanes):
-            raise ValueError(f"pass job {i} needs {job.in_beats()} input beats of "
-                             f"{cfg.in_lanes} lanes, got array of shape {shape}")
-        state.apply(job)
-    return state
+    return _check_jobs(accel.cfg, accel.state, jobs, lanes_list)
 
 
-def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
-             timeout: float | None = None) -> list[np.ndarray]:
-    """Run ``jobs`` (inputs ``lanes_list``, as for ``run_job``) on ``accel``; returns each job's
-    output beats as (n, out_lanes) int64, bit-exact with running them one by one."""
-    cfg, dev = accel.cfg, accel.device
-    jobs = list(jobs)
-    check_pass(accel, jobs, lanes_list)
+def _state_key(state: CoreState) -> tuple:
+    return (state.preloaded, state.saved, state.saved_rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class PassProgram:
+    """Everything about a checked pass that does not depend on its data.
+
+    ``in_offsets`` / ``out_offsets`` (jobs + 1): each job's first input / output beat in the
+    pass's lanes; ``queues``: (first, end, frame rows, output beats) per queue, the frame
+    rows indexing :attr:`frame` (the pass's packed input beats, then the queued jobs' header
+    beats, whose values the program wrote once); ``tail``: the jobs from there on run as
+    programmed jobs; ``tail_state``: the core state (preloaded, saved, saved_rows) after
+    ``jobs[:tail]``."""
+
+    in_offsets: tuple
+    out_offsets: tuple
+    queues: tuple
+    tail: int
+    tail_state: tuple
+    #: (in_beats + queued jobs,) one element per beat (numpy void of a beat's bytes);
+    #: refilled by every run: one pass at a time per process
+    frame: np.ndarray
+    native: str | None   # the lanes' dtype when they are whole bytes of the beat (else None)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, compare=False)
+
+    @property
+    def in_beats(self) -> int:
+        return self.in_offsets[-1]
+
+    @property
+    def out_beats(self) -> int:
+        return self.out_offsets[-1]
+
+
+def _compile(cfg, jobs: Sequence[Job], state: CoreState, max_transfer) -> PassProgram:
+    """The program of a pass that passed the host check in ``state``."""
+    n = len(jobs)
+    in_off = np.zeros(n + 1, dtype=np.int64)
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    in_off[1:] = np.cumsum([j.in_beats() for j in jobs])
+    out_off[1:] = np.cumsum([j.out_beats() for j in jobs])
+    n_in = int(in_off[-1])
+    ib = cfg.in_axis_bits // 8
+    beat = np.dtype((np.void, ib))
+    queues, tail = ([], n) if not cfg.supports_queue else split_pass(cfg, jobs, max_transfer)
     if not cfg.supports_queue:
-        return [accel.run_job(j, l, timeout) for j, l in zip(jobs, lanes_list)]
-    queues, tail = split_pass(cfg, jobs, getattr(dev, "max_transfer", None))
-    outs: list[np.ndarray] = []
+        tail = 0
+    n_hdr = sum(end - first for first, end in queues)
+    frame = np.zeros(n_in + n_hdr, dtype=beat)
+    progs, h = [], n_in
     for first, end in queues:
-        qjobs = jobs[first:end]
-        data = pack_queue(cfg, qjobs, lanes_list[first:end])
+        rows = []
+        for i in range(first, end):  # the header beat, then the job's input beats
+            frame[h] = np.frombuffer(descriptor.header_beat(cfg, jobs[i], i == end - 1),
+                                     dtype=beat)[0]
+            rows.append(np.array([h], dtype=np.int64))
+            rows.append(np.arange(in_off[i], in_off[i + 1], dtype=np.int64))
+            h += 1
+        idx = np.concatenate(rows)
+        idx.setflags(write=False)
+        progs.append((first, end, idx, int(out_off[end] - out_off[first])))
+    st = dataclasses.replace(state)
+    for j in jobs[:tail]:
+        st.apply(j)
+    native = _NATIVE.get(cfg.data_w) if cfg.data_w * cfg.in_lanes == cfg.in_axis_bits else None
+    return PassProgram(tuple(in_off.tolist()), tuple(out_off.tolist()), tuple(progs), tail,
+                       _state_key(st), frame, native)
+
+
+#: (cfg, jobs, state before, transfer limit) -> PassProgram of passes that ran
+_PROGRAMS: "collections.OrderedDict[tuple, PassProgram]" = collections.OrderedDict()
+_PROGRAMS_MAX = 128   # a network's passes, a few builds
+
+
+def program(accel, jobs: Sequence[Job], lanes_list=None) -> tuple[PassProgram, tuple, bool]:
+    """(program, cache key, hit) of ``jobs`` on ``accel`` in its current core state.  A miss
+    checks the pass (as :func:`check_pass`, with ``lanes_list`` if given) and compiles it;
+    the caller stores it (:func:`_remember`) once the pass ran."""
+    cfg = accel.cfg
+    key = (cfg, tuple(jobs), _state_key(accel.state), getattr(accel.device, "max_transfer", None))
+    prog = _PROGRAMS.get(key)
+    if prog is not None:
+        _PROGRAMS.move_to_end(key)
+        return prog, key, True
+    _check_jobs(cfg, accel.state, jobs, lanes_list)
+    return _compile(cfg, jobs, accel.state, key[3]), key, False
+
+
+def _remember(key: tuple, prog: PassProgram) -> None:
+    _PROGRAMS[key] = prog
+    while len(_PROGRAMS) > _PROGRAMS_MAX:
+        _PROGRAMS.popitem(last=False)
+
+
+def _fill(cfg, prog: PassProgram, lanes: np.ndarray) -> None:
+    """The pass's input beats into ``prog.frame[:in_beats]`` (as pack_beats packs them)."""
+    n = prog.in_beats
+    if not np.issubdtype(lanes.dtype, np.integer):
+        lanes = np.asarray(lanes, dtype=np.int64)   # as pack_beats converts them
+    if prog.native is not None:
+        dst = prog.frame[:n].view(np.dtype(prog.native)).reshape(n, cfg.in_lanes)
+        dst[...] = lanes   # int64 -> narrower signed integers keeps the low bits (the wrap)
+    else:
+        prog.frame[:n] = np.frombuffer(pack_beats(lanes, cfg.data_w, cfg.in_axis_bits),
+                                       dtype=prog.frame.dtype)
+
+
+def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray,
+             timeout) -> np.ndarray:
+    """Run a compiled pass: the output beats of all its jobs, (out_beats, out_lanes) int64."""
+    cfg, dev = accel.cfg, accel.device
+    ol = cfg.out_lanes
+    out = np.empty((prog.out_beats, ol), dtype=np.int64)
+    frames = []
+    if prog.queues:
+        with prog.lock:   # the frame buffer is the program's: fill and gather it at once
+            _fill(cfg, prog, lanes)
+            frames = [prog.frame[rows].tobytes() for _, _, rows, _ in prog.queues]
+    out_native = _NATIVE.get(cfg.acc_w) if cfg.acc_w * ol == cfg.out_axis_bits else None
+    oo = prog.out_offsets
+    for (first, end, _, n_out), data in zip(prog.queues, frames):
         try:
-            raw = accel._start(_QUEUE, data, queue_out_beats(qjobs), timeout)
+            raw = accel._start(_QUEUE, data, n_out, timeout)
         except DeviceError as e:
             accel._forget()   # the recovery soft-reset the core
             try:
@@ -82,14 +207,54 @@ def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
             err.job = k
             raise err from e
         accel.queued_jobs += end - first    # header beats sent (the counters count them)
-        beats = unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
-        pos = 0
-        for j in qjobs:
-            outs.append(beats[pos:pos + j.out_beats()])
-            pos += j.out_beats()
-    for j in jobs[:tail]:
-        accel.state.apply(j)
-    for j, l in zip(jobs[tail:], lanes_list[tail:]):
-        outs.append(accel.run_job(j, l, timeout))
-    return outs
+        dst = out[oo[first]:oo[end]]
+        if out_native is not None:
+            dst[...] = np.frombuffer(raw, dtype=out_native).reshape(n_out, ol)
+        else:
+            dst[...] = unpack_beats(raw, ol, cfg.acc_w, cfg.out_axis_bits)
+    st = accel.state
+    st.preloaded, st.saved, st.saved_rows = prog.tail_state
+    io = prog.in_offsets
+    for i in range(prog.tail, len(jobs)):
+        out[oo[i]:oo[i + 1]] = accel.run_job(jobs[i], lanes[io[i]:io[i + 1]], timeout)
+    return out
 
+
+def run_pass_lanes(accel, jobs: Sequence[Job], lanes: np.ndarray,
+                   timeout: float | None = None) -> np.ndarray:
+    """:func:`run_pass` with the pass's input beats as one array (in_beats, in_lanes), the
+    jobs' beats back to back; returns all output beats (out_beats, out_lanes) int64."""
+    prog, key, hit = program(accel, jobs)
+    lanes = np.asarray(lanes)
+    if lanes.shape != (prog.in_beats, accel.cfg.in_lanes):
+        raise ValueError(f"the pass needs {prog.in_beats} input beats of {accel.cfg.in_lanes} "
+                         f"lanes, got array of shape {lanes.shape}")
+    out = _execute(accel, jobs, prog, lanes, timeout)
+    if not hit:
+        _remember(key, prog)
+    return out
+
+
+def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
+             timeout: float | None = None) -> list[np.ndarray]:
+    """Run ``jobs`` (inputs ``lanes_list``, as for ``run_job``) on ``accel``; returns each job's
+    output beats as (n, out_lanes) int64, bit-exact with running them one by one."""
+    cfg = accel.cfg
+    jobs = list(jobs)
+    if len(jobs) != len(lanes_list):
+        raise ValueError(f"{len(jobs)} jobs but {len(lanes_list)} input arrays")
+    prog, key, hit = program(accel, jobs, lanes_list)
+    if hit:   # checked when compiled: the input shapes remain
+        io = prog.in_offsets
+        for i, l in enumerate(lanes_list):
+            shape = np.shape(l)
+            if shape != (io[i + 1] - io[i], cfg.in_lanes):
+                raise ValueError(f"pass job {i} needs {io[i + 1] - io[i]} input beats of "
+                                 f"{cfg.in_lanes} lanes, got array of shape {shape}")
+    lanes = (np.concatenate([np.asarray(l) for l in lanes_list]) if lanes_list
+             else np.zeros((0, cfg.in_lanes), dtype=np.int64))
+    out = _execute(accel, jobs, prog, lanes, timeout)
+    if not hit:
+        _remember(key, prog)
+    oo = prog.out_offsets
+    return [out[oo[i]:oo[i + 1]] for i in range(len(jobs))]

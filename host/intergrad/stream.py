@@ -18,7 +18,8 @@ repeats the same shapes every step):
 Building a pass's lanes is then ``source[in_index]`` and decoding it ``out.ravel()[index]``;
 the jobs (:func:`intergrad.plan.plan_pass`, unchanged) still go to the core one by one
 (:meth:`Accelerator.run_job`) unless the driver has ``run_pass`` (job queues: a whole pass
-in one transfer per queue).
+in one transfer per queue; with ``run_pass_lanes`` the pass's beats go in and come back
+as one array each way).
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class PassLayout:
     #: time per process
     source: np.ndarray
     reads: frozenset      # the operands ("X", "W", "dY") the pass's lanes come from
+    job_list: tuple = ()  # the jobs' Job records (tj.job for tj in jobs)
 
     @property
     def in_beats(self) -> int:
@@ -152,7 +154,8 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
                       np.zeros(y0 + B * M, dtype=np.int64),
                       frozenset({"X" if pass_ == "fwd" else "dY"}
                                 | ({"W"} if kind.uses_weights else set())
-                                | ({"X"} if kind.left_data else set())))
+                                | ({"X"} if kind.left_data else set())),
+                      tuple(tj.job for tj in jobs))
 
 
 def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
@@ -192,10 +195,17 @@ def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
     pass in one transfer per queue, :mod:`intergrad.jobqueue`, in-band job descriptors)
     gets the pass in one call, each job's input a view of ``lanes``; otherwise one
     :meth:`Accelerator.run_job` per job on slices of ``lanes``."""
-    jobs = [tj.job for tj in lay.jobs]
+    jobs = lay.job_list
+    whole = getattr(accel, "run_pass", None)
+    lanes_fn = getattr(accel, "run_pass_lanes", None) if whole is not None else None
+    if lanes_fn is not None:   # the same, the beats in one array each way
+        out = lanes_fn(jobs, lanes)
+        if out.shape != (lay.out_beats, accel.cfg.out_lanes):
+            raise ValueError(f"run_pass_lanes returned {out.shape[0]} output beats, the pass "
+                             f"has {lay.out_beats}")
+        return out
     io, oo = lay.in_offsets.tolist(), lay.out_offsets.tolist()
     views = [lanes[io[k]:io[k + 1]] for k in range(len(jobs))]
-    whole = getattr(accel, "run_pass", None)
     if whole is not None:
         outs = whole(jobs, views)
         if len(outs) != len(jobs):
