@@ -143,43 +143,66 @@ always @(posedge clk) begin
 end
 
 // diag_k[d] = active PEs on diagonal d: popcount of row_en[r] & col_en[d - r] over the
-// rows r of the diagonal, registered (one cycle behind the shape latch).  The popcount is a
-// balanced tree (not a serial chain) of KW-bit adders: level l has NK(l) nodes, node j the
-// sum of nodes 2j and 2j+1 of level l-1 (or node 2j alone when it has no partner).
-wire [ND*KW-1:0] diag_k;
-genvar gd, gr, gk, gp;
-generate
-    for (gd = 0; gd < ND; gd = gd + 1) begin : g_diag
-        localparam integer LO = (gd >= COLS) ? gd - COLS + 1 : 0;
-        localparam integer HI = (gd < ROWS) ? gd : ROWS - 1;
-        wire [KMAX-1:0] b;
-        reg  [KW-1:0]   k;
-        for (gr = 0; gr < KMAX; gr = gr + 1) begin : g_b
-            if (LO + gr <= HI) begin : g_on
-                assign b[gr] = row_en[LO + gr] & col_en[gd - LO - gr];
-            end else begin : g_off
-                assign b[gr] = 1'b0;
-            end
+// rows r of the diagonal, registered one cycle behind the shape latch (shape_q) and held
+// until the next job (a clock enable: a simulator evaluates the popcounts only then).  The
+// popcount is a balanced tree (not a serial chain) of KW-bit adders: level l's node j is the
+// sum of nodes 2j and 2j+1 of level l-1 (or node 2j alone when it has no partner); the
+// working vector is twice the number of leaves so every select stays in range.
+function [KW-1:0] diag_pop;
+    input [KMAX-1:0] b;
+    reg [2*KMAX*KW-1:0] s;
+    integer l, j;
+    begin
+        s = {2*KMAX*KW{1'b0}};
+        for (j = 0; j < KMAX; j = j + 1) begin
+            s[j*KW] = b[j];
         end
-        for (gk = 0; gk <= LOGK; gk = gk + 1) begin : g_pl
-            localparam integer NK = (KMAX + (1 << gk) - 1) >> gk;
-            localparam integer GQ = (gk > 0) ? gk - 1 : 0;
-            localparam integer NQ = (KMAX + (1 << GQ) - 1) >> GQ;   // nodes of level gk-1
-            for (gp = 0; gp < NK; gp = gp + 1) begin : g_pn
-                wire [KW-1:0] v;
-                if (gk == 0 && KW > 1) begin : g_leaf
-                    assign v = {{(KW-1){1'b0}}, b[gp]};
-                end else if (gk == 0) begin : g_leaf1
-                    assign v = b[gp];
-                end else if (2*gp + 1 < NQ) begin : g_add
-                    assign v = g_pl[gk-1].g_pn[2*gp].v + g_pl[gk-1].g_pn[2*gp+1].v;
-                end else begin : g_pass
-                    assign v = g_pl[gk-1].g_pn[2*gp].v;
+        for (l = 0; l < LOGK; l = l + 1) begin
+            for (j = 0; j < KMAX; j = j + 1) begin
+                if (2*j + 1 < ((KMAX + (1 << l) - 1) >> l)) begin
+                    s[j*KW +: KW] = s[2*j*KW +: KW] + s[(2*j+1)*KW +: KW];
+                end else if (2*j < ((KMAX + (1 << l) - 1) >> l)) begin
+                    s[j*KW +: KW] = s[2*j*KW +: KW];
                 end
             end
         end
+        diag_pop = s[KW-1:0];
+    end
+endfunction
+
+// the PEs of diagonal d inside the tile: row_en[r] & col_en[d - r] for the rows r of d
+function [KMAX-1:0] diag_bits;
+    input [ROWS-1:0] re;
+    input [COLS-1:0] ce;
+    input integer d;
+    integer r;
+    begin
+        diag_bits = {KMAX{1'b0}};
+        for (r = 0; r < ROWS; r = r + 1) begin
+            if (d - r >= 0 && d - r < COLS) begin
+                diag_bits[r - ((d >= COLS) ? d - COLS + 1 : 0)] = re[r] & ce[d - r];
+            end
+        end
+    end
+endfunction
+
+reg shape_q;   // the shape was latched in the cycle before: load diag_k
+always @(posedge clk) begin
+    shape_q <= shape_ld;
+    if (rst) begin
+        shape_q <= 1'b0;
+    end
+end
+
+wire [ND*KW-1:0] diag_k;
+genvar gd, gr;
+generate
+    for (gd = 0; gd < ND; gd = gd + 1) begin : g_diag
+        reg [KW-1:0] k;
         always @(posedge clk) begin
-            k <= g_pl[LOGK].g_pn[0].v;
+            if (shape_q) begin
+                k <= diag_pop(diag_bits(row_en, col_en, gd));
+            end
         end
         assign diag_k[gd*KW +: KW] = k;
     end
@@ -253,9 +276,10 @@ generate
                 .acc_clear(acc_clear), .acc_save(acc_save),
                 .wsel(wsel),
                 .w_we(w_we), .w_bank(w_bank),
-                // the tile test inside the PE's w_we branch: as a separate per-PE enable
-                // the simulator evaluated all of them every cycle (~430 instructions)
-                .w_tile(row_en[n] && col_en[m]), .w_transpose(w_transpose), .w_idx(w_idx),
+                // the tile test (row_en[n] && col_en[m]) is inside the PE's w_we branch: as
+                // a per-PE enable wire a simulator evaluates all of them every cycle
+                .w_row_en(row_en[n]), .w_col_en(col_en[m]),
+                .w_transpose(w_transpose), .w_idx(w_idx),
                 .w_left(w_left[n*DATA_W +: DATA_W]), .w_top(w_top[m*DATA_W +: DATA_W]),
                 .v_in(v_i),
                 .v_out(v_o),

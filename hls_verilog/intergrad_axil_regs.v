@@ -106,7 +106,10 @@ assign s_axil_wready = !wvalid_reg;
 assign s_axil_bresp = 2'b00;
 assign s_axil_bvalid = bvalid_reg;
 
-always @* begin
+// next values as blocking temporaries of the clocked block (combinational logic that a
+// simulator evaluates once per clock edge, not again on every input change)
+/* verilator lint_off BLKSEQ */
+always @(posedge clk) begin
     awaddr_next = awaddr_reg;
     awvalid_next = awvalid_reg;
     wdata_next = wdata_reg;
@@ -132,9 +135,7 @@ always @* begin
     end
 
     wr_en_next = awvalid_next && wvalid_next && !bvalid_next;
-end
 
-always @(posedge clk) begin
     awaddr_reg <= awaddr_next;
     awvalid_reg <= awvalid_next;
     wdata_reg <= wdata_next;
@@ -150,6 +151,7 @@ always @(posedge clk) begin
         wr_en_reg <= 1'b0;
     end
 end
+/* verilator lint_on BLKSEQ */
 
 // ---------------------------------------------------------------- register file
 wire [7:0] wr_word = awaddr_reg & 8'hFC;
@@ -208,7 +210,7 @@ end
 // ---------------------------------------------------------------- read channel
 reg [7:0]  araddr_reg, araddr_next;
 reg        arvalid_reg, arvalid_next;
-reg [31:0] rdata_reg, rdata_next;
+reg [31:0] rdata_reg;
 reg        rvalid_reg, rvalid_next;
 reg        rd_en_reg, rd_en_next;
 
@@ -217,82 +219,71 @@ assign s_axil_rdata = rdata_reg;
 assign s_axil_rresp = 2'b00;
 assign s_axil_rvalid = rvalid_reg;
 
-// read words, packed from the generated field constants
-reg [31:0] cfg_array_word, cfg_width_word, status_word, mode_word, batch_word, shape_word;
-
-always @* begin
-    cfg_array_word = 32'd0;
-    cfg_array_word[IG_CFG_ARRAY_ROWS_LSB +: IG_CFG_ARRAY_ROWS_W] = ROWS[IG_CFG_ARRAY_ROWS_W-1:0];
-    cfg_array_word[IG_CFG_ARRAY_COLS_LSB +: IG_CFG_ARRAY_COLS_W] = COLS[IG_CFG_ARRAY_COLS_W-1:0];
-    cfg_array_word[IG_CFG_ARRAY_DUAL_MAC_LSB] = DUAL_MAC[0];
-
-    cfg_width_word = 32'd0;
-    cfg_width_word[IG_CFG_WIDTH_DATA_W_LSB +: IG_CFG_WIDTH_DATA_W_W] = DATA_W[IG_CFG_WIDTH_DATA_W_W-1:0];
-    cfg_width_word[IG_CFG_WIDTH_ACC_W_LSB +: IG_CFG_WIDTH_ACC_W_W] = ACC_W[IG_CFG_WIDTH_ACC_W_W-1:0];
-
-    status_word = 32'd0;
-    status_word[IG_STATUS_BUSY_LSB] = st_busy;
-    status_word[IG_STATUS_DONE_LSB] = st_done;
-    status_word[IG_STATUS_ERROR_LSB] = st_error;
-    status_word[IG_STATUS_PRELOADED_LSB] = st_preloaded;
-    status_word[IG_STATUS_SAVED_LSB] = st_saved;
-    status_word[IG_STATUS_COMPUTING_LSB] = st_computing;
-    status_word[IG_STATUS_OUT_PENDING_LSB] = st_out_pending;
-    status_word[IG_STATUS_ERR_CAUSE_LSB +: IG_STATUS_ERR_CAUSE_W] = st_err_cause;
-
-    mode_word = 32'd0;
-    mode_word[IG_MODE_MODE_LSB +: IG_MODE_MODE_W] = mode;
-    mode_word[IG_MODE_FLAGS_LSB +: IG_MODE_FLAGS_W] = flags;
-
-    batch_word = 32'd0;
-    batch_word[IG_BATCH_BATCH_LSB +: IG_BATCH_BATCH_W] = batch;
-
-    shape_word = 32'd0;
-    shape_word[IG_SHAPE_ROWS_ACT_LSB +: IG_SHAPE_ROWS_ACT_W] = rows_act;
-    shape_word[IG_SHAPE_COLS_ACT_LSB +: IG_SHAPE_COLS_ACT_W] = cols_act;
-end
-
-// counter words: the low / high half of counter (addr - COUNTER_BASE) / 8
-/* verilator lint_off UNUSEDSIGNAL */
-wire [7:0] rd_cnt_off = araddr_reg - IG_COUNTER_BASE;
-/* verilator lint_on UNUSEDSIGNAL */
-wire [4:0] rd_cnt_idx = rd_cnt_off[7:3];
-wire rd_cnt_hit = araddr_reg >= IG_COUNTER_BASE && {27'd0, rd_cnt_idx} < NCNT;
-wire [CIDX_W-1:0] rd_cidx = rd_cnt_idx[CIDX_W-1:0];
-
-reg [31:0] rd_word;
-
-always @* begin
-    case (araddr_reg & 8'hFC)
-        IG_REG_ID: rd_word = IG_ID_MAGIC;
-        IG_REG_VERSION: rd_word = IG_VERSION;
-        IG_REG_CFG_ARRAY: rd_word = cfg_array_word;
-        IG_REG_CFG_WIDTH: rd_word = cfg_width_word;
-        IG_REG_STATUS: rd_word = status_word;
-        IG_REG_MODE: rd_word = mode_word;
-        IG_REG_BATCH: rd_word = batch_word;
-        IG_REG_SHAPE: rd_word = shape_word;
-        IG_REG_QUEUE: rd_word = {{(32-IG_QUEUE_JOB_W){1'b0}}, st_queue_job} << IG_QUEUE_JOB_LSB;
-        default: begin
-            if (rd_cnt_hit) begin
-                rd_word = snap_flat[{rd_cidx, rd_cnt_off[2], 5'd0} +: 32];
-            end else begin
-                rd_word = 32'd0;
+// the word at a read address, packed from the generated field constants; evaluated only in
+// the cycle that answers a read (the clocked branch below)
+function [31:0] read_word;
+    input [7:0] addr;
+    reg [31:0] w;
+    /* verilator lint_off UNUSEDSIGNAL */
+    reg [7:0] cnt_off;   // bits [1:0]: the byte within the word
+    /* verilator lint_on UNUSEDSIGNAL */
+    reg [4:0] cnt_idx;
+    begin
+        w = 32'd0;
+        cnt_off = addr - IG_COUNTER_BASE;
+        cnt_idx = cnt_off[7:3];
+        case (addr & 8'hFC)
+            IG_REG_ID: w = IG_ID_MAGIC;
+            IG_REG_VERSION: w = IG_VERSION;
+            IG_REG_CFG_ARRAY: begin
+                w[IG_CFG_ARRAY_ROWS_LSB +: IG_CFG_ARRAY_ROWS_W] = ROWS[IG_CFG_ARRAY_ROWS_W-1:0];
+                w[IG_CFG_ARRAY_COLS_LSB +: IG_CFG_ARRAY_COLS_W] = COLS[IG_CFG_ARRAY_COLS_W-1:0];
+                w[IG_CFG_ARRAY_DUAL_MAC_LSB] = DUAL_MAC[0];
             end
-        end
-    endcase
-end
+            IG_REG_CFG_WIDTH: begin
+                w[IG_CFG_WIDTH_DATA_W_LSB +: IG_CFG_WIDTH_DATA_W_W] = DATA_W[IG_CFG_WIDTH_DATA_W_W-1:0];
+                w[IG_CFG_WIDTH_ACC_W_LSB +: IG_CFG_WIDTH_ACC_W_W] = ACC_W[IG_CFG_WIDTH_ACC_W_W-1:0];
+            end
+            IG_REG_STATUS: begin
+                w[IG_STATUS_BUSY_LSB] = st_busy;
+                w[IG_STATUS_DONE_LSB] = st_done;
+                w[IG_STATUS_ERROR_LSB] = st_error;
+                w[IG_STATUS_PRELOADED_LSB] = st_preloaded;
+                w[IG_STATUS_SAVED_LSB] = st_saved;
+                w[IG_STATUS_COMPUTING_LSB] = st_computing;
+                w[IG_STATUS_OUT_PENDING_LSB] = st_out_pending;
+                w[IG_STATUS_ERR_CAUSE_LSB +: IG_STATUS_ERR_CAUSE_W] = st_err_cause;
+            end
+            IG_REG_MODE: begin
+                w[IG_MODE_MODE_LSB +: IG_MODE_MODE_W] = mode;
+                w[IG_MODE_FLAGS_LSB +: IG_MODE_FLAGS_W] = flags;
+            end
+            IG_REG_BATCH: w[IG_BATCH_BATCH_LSB +: IG_BATCH_BATCH_W] = batch;
+            IG_REG_SHAPE: begin
+                w[IG_SHAPE_ROWS_ACT_LSB +: IG_SHAPE_ROWS_ACT_W] = rows_act;
+                w[IG_SHAPE_COLS_ACT_LSB +: IG_SHAPE_COLS_ACT_W] = cols_act;
+            end
+            IG_REG_QUEUE: w[IG_QUEUE_JOB_LSB +: IG_QUEUE_JOB_W] = st_queue_job;
+            default: begin
+                // the low / high half of counter (addr - COUNTER_BASE) / 8
+                if (addr >= IG_COUNTER_BASE && {27'd0, cnt_idx} < NCNT) begin
+                    w = snap_flat[{cnt_idx[CIDX_W-1:0], cnt_off[2], 5'd0} +: 32];
+                end
+            end
+        endcase
+        read_word = w;
+    end
+endfunction
 
-always @* begin
+/* verilator lint_off BLKSEQ */
+always @(posedge clk) begin
     araddr_next = araddr_reg;
     arvalid_next = arvalid_reg;
-    rdata_next = rdata_reg;
     rvalid_next = rvalid_reg && !s_axil_rready;
 
     // the held address is decoded in this cycle: answer, free the address register
     if (rd_en_reg) begin
         arvalid_next = 1'b0;
-        rdata_next = rd_word;
         rvalid_next = 1'b1;
     end
     if (!arvalid_reg) begin
@@ -301,14 +292,15 @@ always @* begin
     end
 
     rd_en_next = arvalid_next && !rvalid_next;
-end
 
-always @(posedge clk) begin
     araddr_reg <= araddr_next;
     arvalid_reg <= arvalid_next;
-    rdata_reg <= rdata_next;
     rvalid_reg <= rvalid_next;
     rd_en_reg <= rd_en_next;
+    // RDATA is loaded with the answer and held until the next one
+    if (rd_en_reg) begin
+        rdata_reg <= read_word(araddr_reg);
+    end
 
     if (rst) begin
         arvalid_reg <= 1'b0;
@@ -316,6 +308,7 @@ always @(posedge clk) begin
         rd_en_reg <= 1'b0;
     end
 end
+/* verilator lint_on BLKSEQ */
 
 endmodule
 

@@ -57,7 +57,8 @@ module intergrad_pe #
     // weight load into one bank: beat w_idx carries row w_idx of S in w_top (or, transposed,
     // column w_idx of S in w_left); this PE takes its lane when the index is its row (column)
     input  wire                     w_we,
-    input  wire                     w_tile,     // this PE is inside the active tile
+    input  wire                     w_row_en,   // this PE's row is inside the active tile
+    input  wire                     w_col_en,   // this PE's column is inside the active tile
     input  wire                     w_bank,
     input  wire                     w_transpose,
     input  wire [7:0]               w_idx,
@@ -126,7 +127,7 @@ assign acc_out = acc;
 
 always @(posedge clk) begin
     if (w_we) begin
-        if (w_tile && (w_transpose ? (w_idx == COL[7:0]) : (w_idx == ROW[7:0]))) begin
+        if (w_row_en && w_col_en && (w_transpose ? (w_idx == COL[7:0]) : (w_idx == ROW[7:0]))) begin
             if (w_bank) begin
                 w1 <= w_transpose ? w_left : w_top;
             end else begin

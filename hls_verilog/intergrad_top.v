@@ -30,8 +30,11 @@
  *
  * Sequencing: the job state machine is one-hot; every count that a step condition tests
  * keeps registered "is zero" / "is one" flags beside it, so the step logic (go) depends on
- * a few flag registers only.  Control registers are computed as *_next in `always @*`
- * and registered in one `always @(posedge clk)` with `if (rst)` last; the wide datapath
+ * a few flag registers only.  The control registers are written in one
+ * `always @(posedge clk)` with non-blocking assignments in priority order (a register
+ * holds unless a condition writes it), `if (rst)` last; the step conditions (go, take,
+ * ...) are wires.  (A simulator evaluates the next-state logic once per clock edge, not
+ * again whenever an input changes, as it would an `always @*` block.)  The wide datapath
  * registers (the output beat) are loaded in clocked branches with enables.
  * Performance-counter increments are registered (the counters lag by up to two cycles).
  */
@@ -163,15 +166,8 @@ wire        st_done;
 wire        st_computing;
 wire        st_out_pending;
 
-reg  [CNT_W-1:0] snap [0:NCNT-1];
-wire [NCNT*CNT_W-1:0] snap_flat;
-
-genvar gi;
-generate
-    for (gi = 0; gi < NCNT; gi = gi + 1) begin : g_snap
-        assign snap_flat[gi*CNT_W +: CNT_W] = snap[gi];
-    end
-endgenerate
+// the counter snapshot, counter i in bits [CNT_W*i +: CNT_W] (one flat register)
+reg  [NCNT*CNT_W-1:0] snap_flat;
 
 // job state, declared here for the status inputs
 reg        err_flag;
@@ -214,7 +210,7 @@ localparam [6:0] ST_IDLE = 7'b0000001, ST_LOAD = 7'b0000010, ST_STREAM = 7'b0000
 // queues need the header in one input beat
 localparam QUEUE_OK = ((ROWS+COLS)*DATA_W+7)/8*8 >= IG_HDR_BITS ? 1 : 0;
 
-reg [6:0]  state, state_next;
+reg [6:0]  state;
 
 // START / QUEUE / SOFT_RESET strobes, one cycle after the CTRL write (start_req: START or
 // QUEUE, q_req: QUEUE)
@@ -229,7 +225,6 @@ reg        hdr_last;
 reg [7:0]  hdr_err, hdr_err_next;
 reg        hdr_bad;        // hdr_err != NONE, registered with it
 reg        hdr_early;      // hdr_err == EARLY_TLAST (a queue job's only cause with it)
-reg [15:0] q_job_next;
 // configuration errors of the programmed job (MODE/BATCH/SHAPE/FLAGS), registered: the
 // register file changes only by writes, two or more cycles before a START strobe
 reg [7:0]  cfg_err, cfg_err_next;
@@ -247,40 +242,36 @@ reg [COLS-1:0] sh_colmask;   // active columns of the saved tile
 reg [7:0]  sh_rows;          // rows of the saved tile
 
 // counts with their registered flags
-reg [7:0]  ld_cnt, ld_cnt_next;          // weight beats left in LOAD
-reg        ld_one, ld_one_next;
-reg [7:0]  ld_idx, ld_idx_next;          // weight beat index (LOAD and preload)
-reg [15:0] b_cnt, b_cnt_next;            // data beats left in STREAM
-reg        b_one, b_one_next;
-reg [15:0] dout_cnt, dout_cnt_next;      // data output beats left
-reg        dout_one, dout_one_next;
-reg [7:0]  flush_cnt, flush_cnt_next;    // flush steps left in TAIL
-reg        flush_nz, flush_nz_next;
-reg        flush_one, flush_one_next;
-reg [7:0]  drain_cnt, drain_cnt_next;    // drain beats left in TAIL
-reg        drain_nz, drain_nz_next;
-reg        drain_one, drain_one_next;
-reg [7:0]  drain_idx, drain_idx_next;
-reg [7:0]  pre_cnt, pre_cnt_next;        // preload beats left in TAIL
-reg        pre_nz, pre_nz_next;
-reg        pre_one, pre_one_next;
-reg [7:0]  pd_cnt, pd_cnt_next;          // saved-drain beats left (DRAIN_PREV)
-reg        pd_nz, pd_nz_next;
-reg        pd_one, pd_one_next;
-reg [7:0]  pd_idx, pd_idx_next;
+reg [7:0]  ld_cnt;                       // weight beats left in LOAD
+reg        ld_one;
+reg [7:0]  ld_idx;                       // weight beat index (LOAD and preload)
+reg [15:0] b_cnt;                        // data beats left in STREAM
+reg        b_one;
+reg [15:0] dout_cnt;                     // data output beats left
+reg        dout_one;
+reg [7:0]  flush_cnt;                    // flush steps left in TAIL
+reg        flush_nz;
+reg        flush_one;
+reg [7:0]  drain_cnt;                    // drain beats left in TAIL
+reg        drain_nz;
+reg        drain_one;
+reg [7:0]  drain_idx;
+reg [7:0]  pre_cnt;                      // preload beats left in TAIL
+reg        pre_nz;
+reg        pre_one;
+reg [7:0]  pd_cnt;                       // saved-drain beats left (DRAIN_PREV)
+reg        pd_nz;
+reg        pd_one;
+reg [7:0]  pd_idx;
 
-reg        sub, sub_next;                // DUAL_MAC=0, IG: accumulate cycle done this step
-reg        wsel, wsel_next;              // active weight bank
-reg        preloaded_next;
-reg        saved_next;
-reg        done_flag, done_flag_next;
-reg        err_flag_next;
-reg [7:0]  err_cause_next;
-reg [FLUSH-1:0] ovalid_sr, ovalid_sr_next;  // data-output valid per flush position
-reg        frame_done, frame_done_next;  // the job's TLAST beat has been loaded
-reg        term_pend, term_pend_next;    // abort beat waiting for the output register
-reg [7:0]  term_code, term_code_next;
-reg        pipe_clear, pipe_clear_next;  // clear the array's data links (after an abort)
+reg        sub;                          // DUAL_MAC=0, IG: accumulate cycle done this step
+reg        wsel;                         // active weight bank
+reg        done_flag;
+reg [FLUSH-1:0] ovalid_sr;                  // data-output valid per flush position
+reg        frame_done;                   // the job's TLAST beat has been loaded
+reg        term_pend;                    // abort beat waiting for the output register
+reg [7:0]  term_code;
+reg        pipe_clear;                   // clear the array's data links (after an abort)
 
 wire st_idle = state[S_IDLE];
 wire st_load = state[S_LOAD];
@@ -331,6 +322,7 @@ wire expect_last = ((st_stream && b_one && !f_preload) || (st_tail && pre_one)) 
 wire early_tlast = take && s_axis_tlast && !expect_last;
 wire missing_tlast = take && !s_axis_tlast && expect_last;
 wire abort = early_tlast || missing_tlast;
+wire [7:0] abort_cause = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;
 
 wire is_wload = take && (st_load || st_tail);
 
@@ -386,157 +378,113 @@ wire [7:0]  in_rows = hdr_word[IG_HDR_ROWS_ACT_LSB +: IG_HDR_ROWS_ACT_W];
 wire [7:0]  in_cols = hdr_word[IG_HDR_COLS_ACT_LSB +: IG_HDR_COLS_ACT_W];
 wire        in_last = hdr_word[IG_HDR_LAST_LSB];
 
-always @* begin
-    cfg_err_next =
-        (mode_prog > IG_MODE_IG) ? IG_ERR_BAD_MODE :
-        (batch_prog == 16'd0 || rows_act_prog == 8'd0 || rows_act_prog > ROWS[7:0] ||
-         cols_act_prog == 8'd0 || cols_act_prog > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
-        ((flags_prog[IG_FLAG_LOAD_W] && flags_prog[IG_FLAG_SWAP]) ||
-         (flags_prog[IG_FLAG_SAVE] && flags_prog[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
-        IG_ERR_NONE;
-    // the same checks on a header beat, then the queue's own: a header with TLAST ends the
-    // input before the job's beats; a LAST job must produce the frame's TLAST beat
-    hdr_err_next =
-        (hdr_word[IG_HDR_TAG_LSB +: IG_HDR_TAG_W] != IG_HDR_TAG) ? IG_ERR_BAD_HEADER :
-        (in_mode > IG_MODE_IG) ? IG_ERR_BAD_MODE :
-        (in_batch == 16'd0 || in_rows == 8'd0 || in_rows > ROWS[7:0] ||
-         in_cols == 8'd0 || in_cols > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
-        ((in_flags[IG_FLAG_LOAD_W] && in_flags[IG_FLAG_SWAP]) ||
-         (in_flags[IG_FLAG_SAVE] && in_flags[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
-        s_axis_tlast ? IG_ERR_EARLY_TLAST :
-        (in_last && in_mode == IG_MODE_OS && !in_flags[IG_FLAG_DRAIN] &&
-         !in_flags[IG_FLAG_DRAIN_PREV]) ? IG_ERR_BAD_HEADER :
-        IG_ERR_NONE;
-    q_job_next = q_job;
-
-    state_next = state;
-    ld_cnt_next = ld_cnt;
-    ld_one_next = ld_one;
-    ld_idx_next = ld_idx;
-    b_cnt_next = b_cnt;
-    b_one_next = b_one;
-    dout_cnt_next = dout_cnt;
-    dout_one_next = dout_one;
-    flush_cnt_next = flush_cnt;
-    flush_nz_next = flush_nz;
-    flush_one_next = flush_one;
-    drain_cnt_next = drain_cnt;
-    drain_nz_next = drain_nz;
-    drain_one_next = drain_one;
-    drain_idx_next = drain_idx;
-    pre_cnt_next = pre_cnt;
-    pre_nz_next = pre_nz;
-    pre_one_next = pre_one;
-    pd_cnt_next = pd_cnt;
-    pd_nz_next = pd_nz;
-    pd_one_next = pd_one;
-    pd_idx_next = pd_idx;
-    sub_next = sub;
-    wsel_next = wsel;
-    preloaded_next = preloaded;
-    saved_next = saved;
-    done_flag_next = done_flag;
-    err_flag_next = err_flag;
-    err_cause_next = err_cause;
-    ovalid_sr_next = ovalid_sr;
-    frame_done_next = frame_done || (load_beat && beat_last);
-    term_pend_next = term_pend && !out_ok;
-    term_code_next = term_code;
-    pipe_clear_next = 1'b0;
+// Sequencing, one clocked block: every register of the job state machine is written with
+// non-blocking assignments in priority order (a later assignment in the block wins), so a
+// register holds unless a condition writes it; the register-file and header checks are
+// blocking temporaries (combinational logic registered in cfg_err and hdr_err).
+/* verilator lint_off BLKSEQ */
+always @(posedge clk) begin
+    if (load_beat && beat_last) begin
+        frame_done <= 1'b1;
+    end
+    if (out_ok) begin
+        term_pend <= 1'b0;
+    end
+    pipe_clear <= 1'b0;
 
     // array steps
     if (go) begin
-        ovalid_sr_next = {ovalid_sr[FLUSH-2:0], st_stream && !job_os};
-        sub_next = 1'b0;
+        ovalid_sr <= {ovalid_sr[FLUSH-2:0], st_stream && !job_os};
+        sub <= 1'b0;
     end else if (acc_cycle) begin
-        sub_next = 1'b1;
+        sub <= 1'b1;
     end
     if (go && data_out) begin
-        dout_cnt_next = dout_cnt - 16'd1;
-        dout_one_next = dout_cnt == 16'd2;
+        dout_cnt <= dout_cnt - 16'd1;
+        dout_one <= dout_cnt == 16'd2;
     end
     if (go && pd_out) begin
-        pd_cnt_next = pd_cnt - 8'd1;
-        pd_nz_next = !pd_one;
-        pd_one_next = pd_cnt == 8'd2;
-        pd_idx_next = pd_idx + 8'd1;
+        pd_cnt <= pd_cnt - 8'd1;
+        pd_nz <= !pd_one;
+        pd_one <= pd_cnt == 8'd2;
+        pd_idx <= pd_idx + 8'd1;
     end
     if (go && st_tail && flush_one && f_save) begin
-        saved_next = 1'b1;
+        saved <= 1'b1;
     end
 
     if (st_load && go) begin
-        ld_idx_next = ld_idx + 8'd1;
-        ld_cnt_next = ld_cnt - 8'd1;
-        ld_one_next = ld_cnt == 8'd2;
+        ld_idx <= ld_idx + 8'd1;
+        ld_cnt <= ld_cnt - 8'd1;
+        ld_one <= ld_cnt == 8'd2;
         if (ld_one) begin
-            wsel_next = ~wsel;
-            ld_idx_next = 8'd0;
+            wsel <= ~wsel;
+            ld_idx <= 8'd0;
         end
     end
     if (st_stream && go) begin
-        b_cnt_next = b_cnt - 16'd1;
-        b_one_next = b_cnt == 16'd2;
+        b_cnt <= b_cnt - 16'd1;
+        b_one <= b_cnt == 16'd2;
         if (b_one) begin
-            flush_cnt_next = FLUSH[7:0];
-            flush_nz_next = 1'b1;
-            flush_one_next = 1'b0;          // FLUSH >= 2
-            drain_cnt_next = f_drain ? job_rows : 8'd0;
-            drain_nz_next = f_drain;        // job_rows >= 1
-            drain_one_next = f_drain && job_rows == 8'd1;
-            drain_idx_next = 8'd0;
-            pre_cnt_next = f_preload ? job_wlen : 8'd0;
-            pre_nz_next = f_preload;
-            pre_one_next = f_preload && job_wlen == 8'd1;
+            flush_cnt <= FLUSH[7:0];
+            flush_nz <= 1'b1;
+            flush_one <= 1'b0;          // FLUSH >= 2
+            drain_cnt <= f_drain ? job_rows : 8'd0;
+            drain_nz <= f_drain;        // job_rows >= 1
+            drain_one <= f_drain && job_rows == 8'd1;
+            drain_idx <= 8'd0;
+            pre_cnt <= f_preload ? job_wlen : 8'd0;
+            pre_nz <= f_preload;
+            pre_one <= f_preload && job_wlen == 8'd1;
         end
     end
     if (st_tail && go) begin
         if (flush_nz) begin
-            flush_cnt_next = flush_cnt - 8'd1;
-            flush_nz_next = !flush_one;
-            flush_one_next = flush_cnt == 8'd2;
+            flush_cnt <= flush_cnt - 8'd1;
+            flush_nz <= !flush_one;
+            flush_one <= flush_cnt == 8'd2;
         end else if (drain_nz) begin
-            drain_cnt_next = drain_cnt - 8'd1;
-            drain_nz_next = !drain_one;
-            drain_one_next = drain_cnt == 8'd2;
-            drain_idx_next = drain_idx + 8'd1;
+            drain_cnt <= drain_cnt - 8'd1;
+            drain_nz <= !drain_one;
+            drain_one <= drain_cnt == 8'd2;
+            drain_idx <= drain_idx + 8'd1;
         end
         if (pre_nz) begin
-            pre_cnt_next = pre_cnt - 8'd1;
-            pre_nz_next = !pre_one;
-            pre_one_next = pre_cnt == 8'd2;
-            ld_idx_next = ld_idx + 8'd1;
+            pre_cnt <= pre_cnt - 8'd1;
+            pre_nz <= !pre_one;
+            pre_one <= pre_cnt == 8'd2;
+            ld_idx <= ld_idx + 8'd1;
         end
     end
     if (tail_last) begin
-        done_flag_next = job_last;
+        done_flag <= job_last;
         if (job_q) begin
-            q_job_next = q_job + 16'd1;
+            q_job <= q_job + 16'd1;
         end
         if (f_preload) begin
-            preloaded_next = 1'b1;
+            preloaded <= 1'b1;
         end
     end
     if (st_discard && s_axis_tvalid && s_axis_tlast) begin
-        state_next = ST_IDLE;
+        state <= ST_IDLE;
     end
     if (hdr_take) begin
-        state_next = ST_QSTART;
+        state <= ST_QSTART;
     end
 
     // an input beat with a wrong TLAST aborts the job; its frame ends with the abort beat
     // unless it has ended already (on this step too)
     if (abort) begin
-        err_flag_next = 1'b1;
-        err_cause_next = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;
-        ovalid_sr_next = {FLUSH{1'b0}};
-        pd_cnt_next = 8'd0;
-        pd_nz_next = 1'b0;
-        pd_one_next = 1'b0;
-        pipe_clear_next = 1'b1;
+        err_flag <= 1'b1;
+        err_cause <= abort_cause;
+        ovalid_sr <= {FLUSH{1'b0}};
+        pd_cnt <= 8'd0;
+        pd_nz <= 1'b0;
+        pd_one <= 1'b0;
+        pipe_clear <= 1'b1;
         if (!frame_done && !(load_beat && beat_last)) begin
-            term_pend_next = 1'b1;
-            term_code_next = err_cause_next;
+            term_pend <= 1'b1;
+            term_code <= abort_cause;
         end
     end
 
@@ -544,89 +492,89 @@ always @* begin
     if (start_req && !can_start) begin
         // a job (or its discard, or an abort beat) is still in progress: start nothing
         if (!abort) begin
-            err_flag_next = 1'b1;
-            err_cause_next = IG_ERR_START_BUSY;
+            err_flag <= 1'b1;
+            err_cause <= IG_ERR_START_BUSY;
         end
     end
     if (start_rej) begin
         // rejected: the frame of this START is the abort beat alone
-        err_flag_next = 1'b1;
-        err_cause_next = start_err;
-        done_flag_next = 1'b0;
-        term_pend_next = 1'b1;
-        term_code_next = start_err;
+        err_flag <= 1'b1;
+        err_cause <= start_err;
+        done_flag <= 1'b0;
+        term_pend <= 1'b1;
+        term_code <= start_err;
         // a rejected queue job ends the queue: the rest of the input up to its TLAST goes
         if (st_qstart) begin
-            state_next = hdr_early ? ST_IDLE : ST_DISCARD;
+            state <= hdr_early ? ST_IDLE : ST_DISCARD;
         end
     end
     // QUEUE: take the first header (or reject the queue on a build too narrow for headers)
     if (q_first) begin
-        done_flag_next = 1'b0;
-        err_flag_next = !QUEUE_OK;
-        err_cause_next = QUEUE_OK ? IG_ERR_NONE : IG_ERR_BAD_HEADER;
-        frame_done_next = 1'b0;
-        q_job_next = 16'd0;
+        done_flag <= 1'b0;
+        err_flag <= !QUEUE_OK;
+        err_cause <= QUEUE_OK ? IG_ERR_NONE : IG_ERR_BAD_HEADER;
+        frame_done <= 1'b0;
+        q_job <= 16'd0;
         if (QUEUE_OK) begin
-            state_next = ST_HDR;
+            state <= ST_HDR;
         end else begin
-            term_pend_next = 1'b1;
-            term_code_next = IG_ERR_BAD_HEADER;
+            term_pend <= 1'b1;
+            term_code <= IG_ERR_BAD_HEADER;
         end
     end
     if (start_ok) begin
         // a queue's status and frame were cleared when it started
         if (!st_qstart) begin
-            done_flag_next = 1'b0;
-            err_flag_next = 1'b0;
-            err_cause_next = IG_ERR_NONE;
-            frame_done_next = 1'b0;
+            done_flag <= 1'b0;
+            err_flag <= 1'b0;
+            err_cause <= IG_ERR_NONE;
+            frame_done <= 1'b0;
         end
-        ld_idx_next = 8'd0;
-        ld_cnt_next = load_len;
-        ld_one_next = load_len == 8'd1;
-        b_cnt_next = batch_reg;
-        b_one_next = batch_reg == 16'd1;
-        dout_cnt_next = (mode_reg == IG_MODE_OS) ? 16'd0 : batch_reg;
-        dout_one_next = (mode_reg != IG_MODE_OS) && batch_reg == 16'd1;
-        sub_next = 1'b0;
+        ld_idx <= 8'd0;
+        ld_cnt <= load_len;
+        ld_one <= load_len == 8'd1;
+        b_cnt <= batch_reg;
+        b_one <= batch_reg == 16'd1;
+        dout_cnt <= (mode_reg == IG_MODE_OS) ? 16'd0 : batch_reg;
+        dout_one <= (mode_reg != IG_MODE_OS) && batch_reg == 16'd1;
+        sub <= 1'b0;
         // the shadow bank is written by LOAD_W and PRELOAD, made active by SWAP
         if (flags_reg[IG_FLAG_SWAP]) begin
-            wsel_next = ~wsel;
+            wsel <= ~wsel;
         end
         if (flags_reg[IG_FLAG_SWAP] || flags_reg[IG_FLAG_LOAD_W] ||
             flags_reg[IG_FLAG_PRELOAD]) begin
-            preloaded_next = 1'b0;
+            preloaded <= 1'b0;
         end
         if (flags_reg[IG_FLAG_DRAIN_PREV]) begin
-            saved_next = 1'b0;
-            pd_cnt_next = sh_rows;
-            pd_nz_next = 1'b1;               // sh_rows >= 1
-            pd_one_next = sh_rows == 8'd1;
-            pd_idx_next = 8'd0;
+            saved <= 1'b0;
+            pd_cnt <= sh_rows;
+            pd_nz <= 1'b1;               // sh_rows >= 1
+            pd_one <= sh_rows == 8'd1;
+            pd_idx <= 8'd0;
         end
-        state_next = flags_reg[IG_FLAG_LOAD_W] ? ST_LOAD : ST_STREAM;
+        state <= flags_reg[IG_FLAG_LOAD_W] ? ST_LOAD : ST_STREAM;
     end
 
     // SOFT_RESET: abort a stepping job (abort beat, cause SOFT_RESET, unless its frame has
     // ended), keep a pending beat or abort beat, clear the job and status state
     if (soft_req) begin
         if ((stepping || st_hdr || st_qstart) && !frame_done && !(load_beat && beat_last)) begin
-            term_pend_next = 1'b1;
-            term_code_next = IG_ERR_SOFT_RESET;
+            term_pend <= 1'b1;
+            term_code <= IG_ERR_SOFT_RESET;
         end
-        state_next = ST_IDLE;
-        sub_next = 1'b0;
-        preloaded_next = 1'b0;
-        saved_next = 1'b0;
-        pd_cnt_next = 8'd0;
-        pd_nz_next = 1'b0;
-        pd_one_next = 1'b0;
-        done_flag_next = 1'b0;
-        err_flag_next = 1'b0;
-        err_cause_next = IG_ERR_NONE;
-        ovalid_sr_next = {FLUSH{1'b0}};
-        pipe_clear_next = 1'b1;
+        state <= ST_IDLE;
+        sub <= 1'b0;
+        preloaded <= 1'b0;
+        saved <= 1'b0;
+        pd_cnt <= 8'd0;
+        pd_nz <= 1'b0;
+        pd_one <= 1'b0;
+        done_flag <= 1'b0;
+        err_flag <= 1'b0;
+        err_cause <= IG_ERR_NONE;
+        ovalid_sr <= {FLUSH{1'b0}};
+        pipe_clear <= 1'b1;
     end
     // the transitions of a stepping job: an abort (to IDLE, or DISCARD the rest of its
     // input), else the job's last step (to IDLE, or in a queue on to the next header), else
@@ -635,26 +583,45 @@ always @* begin
     // are exclusive with every transition above (other states) but a soft reset, which wins
     if (!soft_req) begin
         if (abort) begin
-            state_next = early_tlast ? ST_IDLE : ST_DISCARD;
+            state <= early_tlast ? ST_IDLE : ST_DISCARD;
         end else if (tail_last) begin
-            state_next = job_last ? ST_IDLE : ST_HDR;
+            state <= job_last ? ST_IDLE : ST_HDR;
         end else if (st_load && go && ld_one) begin
-            state_next = ST_STREAM;
+            state <= ST_STREAM;
         end else if (st_stream && go && b_one) begin
-            state_next = ST_TAIL;
+            state <= ST_TAIL;
         end
     end
-end
 
-always @(posedge clk) begin
-    state <= state_next;
+    // ---- registers without a next-state rule above
     start_req <= ctrl_start;
     q_req <= ctrl_queue;
     soft_req <= ctrl_soft_reset;
+    // configuration errors of the programmed job, registered (the register file changes
+    // only by writes, two or more cycles before a START strobe)
+    cfg_err_next =
+        (mode_prog > IG_MODE_IG) ? IG_ERR_BAD_MODE :
+        (batch_prog == 16'd0 || rows_act_prog == 8'd0 || rows_act_prog > ROWS[7:0] ||
+         cols_act_prog == 8'd0 || cols_act_prog > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
+        ((flags_prog[IG_FLAG_LOAD_W] && flags_prog[IG_FLAG_SWAP]) ||
+         (flags_prog[IG_FLAG_SAVE] && flags_prog[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
+        IG_ERR_NONE;
     cfg_err <= cfg_err_next;
     cfg_bad <= cfg_err_next != IG_ERR_NONE;
-    q_job <= q_job_next;
     if (hdr_take) begin
+        // the same checks on a header beat, then the queue's own: a header with TLAST ends
+        // the input before the job's beats; a LAST job must produce the frame's TLAST beat
+        hdr_err_next =
+            (hdr_word[IG_HDR_TAG_LSB +: IG_HDR_TAG_W] != IG_HDR_TAG) ? IG_ERR_BAD_HEADER :
+            (in_mode > IG_MODE_IG) ? IG_ERR_BAD_MODE :
+            (in_batch == 16'd0 || in_rows == 8'd0 || in_rows > ROWS[7:0] ||
+             in_cols == 8'd0 || in_cols > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
+            ((in_flags[IG_FLAG_LOAD_W] && in_flags[IG_FLAG_SWAP]) ||
+             (in_flags[IG_FLAG_SAVE] && in_flags[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
+            s_axis_tlast ? IG_ERR_EARLY_TLAST :
+            (in_last && in_mode == IG_MODE_OS && !in_flags[IG_FLAG_DRAIN] &&
+             !in_flags[IG_FLAG_DRAIN_PREV]) ? IG_ERR_BAD_HEADER :
+            IG_ERR_NONE;
         hdr_err <= hdr_err_next;
         hdr_bad <= hdr_err_next != IG_ERR_NONE;
         hdr_early <= hdr_err_next == IG_ERR_EARLY_TLAST;
@@ -665,40 +632,6 @@ always @(posedge clk) begin
         hdr_cols <= in_cols;
         hdr_last <= in_last;
     end
-    ld_cnt <= ld_cnt_next;
-    ld_one <= ld_one_next;
-    ld_idx <= ld_idx_next;
-    b_cnt <= b_cnt_next;
-    b_one <= b_one_next;
-    dout_cnt <= dout_cnt_next;
-    dout_one <= dout_one_next;
-    flush_cnt <= flush_cnt_next;
-    flush_nz <= flush_nz_next;
-    flush_one <= flush_one_next;
-    drain_cnt <= drain_cnt_next;
-    drain_nz <= drain_nz_next;
-    drain_one <= drain_one_next;
-    drain_idx <= drain_idx_next;
-    pre_cnt <= pre_cnt_next;
-    pre_nz <= pre_nz_next;
-    pre_one <= pre_one_next;
-    pd_cnt <= pd_cnt_next;
-    pd_nz <= pd_nz_next;
-    pd_one <= pd_one_next;
-    pd_idx <= pd_idx_next;
-    sub <= sub_next;
-    wsel <= wsel_next;
-    preloaded <= preloaded_next;
-    saved <= saved_next;
-    done_flag <= done_flag_next;
-    err_flag <= err_flag_next;
-    err_cause <= err_cause_next;
-    ovalid_sr <= ovalid_sr_next;
-    frame_done <= frame_done_next;
-    term_pend <= term_pend_next;
-    term_code <= term_code_next;
-    pipe_clear <= pipe_clear_next;
-
     if (start_ok) begin
         job_last <= !st_qstart || hdr_last;
         job_q <= st_qstart;
@@ -752,6 +685,7 @@ always @(posedge clk) begin
         job_colmask <= {COLS{1'b1}};
     end
 end
+/* verilator lint_on BLKSEQ */
 
 // status
 assign st_computing = !st_idle;
@@ -888,7 +822,7 @@ always @(posedge clk) begin
     // the snapshot is taken at the edge that applies the CNT_SNAPSHOT write
     if (ctrl_cnt_snapshot) begin
         for (c = 0; c < NCNT; c = c + 1) begin
-            snap[c] <= cnt[c];
+            snap_flat[c*CNT_W +: CNT_W] <= cnt[c];
         end
     end
     if (rst || ctrl_cnt_reset) begin
@@ -898,9 +832,7 @@ always @(posedge clk) begin
     end
     if (rst) begin
         inc_q <= {NCNT{1'b0}};
-        for (c = 0; c < NCNT; c = c + 1) begin
-            snap[c] <= {CNT_W{1'b0}};
-        end
+        snap_flat <= {NCNT*CNT_W{1'b0}};
     end
 end
 

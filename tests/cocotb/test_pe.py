@@ -9,7 +9,8 @@ clock edge.  The reference is written from the PE's documented behaviour:
     on adv:     p_out <= p_in + (psum_on ? a * v_in : 0), v_out <= v_in, h_out <= h_in
     on acc_go:  acc <= acc + b * v_in       (acc_clear wins)
     on acc_save: acc_saved <= acc
-    weights:    w_we with w_tile (the PE is in the active tile) and the PE's lane index loads
+    weights:    w_we with w_row_en and w_col_en (the PE's row and column are in the active
+                tile) and the PE's lane index loads
                 bank w_bank from w_top (or, transposed, from w_left when w_idx is the PE's
                 column); w_clr clears both banks
     clr:        clears v_out and h_out (wins over adv)
@@ -71,7 +72,7 @@ class PeModel:
         nxt = {}
         # weights
         w = list(self.w)
-        if i["w_we"] and i["w_tile"]:
+        if i["w_we"] and i["w_row_en"] and i["w_col_en"]:
             mine = (i["w_idx"] == COL) if i["w_transpose"] else (i["w_idx"] == ROW)
             if mine:
                 w[i["w_bank"]] = (i["w_left"] if i["w_transpose"] else i["w_top"]) & DMASK
@@ -106,7 +107,7 @@ class PeModel:
 
 
 INPUTS = ["clr", "w_clr", "adv", "acc_go", "psum_on", "mul_h", "acc_clear", "acc_save",
-          "wsel", "w_we", "w_tile", "w_bank", "w_transpose", "w_idx", "w_left", "w_top", "v_in", "h_in",
+          "wsel", "w_we", "w_row_en", "w_col_en", "w_bank", "w_transpose", "w_idx", "w_left", "w_top", "v_in", "h_in",
           "p_in"]
 
 
@@ -131,7 +132,8 @@ def phase_inputs(rng: random.Random, phase: str) -> dict:
     i["w_bank"] = rng.getrandbits(1)
     i["w_transpose"] = rng.getrandbits(1)
     i["w_we"] = int(rng.random() < 0.15)
-    i["w_tile"] = int(rng.random() < 0.8)
+    i["w_row_en"] = int(rng.random() < 0.9)
+    i["w_col_en"] = int(rng.random() < 0.9)
     i["wsel"] = rng.getrandbits(1)
     i["acc_save"] = int(rng.random() < 0.1)
     i["acc_clear"] = int(rng.random() < 0.03)
