@@ -7,9 +7,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <type_traits>
+#include <utility>
 
 #include "Vintergrad_top.h"
 #include "Vintergrad_top___024root.h"
@@ -25,14 +27,10 @@
 // builds always use eval(), which also records the activity the VCD writer needs.
 extern void Vintergrad_top___024root___eval(Vintergrad_top___024root* vlSelf)
     __attribute__((weak));
-// The two halves of that evaluation after its input-combinational ("ico") region: the
-// active and NBA regions, where the clock edge's always blocks run.  The harness evaluates
-// every cycle's inputs before the edge (to sample the handshakes) and changes nothing but
-// clk before the edge; the ico region computes only logic of the inputs other than the
-// clock (logic that read clk as data would be a clocked-region trigger instead), so on the
-// edge it would recompute exactly the values it already holds.  The edge therefore runs
-// these two regions alone, in the order and with the convergence loop of the generated
-// eval().  Weak as above: without them the edge is a whole eval().
+// The regions of that evaluation: input-combinational ("ico"), active and NBA (where the
+// clock edge's always blocks run).  Weak as above: without them a cycle is whole eval()s.
+extern bool Vintergrad_top___024root___eval_phase__ico(Vintergrad_top___024root* vlSelf)
+    __attribute__((weak));
 extern bool Vintergrad_top___024root___eval_phase__act(Vintergrad_top___024root* vlSelf)
     __attribute__((weak));
 extern bool Vintergrad_top___024root___eval_phase__nba(Vintergrad_top___024root* vlSelf)
@@ -40,9 +38,50 @@ extern bool Vintergrad_top___024root___eval_phase__nba(Vintergrad_top___024root*
 
 namespace {
 
+// Whether the generated root class has eval()'s "first iteration" flag of the ico region
+// (Verilator-internal; detected at compile time so that another Verilator still builds).
+template <typename R, typename = void>
+struct has_ico_first : std::false_type {};
+template <typename R>
+struct has_ico_first<R, std::void_t<decltype(std::declval<R&>().__VicoFirstIteration)>>
+    : std::true_type {};
+
+// INTERGRAD_SIM_FULL_EVAL=1 (read when a device is created): every evaluation is the
+// generated eval(), the reference the region-by-region path below is tested against.
+bool g_full_eval = false;
+
+inline bool regions_ok() {
+    return !g_full_eval && Vintergrad_top___024root___eval_phase__ico &&
+           Vintergrad_top___024root___eval_phase__act && Vintergrad_top___024root___eval_phase__nba;
+}
+
+// The inputs of this cycle, with clk low.  What the generated eval() does, less two calls
+// that find nothing to do: its ico loop runs the region once (the region's only trigger is
+// the loop's first iteration, so the second pass finds no trigger); then its active/NBA
+// loop, where nothing triggers with clk low but the active region records clk for the next
+// rising edge.
+template <typename R>
+inline bool eval_regions(R* r) {
+    if constexpr (has_ico_first<R>::value) {
+        r->__VicoFirstIteration = 1;
+        Vintergrad_top___024root___eval_phase__ico(r);
+        r->__VicoFirstIteration = 0;
+        do {
+            while (Vintergrad_top___024root___eval_phase__act(r)) {
+            }
+        } while (Vintergrad_top___024root___eval_phase__nba(r));
+        return true;
+    } else {
+        return false;
+    }
+}
+
 inline void model_eval(Vintergrad_top* top) {
 #if !VM_TRACE
-    if (Vintergrad_top___024root___eval) {
+    if (regions_ok() && eval_regions(top->rootp)) {
+        return;
+    }
+    if (!g_full_eval && Vintergrad_top___024root___eval) {
         Vintergrad_top___024root___eval(top->rootp);
         return;
     }
@@ -50,15 +89,19 @@ inline void model_eval(Vintergrad_top* top) {
     top->eval();
 }
 
-// The rising edge, after model_eval() has evaluated the same inputs with clk low.
+// The rising edge, after model_eval() has evaluated the same inputs with clk low.  The
+// harness changes nothing but clk before the edge, and the ico region computes only logic
+// of the inputs other than the clock (logic that read clk as data would be a clocked-region
+// trigger instead), so the ico region would recompute exactly the values it already holds:
+// the edge runs the active region (the posedge trigger) and the NBA region once.  The
+// generated loop would then run both again to find no further trigger: the design's only
+// trigger is clk's rising edge, and clk is an input, which the NBA region cannot change.
 inline void model_edge(Vintergrad_top* top) {
 #if !VM_TRACE
-    if (Vintergrad_top___024root___eval_phase__act && Vintergrad_top___024root___eval_phase__nba) {
+    if (regions_ok()) {
         auto* r = top->rootp;
-        do {
-            while (Vintergrad_top___024root___eval_phase__act(r)) {
-            }
-        } while (Vintergrad_top___024root___eval_phase__nba(r));
+        Vintergrad_top___024root___eval_phase__act(r);
+        Vintergrad_top___024root___eval_phase__nba(r);
         return;
     }
 #endif
@@ -347,7 +390,19 @@ int axil_read(Sim* s, uint32_t addr, uint32_t* data, uint64_t max_cycles) {
 
 extern "C" {
 
+// 0: every evaluation is the generated eval() (INTERGRAD_SIM_FULL_EVAL, or a Verilator
+// without the region functions, or a traced build); 1: the region-by-region cycle
+int ig_eval_path(void) {
+#if VM_TRACE
+    return 0;
+#else
+    return regions_ok() && has_ico_first<Vintergrad_top___024root>::value ? 1 : 0;
+#endif
+}
+
 void* ig_create(const char* vcd_path) {
+    const char* full = std::getenv("INTERGRAD_SIM_FULL_EVAL");
+    g_full_eval = full && full[0] && std::strcmp(full, "0") != 0;
     auto* s = new Sim();
     s->ctx = std::make_unique<VerilatedContext>();
     s->ctx->debug(0);
