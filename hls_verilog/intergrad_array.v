@@ -58,6 +58,8 @@ module intergrad_array #
     input  wire                        acc_save,
     input  wire                        pipe_clear,
     input  wire                        wsel,
+    // load every PE's psum weight operand from its active bank (DUAL_MAC=1)
+    input  wire                        w_upd,
     // active tile, latched on shape_ld (job start)
     input  wire                        shape_ld,
     input  wire [7:0]                  rows_act,
@@ -274,7 +276,7 @@ generate
                 .clk(clk), .clr(data_clr), .w_clr(rst),
                 .adv(adv), .acc_go(acc_go), .psum_on(psum_on), .mul_h(mul_h),
                 .acc_clear(acc_clear), .acc_save(acc_save),
-                .wsel(wsel),
+                .wsel(wsel), .w_upd(w_upd),
                 .w_we(w_we), .w_bank(w_bank),
                 // the tile test (row_en[n] && col_en[m]) is inside the PE's w_we branch: as
                 // a per-PE enable wire a simulator evaluates all of them every cycle

@@ -13,8 +13,12 @@
  * rows at its output.  The data links are cleared by `clr` (reset, abort, soft reset) so
  * nothing stale or undefined reaches a product; the weights only by `w_clr` (hard reset):
  * an abort or soft reset leaves both banks as they are.
- * Timing: with DUAL_MAC = 1 the psum multiplier's weight operand is gated to zero while
- * psum_on is low (instead of a multiplexer after the adder), so the psum MAC fits one DSP48E1.
+ * Timing: with DUAL_MAC = 1 the psum multiplier's weight operand is a register, w_op, loaded
+ * on w_upd with the active bank gated to zero while psum_on is low (instead of a multiplexer
+ * after the adder): the psum MAC is one DSP48E1 with its B input register (w_op), multiply,
+ * post-add of p_in and P register, and no LUT in front of it.  The controller pulses w_upd
+ * in the cycle after every change of the active bank, of its contents or of psum_on, before
+ * the next sample reaches a PE (the PE testbench checks the register as documented here).
  * With DUAL_MAC = 0 one multiplier serves both; the controller then issues the
  * accumulate in a separate cycle and selects the operand with mul_h.
  * Arithmetic is two's complement and wraps modulo 2^ACC_W.
@@ -53,6 +57,9 @@ module intergrad_pe #
     input  wire                     acc_clear,  // zero the accumulator
     input  wire                     acc_save,   // copy the accumulator to the drain buffer
     input  wire                     wsel,       // active weight bank
+    /* verilator lint_off UNUSEDSIGNAL */
+    input  wire                     w_upd,      // DUAL_MAC=1: load w_op from the active bank
+    /* verilator lint_on UNUSEDSIGNAL */
 
     // weight load into one bank: beat w_idx carries row w_idx of S in w_top (or, transposed,
     // column w_idx of S in w_left); this PE takes its lane when the index is its row (column)
@@ -102,12 +109,18 @@ wire [ACC_W-1:0] acc_term;
 
 generate
     if (DUAL_MAC) begin : g_dual
-        // the psum multiplier's weight operand is zero unless the psum term is on, so
-        // p_out <= p_in + w_eff * v_in maps onto one DSP48E1 (multiply, post-add of p_in,
-        // P register) with no LUT between the multiplier and the register (a LUT before
-        // it: the bank select and this gate)
-        wire [DATA_W-1:0] w_eff = psum_on ? w_act : {DATA_W{1'b0}};
-        assign prod_p = $signed(w_eff) * $signed(v_in);
+        // the psum multiplier's weight operand, registered: the active bank, zero unless
+        // the psum term is on (the bank select and this gate are the LUT before it)
+        reg [DATA_W-1:0] w_op;
+        always @(posedge clk) begin
+            if (w_upd) begin
+                w_op <= psum_on ? w_act : {DATA_W{1'b0}};
+            end
+            if (w_clr) begin
+                w_op <= {DATA_W{1'b0}};
+            end
+        end
+        assign prod_p = $signed(w_op) * $signed(v_in);
         assign prod_a = $signed(h_in) * $signed(v_in);
     end else begin : g_single
         wire [DATA_W-1:0] op_a = mul_h ? h_in : w_act;
@@ -157,7 +170,7 @@ end
 
 generate
     if (DUAL_MAC) begin : g_psum_dual
-        // psum_term is zero when the psum term is off (w_eff above)
+        // psum_term is zero when the psum term is off (w_op above)
         always @(posedge clk) begin
             if (adv) begin
                 p_out <= p_in + psum_term;

@@ -266,6 +266,7 @@ reg [7:0]  pd_idx;
 
 reg        sub;                          // DUAL_MAC=0, IG: accumulate cycle done this step
 reg        wsel;                         // active weight bank
+reg        w_upd;                        // the PEs load their psum weight operand (below)
 reg        done_flag;
 reg [FLUSH-1:0] ovalid_sr;                  // data-output valid per flush position
 reg        frame_done;                   // the job's TLAST beat has been loaded
@@ -649,8 +650,14 @@ always @(posedge clk) begin
         sh_rows <= job_rows;
         sh_colmask <= job_colmask;
     end
+    // the active bank (wsel), its contents (the last LOAD_W beat) and psum_on (the job's
+    // mode) change only at a job start and at the end of LOAD_W: the PEs load their psum
+    // weight operand in the next cycle, before the job's first sample reaches them (at the
+    // earliest on the second step after that)
+    w_upd <= start_ok || (st_load && go && ld_one);
 
     if (rst) begin
+        w_upd <= 1'b1;      // loads the cleared banks (w_clr clears the operand too)
         state <= ST_IDLE;
         start_req <= 1'b0;
         q_req <= 1'b0;
@@ -714,6 +721,7 @@ intergrad_array #(
     .acc_save(acc_save),
     .pipe_clear(pipe_clear),
     .wsel(wsel),
+    .w_upd(w_upd),
     .shape_ld(start_ok),
     .rows_act(rows_act_reg),
     .cols_act(cols_act_reg),

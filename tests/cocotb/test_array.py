@@ -18,7 +18,9 @@ Random-cycle test: every control drawn at random every cycle (steps, accumulates
 saves, weight writes, bank selects, tile shapes), outputs compared every cycle with the
 reference: sample t registered on a step (zeroed for a bubble and outside the tile) sits on
 anti-diagonal d = n + m of the array d steps later, where PE(n, m) sees top lane m and left
-lane n of it; p(n, m) <= p(n, m-1) + psum_on * a * v on a step; acc += b * v on acc_go; row
+lane n of it; p(n, m) <= p(n, m-1) + w_op * v on a step, where (DUAL_MAC=1) w_upd loads
+the PEs' registered operand w_op <= psum_on * a (DUAL_MAC=0: psum_on * a directly);
+acc += b * v on acc_go; row
 n's partial sum reaches out_row ROWS-1-n steps after leaving the last column; a weight
 write (plain or transposed) changes only the PEs inside the latched tile.  The MAC
 count of a cycle (active PEs on the valid diagonals, once per psum step and once per
@@ -84,7 +86,7 @@ def unpack(x, n, w, signed=True):
 
 
 CTRL = ["rst", "adv", "acc_go", "psum_on", "mul_h", "acc_clear", "acc_save", "pipe_clear",
-        "wsel", "shape_ld", "rows_act", "cols_act", "w_we", "w_bank", "w_transpose", "w_idx",
+        "wsel", "w_upd", "shape_ld", "rows_act", "cols_act", "w_we", "w_bank", "w_transpose", "w_idx",
         "w_left", "w_top", "in_left", "in_top", "in_valid"]
 
 
@@ -173,6 +175,8 @@ async def gemm_job(d: Dut, rng: random.Random, mode: str, ra: int, ca: int, B: i
         macs += await d.cycle_with(i)
     psum_on = int(mode in ("WS", "IG"))
     acc_on = mode in ("OS", "IG")
+    # the PEs load their psum weight operand from the bank (as the top does after a load)
+    macs += await d.cycle_with(idle_inputs(w_upd=1, wsel=bank, psum_on=psum_on))
     step = 0
     sample_step = {}       # sample t -> step that registered it
     outs = {}              # step -> out_row after it
@@ -257,6 +261,7 @@ async def test_array_gemm_modes(dut):
 class ArrayRef:
     def __init__(self):
         self.w = [[[None] * COLS for _ in range(ROWS)] for _ in range(2)]
+        self.w_op = [[None] * COLS for _ in range(ROWS)]
         self.acc = [[None] * COLS for _ in range(ROWS)]
         self.saved = [[None] * COLS for _ in range(ROWS)]
         self.p = [[None] * COLS for _ in range(ROWS)]
@@ -298,18 +303,21 @@ class ArrayRef:
         # products with the pre-edge state
         new_p = [row[:] for row in self.p]
         new_acc = [row[:] for row in self.acc]
+        new_op = [row[:] for row in self.w_op]
         for n in range(ROWS):
             for m in range(COLS):
                 v, h = self._vh(n, m)
                 wa = self.w[i["wsel"]][n][m]
+                if i["w_upd"]:
+                    new_op[n][m] = wa if i["psum_on"] else 0
                 if DUAL_MAC:
-                    op_p, op_a = wa, h
+                    op_p, op_a = self.w_op[n][m], h
                 else:
                     op_p = h if i["mul_h"] else wa
                     op_a = op_p
                 if i["adv"]:
                     p_in = 0 if m == 0 else self.p[n][m - 1]
-                    if i["psum_on"]:
+                    if DUAL_MAC or i["psum_on"]:
                         new_p[n][m] = (None if None in (p_in, op_p, v)
                                        else wrap(p_in + op_p * v))
                     else:
@@ -331,8 +339,10 @@ class ArrayRef:
                         self.w[i["w_bank"]][n][m] = sx(i["w_left"][n], DATA_W)
                     elif not i["w_transpose"] and i["w_idx"] == n:
                         self.w[i["w_bank"]][n][m] = sx(i["w_top"][m], DATA_W)
+        self.w_op = new_op
         if rst:
             self.w = [[[0] * COLS for _ in range(ROWS)] for _ in range(2)]
+            self.w_op = [[0] * COLS for _ in range(ROWS)]
         # de-skew (shifts on adv, never cleared) takes the last column's old p
         if i["adv"]:
             for n in range(ROWS):
@@ -396,6 +406,7 @@ def random_inputs(rng: random.Random, state: dict) -> dict:
         for k in ("adv", "acc_go", "psum_on", "mul_h"):
             i[k] = rng.getrandbits(1)
     i["w_we"] = int(rng.random() < 0.1)
+    i["w_upd"] = int(rng.random() < 0.2)
     i["w_bank"] = rng.getrandbits(1)
     i["w_transpose"] = rng.getrandbits(1)
     i["w_idx"] = rng.randrange(max(ROWS, COLS) + 1)

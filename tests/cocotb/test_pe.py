@@ -6,7 +6,10 @@ inputs are drawn at random (per phase: WS, OS, InterGrad, time-shared single MAC
 random controls), and every registered output is compared with the reference after the
 clock edge.  The reference is written from the PE's documented behaviour:
 
-    on adv:     p_out <= p_in + (psum_on ? a * v_in : 0), v_out <= v_in, h_out <= h_in
+    on adv:     p_out <= p_in + w_op * v_in (DUAL_MAC=1), p_in + (psum_on ? a * v_in : 0)
+                (DUAL_MAC=0); v_out <= v_in, h_out <= h_in
+    on w_upd:   w_op <= psum_on ? a : 0 (DUAL_MAC=1: the psum multiplier's registered
+                weight operand; w_clr clears it)
     on acc_go:  acc <= acc + b * v_in       (acc_clear wins)
     on acc_save: acc_saved <= acc
     weights:    w_we with w_row_en and w_col_en (the PE's row and column are in the active
@@ -52,6 +55,7 @@ class PeModel:
 
     def __init__(self):
         self.w = [None, None]
+        self.w_op = None
         self.acc = None
         self.saved = None
         self.p = None
@@ -63,7 +67,7 @@ class PeModel:
         w_act = self.w[i["wsel"]]
         v_in, h_in = sx(i["v_in"], DATA_W), sx(i["h_in"], DATA_W)
         if DUAL_MAC:
-            op_p, op_a = w_act, h_in
+            op_p, op_a = self.w_op, h_in
         else:
             op_p = h_in if i["mul_h"] else w_act
             op_a = op_p
@@ -79,6 +83,12 @@ class PeModel:
         if i["w_clr"]:
             w = [0, 0]
         nxt["w"] = w
+        w_op = self.w_op
+        if i["w_upd"]:
+            w_op = (w_act if i["psum_on"] else 0)
+        if i["w_clr"]:
+            w_op = 0
+        nxt["w_op"] = w_op
         # accumulator
         acc = self.acc
         if i["acc_clear"]:
@@ -90,7 +100,7 @@ class PeModel:
         # partial sum
         p = self.p
         if i["adv"]:
-            if i["psum_on"]:
+            if DUAL_MAC or i["psum_on"]:
                 p = None if prod_p is None else (i["p_in"] + prod_p) & AMASK
             else:
                 p = i["p_in"] & AMASK
@@ -104,10 +114,11 @@ class PeModel:
         nxt["v"], nxt["h"] = v, h
         self.w, self.acc, self.saved, self.p, self.v, self.h = (
             nxt["w"], nxt["acc"], nxt["saved"], nxt["p"], nxt["v"], nxt["h"])
+        self.w_op = nxt["w_op"]
 
 
 INPUTS = ["clr", "w_clr", "adv", "acc_go", "psum_on", "mul_h", "acc_clear", "acc_save",
-          "wsel", "w_we", "w_row_en", "w_col_en", "w_bank", "w_transpose", "w_idx", "w_left", "w_top", "v_in", "h_in",
+          "wsel", "w_upd", "w_we", "w_row_en", "w_col_en", "w_bank", "w_transpose", "w_idx", "w_left", "w_top", "v_in", "h_in",
           "p_in"]
 
 
@@ -135,6 +146,7 @@ def phase_inputs(rng: random.Random, phase: str) -> dict:
     i["w_row_en"] = int(rng.random() < 0.9)
     i["w_col_en"] = int(rng.random() < 0.9)
     i["wsel"] = rng.getrandbits(1)
+    i["w_upd"] = int(rng.random() < 0.3)
     i["acc_save"] = int(rng.random() < 0.1)
     i["acc_clear"] = int(rng.random() < 0.03)
     i["clr"] = int(rng.random() < 0.02)
@@ -180,7 +192,7 @@ async def run_phases(dut, phases, seed_offset=0):
     model = PeModel()
     # reset-like start: clear everything that has a clear
     first = {k: 0 for k in INPUTS}
-    first.update(clr=1, w_clr=1, acc_clear=1)
+    first.update(clr=1, w_clr=1, acc_clear=1, w_upd=1)
     await FallingEdge(dut.clk)
     cyc = 0
     for phase, n in phases:
