@@ -103,14 +103,19 @@ class TB:
             f"m_axis: {len(self.mon_out.open_beats)} beat(s) of a frame without TLAST")
 
     def set_stalls(self, p_in_idle, p_out_busy):
+        """Random idle cycles on the input stream / backpressure on the output, as
+        probabilities per cycle; 0 stops them (cocotbext-axi's clear_pause_generator leaves
+        the side in its last paused state, so it is unpaused here)."""
         if p_in_idle:
             self.source.set_pause_generator(random_pause(self.rng, p_in_idle))
         else:
             self.source.clear_pause_generator()
+            self.source.pause = False
         if p_out_busy:
             self.sink.set_pause_generator(random_pause(self.rng, p_out_busy))
         else:
             self.sink.clear_pause_generator()
+            self.sink.pause = False
 
     def reset_source(self):
         """What the host does to its DMA's MM2S channel after an error: drop the input beats

@@ -33,14 +33,6 @@ def next_queue(tb, n, max_b=None, modes=("WS", "OS", "IG")):
                         preloaded=m.preloaded, saved_rows=m.state.saved_rows)
 
 
-def set_stalls(tb, p_in, p_out):
-    """TB.set_stalls, and unpause a side left without a pause generator (clearing one leaves
-    its last value)."""
-    tb.set_stalls(p_in, p_out)
-    tb.source.pause = tb.source.pause and bool(p_in)
-    tb.sink.pause = tb.sink.pause and bool(p_out)
-
-
 async def start_queue(tb):
     await tb.wr("CTRL", spec.pack_fields("CTRL", QUEUE=1))
 
@@ -99,7 +91,7 @@ async def test_queue_stall_patterns(dut):
     tb = TB(dut)
     await tb.reset()
     for p_in, p_out in ((0.0, 0.0), (0.8, 0.0), (0.0, 0.8), (0.6, 0.6)):
-        set_stalls(tb, p_in, p_out)
+        tb.set_stalls(p_in, p_out)
         jobs, lanes = next_queue(tb, 6, max_b=12)
         d = await run_queue_ok(tb, jobs, lanes, f"stalls {p_in}/{p_out}")
         if p_in == p_out == 0.0:
@@ -309,7 +301,7 @@ async def test_queue_start_while_busy(dut):
     frame is exact (the error stays in STATUS, DONE is not set)."""
     tb = TB(dut)
     await tb.reset()
-    set_stalls(tb, 0.9, 0.0)      # a slow source keeps the queue running
+    tb.set_stalls(0.9, 0.0)       # a slow source keeps the queue running
     jobs, lanes = next_queue(tb, 3, max_b=20)
     exp = run_queue(tb.model, jobs, lanes)
     await start_queue(tb)
