@@ -106,3 +106,30 @@ def test_rejected_pass_is_not_cached(dev):
             check(acc, good, bad) if check is jobqueue.check_pass else check(good, bad)
         errs.append(str(ei.value))
     assert errs[0] == errs[1]
+
+
+def test_counters_in_one_call_equal_register_reads():
+    """SimDevice.counters (one C call) reads what Device.counters' register-by-register
+    reads do and takes the same cycles: two devices run the same job, one read each way."""
+    from intergrad.device.base import Device
+    from intergrad.device.sim import SimDevice
+    cfg = ArrayConfig(4, 6, 16, 32, 0)
+    devs = [SimDevice(cfg, verbose=False) for _ in range(2)]
+    try:
+        assert getattr(devs[0]._lib, "ig_read_counters", None) is not None
+        rng = np.random.default_rng(3)
+        from intergrad.golden.queue import random_queue
+        jobs, lanes = random_queue(cfg, rng, 5, 12)
+        got = []
+        for d, read in zip(devs, (SimDevice.counters, Device.counters)):
+            acc = Accelerator(d)
+            reads = []
+            for j, ln in zip(jobs, lanes):
+                acc.run_job(j, ln)
+                reads.append(read(d))
+            got.append((reads, d.cycle))
+        assert got[0] == got[1]
+        assert got[0][0][-1]["jobs"] == len(jobs) and got[0][0][-1]["macs"] > 0
+    finally:
+        for d in devs:
+            d.close()

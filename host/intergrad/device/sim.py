@@ -131,6 +131,12 @@ def _run(cmd, env, cwd, what):
 _POLL = (spec.REG["STATUS"].offset, status_bit("BUSY"), status_bit("ERROR"))
 
 
+#: (CTRL offset, CNT_SNAPSHOT word, COUNTER_BASE, number of counters): ig_read_counters
+_COUNTER_READ = (spec.REG["CTRL"].offset, spec.pack_fields("CTRL", CNT_SNAPSHOT=1),
+                 spec.COUNTER_BASE, len(spec.COUNTERS))
+_COUNTER_NAMES = tuple(name for name, _ in spec.COUNTERS)
+
+
 class _Lib:
     _cache: dict[str, ctypes.CDLL] = {}
 
@@ -162,6 +168,11 @@ class _Lib:
             lib.ig_violations.argtypes = [vp, ctypes.POINTER(u64)]
             lib.ig_run.restype = ctypes.c_int
             lib.ig_run.argtypes = [vp, u64, ctypes.c_int]
+            try:   # all counters in one call (a library built before it lacks it)
+                lib.ig_read_counters.restype = ctypes.c_int
+                lib.ig_read_counters.argtypes = [vp, u32, u32, u32, u32, ctypes.POINTER(u64)]
+            except AttributeError:
+                pass
             cls._cache[key] = lib
         return cls._cache[key]
 
@@ -188,6 +199,7 @@ class SimDevice(Device):
         self.max_cycles = max_cycles
         self.set_stalls(in_idle, out_busy, seed)
         self.sim_seconds = 0.0  # wall time spent inside the simulator
+        self._cnt_buf = (ctypes.c_uint64 * len(spec.COUNTERS))()
 
     def set_stalls(self, in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1) -> None:
         """Random idle cycles between input beats / backpressure on the output stream, as
@@ -227,6 +239,20 @@ class SimDevice(Device):
     def write(self, offset: int, value: int) -> None:
         if self._lib.ig_write(self._h, offset, int(value) & 0xFFFFFFFF) != 0:
             raise DeviceTimeout(f"AXI-Lite write of 0x{offset:02X} got no response")
+
+    def counters(self) -> dict[str, int]:
+        """All performance counters, snapshotted at one instant: :meth:`Device.counters`'s
+        register transactions (the same cycles) in one C call."""
+        fn = getattr(self._lib, "ig_read_counters", None)
+        if fn is None:
+            return super().counters()
+        buf = self._cnt_buf
+        rc = fn(self._h, *_COUNTER_READ, buf)
+        if rc:
+            what = ("write of CTRL" if rc == 1 else
+                    f"read of 0x{spec.COUNTER_BASE + 4 * (rc - 2):02X}")
+            raise DeviceTimeout(f"AXI-Lite {what} got no response")
+        return dict(zip(_COUNTER_NAMES, buf))
 
     # -- the stream engine, for the DMA model (intergrad.device.axi_dma_model) ----------
     def src_post(self, buf: np.ndarray, beats: int, tlast: bool = True) -> None:
