@@ -4,6 +4,14 @@
   byte :func:`intergrad.descriptor.pack_queue`'s; the first run (check + compile) and a
   cached run give the outputs, counters and core state of the job-by-job path; a pass the
   host check rejects is never cached and is rejected again with the same message;
+* the SimDevice's counters in one C call read what the register-by-register reads do;
+* :class:`intergrad.engine.DeviceEngine`'s operand quantization (retries that requantize
+  only what changed, bounds in one-thread BLAS blocks, im2col reused for the GEMM) makes
+  the decisions of the plain algorithm (every bound one float GEMM, everything requantized
+  on every retry), kept below as the reference: the same integer operands, bits and
+  generator state;
+  the bounds' blocked GEMM (:func:`intergrad.engine.exact_matmul`) is ``P @ Q``;
+* im2col by one cached gather is the strided-copy im2col.
 """
 from __future__ import annotations
 
@@ -133,3 +141,217 @@ def test_counters_in_one_call_equal_register_reads():
     finally:
         for d in devs:
             d.close()
+
+
+# ------------------------------------------------------------------ quantization decisions
+
+def _im2col_ref(x, kh, kw, stride, pad):
+    """conv.im2col as it was written first: one strided copy per kernel offset."""
+    from intergrad.conv import conv_out_size
+    B, C, H, W = x.shape
+    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    cols = np.empty((B, Ho, Wo, C, kh, kw), dtype=x.dtype)
+    for di in range(kh):
+        for dj in range(kw):
+            cols[:, :, :, :, di, dj] = xp[:, :, di:di + stride * Ho:stride,
+                                          dj:dj + stride * Wo:stride].transpose(0, 2, 3, 1)
+    return cols.reshape(B * Ho * Wo, C * kh * kw)
+
+
+def _ref_quantize(x, bits, rng=None):
+    """engine.quantize as it was written first (the reference)."""
+    import math
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    if m == 0.0:
+        return np.zeros(x.shape, dtype=np.int64), 0
+    f = bits - 1 - math.floor(math.log2(m))
+    s = x.astype(np.float64) * (2.0 ** f)
+    q = np.rint(s) if rng is None else np.floor(s + rng.random(s.shape))
+    q = q.astype(np.int64)
+    lim = (1 << bits) - 1
+    np.clip(q, -lim, lim, out=q)
+    return q, f
+
+
+def _ref_decide(eng, tensors, products, grads=("dY",)):
+    """DeviceEngine._quantize's first algorithm: every tensor requantized and every bound a
+    full float GEMM on every retry.  products: (a, b, exact_fn(|qa|, |qb|))."""
+    import math
+    absf = lambda q: np.abs(q).astype(np.float64)   # noqa: E731
+    bits = {n: eng.max_bits for n in tensors}
+    state = eng.rng.bit_generator.state if eng.rng is not None else None
+    for _ in range(4 * eng.max_bits + 4):
+        if state is not None:
+            eng.rng.bit_generator.state = state
+        q = {n: _ref_quantize(t, bits[n], eng.rng if n in grads else None)
+             for n, t in tensors.items()}
+        over = []
+        for a, b, fn in products:
+            qa, qb = q[a][0], q[b][0]
+            bound = float(fn(absf(qa), absf(qb))) if qa.size and qb.size else 0.0
+            if bound >= eng.limit:
+                over.append((a, b, math.ceil(math.log2(bound / eng.limit) + 1e-9)))
+        if not over:
+            return q, bits
+        cut = {}
+        for a, b, need in over:
+            need = max(need, 1)
+            ba, bb = bits[a] - cut.get(a, 0), bits[b] - cut.get(b, 0)
+            for _i in range(need):
+                if ba >= bb:
+                    ba -= 1
+                else:
+                    bb -= 1
+            cut[a], cut[b] = bits[a] - ba, bits[b] - bb
+        for n, c in cut.items():
+            bits[n] -= c
+        if min(bits.values()) < 1:
+            break
+    raise OverflowError("reference: cannot fit")
+
+
+class _Recorder:
+    """Stands for the Scheduler under a DeviceEngine: records the integer operands it gets
+    (and checks a given im2col is the operand's), returns zeros of the right shapes."""
+
+    def __init__(self, cfg):
+        self.cfg, self.calls = cfg, []
+
+    def fc_forward(self, X, W, layer):
+        self.calls.append((X, W))
+        return np.zeros((X.shape[0], W.shape[1]), np.int64)
+
+    def fc_backward(self, X, W, dY, layer, *, need_dx, schedule):
+        self.calls.append((X, W, dY))
+        return (np.zeros(X.shape, np.int64) if need_dx else None), np.zeros(W.shape, np.int64)
+
+    def _cols(self, x, w, stride, pad, cols):
+        assert np.array_equal(cols, _im2col_ref(x, w.shape[2], w.shape[3], stride, pad))
+
+    def conv_forward(self, x, w, layer, *, stride, pad, cols):
+        from intergrad.conv import conv_out_size
+        self._cols(x, w, stride, pad, cols)
+        self.calls.append((x, w))
+        ho, wo = (conv_out_size(n, k, stride, pad) for n, k in zip(x.shape[2:], w.shape[2:]))
+        return np.zeros((x.shape[0], w.shape[0], ho, wo), np.int64)
+
+    def conv_backward(self, x, w, dy, layer, *, stride, pad, need_dx, schedule, cols):
+        self._cols(x, w, stride, pad, cols)
+        self.calls.append((x, w, dy))
+        return (np.zeros(x.shape, np.int64) if need_dx else None), np.zeros(w.shape, np.int64)
+
+
+def _tensor(rng, shape, kind):
+    """Float operands whose bounds land everywhere: dense, flat, sparse, one large outlier (the
+    cheap row / column bounds far above the exact one), all zeros."""
+    if kind == "zeros":
+        return np.zeros(shape, np.float32)
+    t = rng.standard_normal(shape).astype(np.float32) * np.float32(10.0 ** rng.uniform(-3, 3))
+    if kind == "relu":
+        t = np.maximum(t, 0)
+    elif kind == "sparse":
+        t *= rng.random(shape) < 0.1
+    elif kind == "flat":   # near-equal magnitudes: the long reductions overflow
+        t = np.sign(t) * rng.uniform(0.7, 1.0, shape).astype(np.float32)
+    elif kind == "outlier":
+        t.flat[rng.integers(t.size)] *= 50
+    return t
+
+
+@pytest.mark.parametrize("bits,acc,max_bits", [(16, 32, None), (8, 20, None), (12, 24, None),
+                                               (12, 24, 8)], ids=str)
+@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+def test_quantize_decisions_equal_reference(bits, acc, max_bits, stochastic):
+    from intergrad.conv import col2im, conv_weight_matrix, grad_matrix
+    im2col = _im2col_ref
+    from intergrad.engine import DeviceEngine
+    cfg = ArrayConfig(8, 8, bits, acc, 1)
+    rng = np.random.default_rng(bits * 7 + acc + (max_bits or 0) + stochastic)
+    kinds = ["dense", "flat", "relu", "sparse", "outlier", "zeros"]
+    retried = 0
+    for case in range(80):
+        rec = _Recorder(cfg)
+        eng = DeviceEngine(rec, stochastic=stochastic, seed=case, max_bits=max_bits)
+        ref = DeviceEngine(_Recorder(cfg), stochastic=stochastic, seed=case, max_bits=max_bits)
+        kx, kw, kd = (kinds[i] if case % 3 else "flat" for i in rng.integers(0, 6, 3))
+        conv = case % 2 == 1
+        need_dx = case % 4 != 3
+        if conv:
+            B, C, O, H = (int(v) for v in rng.integers(1, [5, 4, 5, 8]))
+            H = max(H, 3)
+            k, st, pd = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(0, 2))
+            k = min(k, H + 2 * pd)
+            x, w = _tensor(rng, (B, C, H, H), kx), _tensor(rng, (O, C, k, k), kw)
+            ho = (H + 2 * pd - k) // st + 1
+            dy = _tensor(rng, (B, O, ho, ho), kd)
+            fwd = [("X", "W", lambda a, b: (im2col(a, k, k, st, pd) @ conv_weight_matrix(b)).max())]
+            bwd = [("X", "dY", lambda a, b: (im2col(a, k, k, st, pd).T @ grad_matrix(b)).max())]
+            if need_dx:
+                bwd.append(("dY", "W", lambda a, b: col2im(grad_matrix(a) @ conv_weight_matrix(b).T,
+                                                           x.shape, k, k, st, pd).max()))
+            run_f = lambda: eng.conv_forward(x, w, "L", stride=st, pad=pd)   # noqa: E731
+            run_b = lambda: eng.conv_backward(x, w, dy, "L", stride=st, pad=pd,  # noqa: E731
+                                              need_dx=need_dx)
+        else:
+            B, N, M = (int(v) for v in rng.integers(1, [80, 300, 40]))
+            x, w, dy = _tensor(rng, (B, N), kx), _tensor(rng, (N, M), kw), _tensor(rng, (B, M), kd)
+            fwd = [("X", "W", lambda a, b: (a @ b).max())]
+            bwd = [("X", "dY", lambda a, b: (a.T @ b).max())]
+            if need_dx:
+                bwd.append(("dY", "W", lambda a, b: (a @ b.T).max()))
+            run_f = lambda: eng.fc_forward(x, w, "L")   # noqa: E731
+            run_b = lambda: eng.fc_backward(x, w, dy, "L", need_dx=need_dx)   # noqa: E731
+        for pass_, run, tensors, prods in (("fwd", run_f, {"X": x, "W": w}, fwd),
+                                           ("bwd", run_b, {"X": x, "W": w, "dY": dy}, bwd)):
+            try:
+                want, wbits = _ref_decide(ref, tensors, prods)
+            except OverflowError:
+                with pytest.raises(OverflowError):
+                    run()
+                continue
+            run()
+            got = rec.calls[-1]
+            for g, n in zip(got, tensors):
+                assert np.array_equal(g, want[n][0]), (case, pass_, n)
+            assert eng.bits_used[("L", pass_)] == wbits
+            retried += min(wbits.values()) < eng.max_bits
+            if stochastic:
+                assert eng.rng.bit_generator.state == ref.rng.bit_generator.state
+    assert retried >= 3   # the retry paths ran
+
+
+@pytest.mark.parametrize("threshold", [None, 64, 1000], ids=["default", "64", "1000"])
+def test_exact_matmul_equals_matmul(monkeypatch, threshold):
+    """The bounds' blocked GEMM (rows and long reductions in blocks, for one BLAS thread
+    each) gives P @ Q's values: random shapes, blocks forced small, non-contiguous views."""
+    from intergrad import engine
+    if threshold is not None:
+        monkeypatch.setattr(engine, "BLAS_ONE_THREAD", threshold)
+    rng = np.random.default_rng(11)
+    shapes = [(2048, 9, 8), (9, 2048, 8), (512, 72, 16), (150, 3000, 6), (1, 700, 3),
+              (700, 1, 3), (40, 40, 1)] + [tuple(int(v) for v in rng.integers(1, 90, 3))
+                                           for _ in range(20)]
+    for i, (m, k, n) in enumerate(shapes):
+        P = rng.integers(0, 1 << 15, (m, k)).astype(np.float64)
+        Q = rng.integers(0, 1 << 15, (k, n)).astype(np.float64)
+        if i % 3 == 1:
+            P = np.ascontiguousarray(P.T).T
+        if i % 4 == 2:
+            Q = np.ascontiguousarray(Q.T).T
+        got = engine.exact_matmul(P, Q)
+        assert got.shape == (m, n) and np.array_equal(got, P @ Q), (m, k, n)
+
+
+@pytest.mark.parametrize("shape,k,stride,pad", [((2, 3, 7, 7), 3, 1, 1), ((1, 1, 5, 6), 2, 2, 0),
+                                                 ((3, 2, 6, 5), 3, 2, 1), ((2, 4, 4, 4), 1, 1, 0),
+                                                 ((1, 2, 3, 3), 3, 1, 2)])
+def test_im2col_gather_equals_strided_copies(shape, k, stride, pad):
+    from intergrad.conv import im2col
+    rng = np.random.default_rng(2)
+    for dt in (np.int64, np.float64, np.float32):
+        x = rng.integers(-9, 9, shape).astype(dt)
+        for a in (x, x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)):  # non-contiguous
+            got, want = im2col(a, k, k, stride, pad), _im2col_ref(a, k, k, stride, pad)
+            assert got.dtype == want.dtype and got.flags.c_contiguous
+            assert np.array_equal(got, want)

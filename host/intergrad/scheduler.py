@@ -333,15 +333,18 @@ class Scheduler:
         return BackwardResult(dX, dW)
 
     def conv_forward(self, x, w, layer: str = "conv", *, stride: int = 1,
-                     pad: int = 0) -> np.ndarray:
-        """y = conv(x, w) on the array, lowered by :func:`intergrad.conv.conv2d_forward`."""
-        return conv2d_forward(self, x, w, stride, pad, layer=layer)
+                     pad: int = 0, cols=None) -> np.ndarray:
+        """y = conv(x, w) on the array, lowered by :func:`intergrad.conv.conv2d_forward`
+        (``cols``: im2col(x), if the caller computed it)."""
+        return conv2d_forward(self, x, w, stride, pad, layer=layer, cols=cols)
 
     def conv_backward(self, x, w, dy, layer: str = "conv", *, stride: int = 1, pad: int = 0,
-                      need_dx: bool = True, schedule: str = "intergrad") -> BackwardResult:
-        """(dx, dw) of a convolution, lowered by :func:`intergrad.conv.conv2d_backward`."""
+                      need_dx: bool = True, schedule: str = "intergrad",
+                      cols=None) -> BackwardResult:
+        """(dx, dw) of a convolution, lowered by :func:`intergrad.conv.conv2d_backward`
+        (``cols``: im2col(x), if the caller computed it)."""
         return BackwardResult(*conv2d_backward(self, x, w, dy, stride, pad, layer=layer,
-                                               need_dx=need_dx, schedule=schedule))
+                                               need_dx=need_dx, schedule=schedule, cols=cols))
 
 
 def gemm_reference(a: np.ndarray, b: np.ndarray, acc_w: int) -> np.ndarray:
