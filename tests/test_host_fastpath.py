@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -355,3 +357,74 @@ def test_im2col_gather_equals_strided_copies(shape, k, stride, pad):
             got, want = im2col(a, k, k, stride, pad), _im2col_ref(a, k, k, stride, pad)
             assert got.dtype == want.dtype and got.flags.c_contiguous
             assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("limit", [None, 3], ids=["whole", "split"])
+def test_run_pass_source_equals_run_pass_lanes(dev, monkeypatch, limit):
+    """A pass whose lanes are gathered straight into the queues' frames (run_pass_source)
+    gives run_pass_lanes' outputs, counters and core state, on a miss and on hits, whole
+    or split into several queues (the device's transfer limit), jobs after the last with
+    output run one by one included."""
+    from intergrad.golden.queue import random_queue
+    acc = Accelerator(dev)
+    ib = acc.cfg.in_axis_bits // 8
+    rng = np.random.default_rng(5)
+    for rep in range(3):
+        jobs, lanes = random_queue(acc.cfg, rng, 10, 16)
+        if limit is not None:
+            monkeypatch.setattr(dev, "max_transfer",
+                                limit * max((1 + j.in_beats()) * ib for j in jobs), raising=False)
+        flat = np.concatenate(lanes)
+        # a source vector holding the lanes' values scattered, zeros shared
+        perm = rng.permutation(flat.size)
+        source = np.concatenate([[0], flat.ravel()[perm], rng.integers(-5, 5, 7)])
+        index = np.empty(flat.size, np.intp)
+        index[perm] = np.arange(1, flat.size + 1)
+        index = index.reshape(flat.shape)
+        index[flat == 0] = 0
+        assert np.array_equal(source[index], flat)
+        results = []
+        for run in range(4):
+            acc.recover()
+            acc.reset_counters()
+            if run % 2 == 0:
+                out = acc.run_pass_lanes(jobs, flat)
+            else:
+                out = acc.run_pass_source(jobs, source, index)
+            results.append((out, _counters(acc), (acc.state.preloaded, acc.state.saved)))
+        for r in results[1:]:
+            assert np.array_equal(r[0], results[0][0]) and r[1:] == results[0][1:], rep
+        if limit is not None:
+            assert len(jobqueue.program(acc, jobs)[0].queues) > 1
+    with pytest.raises(ValueError, match="input beats"):
+        acc.run_pass_source(jobs, source, index[:-1])
+
+
+def test_scheduler_operand_fast_path_equals_check_fits():
+    """Scheduler._operand's no-copy path for integer arrays in range: the values and the
+    largest magnitude check_fits' conversion gives, and check_fits' errors otherwise."""
+    from intergrad.core import check_fits
+    from intergrad.scheduler import Scheduler
+
+    class _Acc:
+        cfg = ArrayConfig(8, 8, 16, 32, 1)
+
+    s = Scheduler(_Acc())
+    rng = np.random.default_rng(1)
+    for dt in (np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64):
+        info = np.iinfo(dt)
+        lo, hi = max(info.min, -(1 << 15)), min(info.max, (1 << 15) - 1)
+        for a in (rng.integers(lo, hi, (5, 7), endpoint=True).astype(dt),
+                  np.full((2, 3), hi, dt), np.full((2, 3), lo, dt), np.zeros((0, 4), dt)):
+            got, top = s._operand(a, "X", "L")
+            want = check_fits(a, 16, "L: X")
+            assert got.dtype == np.int64 and np.array_equal(got, want)
+            assert top == int(np.abs(want).max(initial=0))
+    for bad in (np.array([[1 << 15]]), np.array([[-(1 << 15) - 1]], np.int32),
+                np.array([[1.5]]), np.array([[70000]], np.uint32)):
+        with pytest.raises((OverflowError, TypeError)) as want:
+            check_fits(bad, 16, "L: X")
+        with pytest.raises(want.type, match=re.escape(str(want.value))):
+            s._operand(bad, "X", "L")
+    with pytest.raises(ValueError, match="must be 2-D"):
+        s._operand(np.zeros(3, np.int64), "X", "L")

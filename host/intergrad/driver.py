@@ -134,6 +134,12 @@ class Accelerator:
         from .jobqueue import run_pass_lanes
         return run_pass_lanes(self, jobs, lanes, timeout)
 
+    def run_pass_source(self, jobs, source, in_index, timeout: float | None = None) -> np.ndarray:
+        """:meth:`run_pass_lanes` of the lanes ``source[in_index]``, gathered straight into
+        the queues' frames (:func:`intergrad.jobqueue.run_pass_source`)."""
+        from .jobqueue import run_pass_source
+        return run_pass_source(self, jobs, source, in_index, timeout)
+
     def describe(self) -> dict:
         c = self.cfg
         return {"backend": getattr(self.device, "backend", "?"),

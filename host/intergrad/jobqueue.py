@@ -36,7 +36,8 @@ from .descriptor import split_pass
 from .device.base import CoreError, DeviceError
 from .core import _NATIVE, CoreState, Job, JobError, pack_beats, unpack_beats
 
-__all__ = ["run_pass", "run_pass_lanes", "check_pass", "PassProgram", "program"]
+__all__ = ["run_pass", "run_pass_lanes", "run_pass_source", "check_pass", "PassProgram",
+           "program"]
 
 _QUEUE = spec.pack_fields("CTRL", QUEUE=1)
 
@@ -52,12 +53,17 @@ def _check_jobs(cfg, state: CoreState, jobs: Sequence[Job], lanes_list=None) -> 
             raise JobError(e.name, f"pass job {i} ({job.mode} B={job.batch} "
                                    f"{job.rows_act}x{job.cols_act}): {e}") from None
         if lanes_list is not None:
-            shape = np.shape(lanes_list[i])
-            if shape != (job.in_beats(), cfg.in_lanes):
-                raise ValueError(f"pass job {i} needs {job.in_beats()} input beats of "
-                                 f"{cfg.in_lanes} lanes, got array of shape {shape}")
+            _check_lanes(cfg, i, job.in_beats(), lanes_list[i])
         state.apply(job)
     return state
+
+
+def _check_lanes(cfg, i: int, beats: int, lanes) -> None:
+    """Job ``i``'s input must be ``beats`` beats of in_lanes lanes."""
+    shape = np.shape(lanes)
+    if shape != (beats, cfg.in_lanes):
+        raise ValueError(f"pass job {i} needs {beats} input beats of {cfg.in_lanes} lanes, "
+                         f"got array of shape {shape}")
 
 
 def check_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray]) -> CoreState:
@@ -94,6 +100,9 @@ class PassProgram:
     frame: np.ndarray
     native: str | None   # the lanes' dtype when they are whole bytes of the beat (else None)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, compare=False)
+    #: id(in_index) -> (in_index, vector buffer, per-queue gather indices) of
+    #: :func:`run_pass_source` (a stream layout's index array: one per pass shape)
+    gathers: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def in_beats(self) -> int:
@@ -177,17 +186,50 @@ def _fill(cfg, prog: PassProgram, lanes: np.ndarray) -> None:
                                        dtype=prog.frame.dtype)
 
 
-def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray,
-             timeout) -> np.ndarray:
-    """Run a compiled pass: the output beats of all its jobs, (out_beats, out_lanes) int64."""
+def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
+    """(vector, per-queue indices) of a pass whose lanes are ``source[in_index]``: each
+    queue's frame, as lanes of the native dtype, is ``vector[index]`` once the vector is
+    [source (n_src), the queued jobs' header beats as lanes] (the header part is written
+    here, once)."""
+    hit = prog.gathers.get(id(in_index))
+    if hit is not None and hit[0] is in_index and len(hit[1]) - hit[3] == n_src:
+        return hit[1], hit[2]
+    lanes, n_in = cfg.in_lanes, prog.in_beats
+    hdr = prog.frame[n_in:].view(np.dtype(prog.native))
+    vec = np.empty(n_src + hdr.size, dtype=prog.native)
+    vec[n_src:] = hdr
+    lane = np.arange(lanes)
+    idx = []
+    for _, _, rows, _ in prog.queues:
+        g = np.empty((len(rows), lanes), dtype=np.intp)
+        h = rows >= n_in
+        g[~h] = in_index[rows[~h]]
+        g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + lane
+        g.setflags(write=False)
+        idx.append(g)
+    prog.gathers.clear()   # one layout per pass shape: keep the last
+    prog.gathers[id(in_index)] = (in_index, vec, tuple(idx), hdr.size)
+    return vec, tuple(idx)
+
+
+def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | None,
+             timeout, source: np.ndarray | None = None,
+             in_index: np.ndarray | None = None) -> np.ndarray:
+    """Run a compiled pass: the output beats of all its jobs, (out_beats, out_lanes) int64.
+    The input lanes are ``lanes``, or ``source[in_index]`` (see :func:`run_pass_source`)."""
     cfg, dev = accel.cfg, accel.device
     ol = cfg.out_lanes
     out = np.empty((prog.out_beats, ol), dtype=np.int64)
     frames = []
     if prog.queues:
         with prog.lock:   # the frame buffer is the program's: fill and gather it at once
-            _fill(cfg, prog, lanes)
-            frames = [prog.frame[rows].tobytes() for _, _, rows, _ in prog.queues]
+            if lanes is not None:
+                _fill(cfg, prog, lanes)
+                frames = [prog.frame[rows].tobytes() for _, _, rows, _ in prog.queues]
+            else:
+                vec, idx = _gathers(cfg, prog, in_index, len(source))
+                vec[:len(source)] = source   # int64 -> the lanes' dtype keeps the low bits
+                frames = [vec[g].tobytes() for g in idx]
     out_native = _NATIVE.get(cfg.acc_w) if cfg.acc_w * ol == cfg.out_axis_bits else None
     oo = prog.out_offsets
     for (first, end, _, n_out), data in zip(prog.queues, frames):
@@ -216,7 +258,9 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray,
     st.preloaded, st.saved, st.saved_rows = prog.tail_state
     io = prog.in_offsets
     for i in range(prog.tail, len(jobs)):
-        out[oo[i]:oo[i + 1]] = accel.run_job(jobs[i], lanes[io[i]:io[i + 1]], timeout)
+        job_lanes = lanes[io[i]:io[i + 1]] if lanes is not None else \
+            source[in_index[io[i]:io[i + 1]]]
+        out[oo[i]:oo[i + 1]] = accel.run_job(jobs[i], job_lanes, timeout)
     return out
 
 
@@ -235,6 +279,30 @@ def run_pass_lanes(accel, jobs: Sequence[Job], lanes: np.ndarray,
     return out
 
 
+def run_pass_source(accel, jobs: Sequence[Job], source: np.ndarray, in_index: np.ndarray,
+                    timeout: float | None = None) -> np.ndarray:
+    """:func:`run_pass_lanes` of the lanes ``source[in_index]`` without building them:
+    ``source`` a flat int64 vector, ``in_index`` (in_beats, in_lanes) positions in it (a
+    stream layout's, :mod:`intergrad.stream`).  On a build whose lanes are whole bytes of
+    the input beat each queue's frame is one gather from the source (cast to the lanes'
+    dtype) and the header beats; jobs run one by one get their lanes gathered alone."""
+    prog, key, hit = program(accel, jobs)
+    source = np.asarray(source)
+    if in_index.shape != (prog.in_beats, accel.cfg.in_lanes):
+        raise ValueError(f"the pass needs {prog.in_beats} input beats of {accel.cfg.in_lanes} "
+                         f"lanes, got an index of shape {in_index.shape}")
+    if source.ndim != 1 or not np.issubdtype(source.dtype, np.integer):
+        raise ValueError(f"the source must be a flat integer vector, got {source.dtype} "
+                         f"of shape {source.shape}")
+    if prog.native is None:   # lanes packed by pack_beats: build them
+        out = _execute(accel, jobs, prog, source[in_index], timeout)
+    else:
+        out = _execute(accel, jobs, prog, None, timeout, source, in_index)
+    if not hit:
+        _remember(key, prog)
+    return out
+
+
 def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
              timeout: float | None = None) -> list[np.ndarray]:
     """Run ``jobs`` (inputs ``lanes_list``, as for ``run_job``) on ``accel``; returns each job's
@@ -247,10 +315,7 @@ def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
     if hit:   # checked when compiled: the input shapes remain
         io = prog.in_offsets
         for i, l in enumerate(lanes_list):
-            shape = np.shape(l)
-            if shape != (io[i + 1] - io[i], cfg.in_lanes):
-                raise ValueError(f"pass job {i} needs {io[i + 1] - io[i]} input beats of "
-                                 f"{cfg.in_lanes} lanes, got array of shape {shape}")
+            _check_lanes(cfg, i, io[i + 1] - io[i], l)
     lanes = (np.concatenate([np.asarray(l) for l in lanes_list]) if lanes_list
              else np.zeros((0, cfg.in_lanes), dtype=np.int64))
     out = _execute(accel, jobs, prog, lanes, timeout)

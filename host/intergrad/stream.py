@@ -32,7 +32,8 @@ from .core import MODES, wrap
 from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
 from .spec import ArrayConfig
 
-__all__ = ["PassLayout", "layout", "build_pass", "decode_pass", "run_jobs", "run_pass"]
+__all__ = ["PassLayout", "layout", "build_pass", "fill_source", "decode_pass", "run_jobs",
+           "run_pass"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +162,12 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
 def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
     """All input beats of the pass, (lay.in_beats, in_lanes) int64, in job order.  Operands
     the pass does not read may be None (X (B, N), W (N, M), dY (B, M) otherwise)."""
+    return fill_source(lay, X, W, dY)[lay.in_index]
+
+
+def fill_source(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
+    """The layout's source vector [0, X, W, dY] filled with the operands (as
+    :func:`build_pass` takes them); the pass's lanes are ``source[lay.in_index]``."""
     B, N, M = lay.B, lay.N, lay.M
     src, pos = lay.source, 1
     for name, a, shape in (("X", X, (B, N)), ("W", W, (N, M)), ("dY", dY, (B, M))):
@@ -173,7 +180,7 @@ def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
                 raise ValueError(f"operand of shape {a.shape}, the pass expects {shape}")
             src[pos:pos + n] = a.ravel()
         pos += n
-    return src[lay.in_index]
+    return src
 
 
 def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
@@ -199,11 +206,7 @@ def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
     whole = getattr(accel, "run_pass", None)
     lanes_fn = getattr(accel, "run_pass_lanes", None) if whole is not None else None
     if lanes_fn is not None:   # the same, the beats in one array each way
-        out = lanes_fn(jobs, lanes)
-        if out.shape != (lay.out_beats, accel.cfg.out_lanes):
-            raise ValueError(f"run_pass_lanes returned {out.shape[0]} output beats, the pass "
-                             f"has {lay.out_beats}")
-        return out
+        return _checked_out(lay, accel, lanes_fn(jobs, lanes), "run_pass_lanes")
     io, oo = lay.in_offsets.tolist(), lay.out_offsets.tolist()
     views = [lanes[io[k]:io[k + 1]] for k in range(len(jobs))]
     if whole is not None:
@@ -217,11 +220,26 @@ def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
     return out
 
 
+def _checked_out(lay: PassLayout, accel, out: np.ndarray, what: str) -> np.ndarray:
+    if out.shape != (lay.out_beats, accel.cfg.out_lanes):
+        raise ValueError(f"{what} returned {out.shape[0]} output beats, the pass "
+                         f"has {lay.out_beats}")
+    return out
+
+
 def run_pass(accel, pass_: str, B: int, N: int, M: int, X=None, W=None, dY=None,
              double_buffer: bool = True):
     """One GEMM pass on ``accel``: (result, dW, layout), as :meth:`Scheduler._run` computes
-    them.  Operands must already be checked (integers fitting DATA_W)."""
+    them.  Operands must already be checked (integers fitting DATA_W).  A driver with job
+    queues and ``run_pass_source(jobs, source, in_index)`` gathers the lanes itself (straight
+    into its frames); otherwise they are built here (:func:`build_pass`, :func:`run_jobs`)."""
     lay = layout(accel.cfg, pass_, B, N, M, double_buffer)
-    out = run_jobs(accel, lay, build_pass(lay, X, W, dY))
+    src = fill_source(lay, X, W, dY)
+    gather = getattr(accel, "run_pass_source", None) \
+        if getattr(accel, "run_pass", None) is not None else None
+    if gather is not None:
+        out = _checked_out(lay, accel, gather(lay.job_list, src, lay.in_index), "run_pass_source")
+    else:
+        out = run_jobs(accel, lay, src[lay.in_index])
     res, dW = decode_pass(lay, out, accel.cfg.acc_w)
     return res, dW, lay
