@@ -428,3 +428,27 @@ def test_scheduler_operand_fast_path_equals_check_fits():
             s._operand(bad, "X", "L")
     with pytest.raises(ValueError, match="must be 2-D"):
         s._operand(np.zeros(3, np.int64), "X", "L")
+
+
+def test_quantize_equals_reference():
+    """engine.quantize == the first formulation: random tensors, values that round up to
+    2**bits (clipped one LSB), negatives at the top, float32 and float64, stochastic with
+    the same draws; non-finite values raise."""
+    from intergrad.engine import quantize
+    rng = np.random.default_rng(6)
+    cases = [rng.standard_normal((7, 9)).astype(np.float32), rng.standard_normal(50) * 1e-6,
+             np.array([1.0, -1.0, 0.99999, -0.99999, 0.5]), np.array([-(2 ** 0.5)] * 3),
+             np.float32([0.0, 0.0]), np.zeros(0), np.array([3.0, -3.0 + 1e-12, 1e-20])]
+    for x in cases:
+        for bits in (1, 7, 15, 23):
+            assert _same_q(quantize(x, bits), _ref_quantize(x, bits)), (x, bits)
+            a, b = np.random.default_rng(bits), np.random.default_rng(bits)
+            assert _same_q(quantize(x, bits, a), _ref_quantize(x, bits, b)), (x, bits)
+            assert a.bit_generator.state == b.bit_generator.state
+    for bad in (np.array([1.0, np.nan]), np.array([np.inf]), np.array([-np.inf, 1.0])):
+        with pytest.raises(FloatingPointError):
+            quantize(bad, 7)
+
+
+def _same_q(a, b):
+    return a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])

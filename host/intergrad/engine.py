@@ -79,7 +79,7 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None
     ``rng``."""
     x = np.asarray(x)
     m = max(float(x.max()), -float(x.min())) if x.size else 0.0   # max |x|, no temporary
-    if not np.isfinite(m):
+    if not math.isfinite(m):
         raise FloatingPointError("non-finite value in a tensor to quantize (training diverged?)")
     if m == 0.0:
         return np.zeros(x.shape, dtype=np.int64), 0
@@ -93,7 +93,8 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None
     lim = (1 << bits) - 1
     # rounding at the top can reach 2**bits: clip one LSB (on the integral floats, exactly
     # as on their int64 values)
-    np.clip(s, -lim, lim, out=s)
+    np.maximum(s, -lim, out=s)
+    np.minimum(s, lim, out=s)
     return s.astype(np.int64), f
 
 
