@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from .conv import (check_conv, col2im, conv2d_backward, conv2d_forward, conv_weight_matrix,
-                   grad_matrix, im2col)
+from .conv import (check_conv, col2im_exact, conv2d_backward, conv2d_forward,
+                   conv_weight_matrix, grad_matrix, im2col)
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -309,8 +309,8 @@ class DeviceEngine:
             return _bound_max(_absf(cols(a)).T, _absf(grad_matrix(b)))
 
         def dx_bound(a, b):   # dX = col2im(dY W^T): the col2im sums must fit too
-            return col2im(exact_matmul(_absf(grad_matrix(a)), _absf(conv_weight_matrix(b)).T),
-                          x.shape, kh, kw, stride, pad).max()
+            d = exact_matmul(_absf(grad_matrix(a)), _absf(conv_weight_matrix(b)).T)
+            return col2im_exact(d, x.shape, kh, kw, stride, pad).max()
 
         prods = [("X", "dY", dw_bound)] + ([("dY", "W", dx_bound)] if need_dx else [])
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)

@@ -190,7 +190,14 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
     flat = np.asarray(out, dtype=np.int64).ravel()
     res = None
     if lay.res_index is not None:
-        res = wrap(flat[lay.res_index].sum(axis=0), acc_w)
+        ri = lay.res_index
+        if len(ri) <= 3:   # a few column tiles' partials: added in place (no 3-D temporary)
+            res = flat[ri[0]]
+            for t in range(1, len(ri)):
+                res += flat[ri[t]]
+        else:
+            res = flat[ri].sum(axis=0)
+        res = wrap(res, acc_w)
     dW = flat[lay.dw_index] if lay.dw_index is not None else None
     return res, dW
 
