@@ -100,8 +100,9 @@ def test_rejected_pass_is_not_cached(dev):
         with pytest.raises(JobError, match="pass job 1 .*NO_PRELOAD") as ei:
             acc.run_pass(jobs, lanes)
         msgs.append(str(ei.value))
-        key = (acc.cfg, tuple(jobs), (False, False, 0), getattr(dev, "max_transfer", None))
-        assert key not in jobqueue._PROGRAMS
+        assert acc.state.preloaded is False and acc.state.saved is False
+        assert jobqueue._key(acc, jobs) not in jobqueue._PROGRAMS
+        assert jobqueue._key(acc, tuple(jobs)) not in jobqueue._PROGRAMS
     assert msgs[0] == msgs[1]
     # a wrong input shape on a cached pass: the same message as on the first (checked) run
     good = [Job("WS", 2, R, C, {"LOAD_W"}), Job("WS", 3, R, C)]
@@ -468,3 +469,24 @@ def test_quantize_equals_reference():
 
 def _same_q(a, b):
     return a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
+
+
+def test_program_key_same_for_lists_tuples_and_copies(dev):
+    """The program cache key of a job list: the same for the list, a tuple of it, another
+    tuple with equal jobs (a cached pass is found from any of them), different for other
+    jobs or another core state."""
+    acc = Accelerator(dev)
+    acc.recover()
+    R, C = acc.cfg.rows, acc.cfg.cols
+    jobs = [Job("WS", 2, R, C, {"LOAD_W"}), Job("WS", 3, R, C)]
+    t1, t2 = tuple(jobs), tuple(Job("WS", b, R, C, f) for b, f in ((2, {"LOAD_W"}), (3, set())))
+    keys = [jobqueue._key(acc, j) for j in (jobs, t1, t2, t1)]
+    assert all(k == keys[0] and hash(k) == hash(keys[0]) for k in keys)
+    assert jobqueue._key(acc, t1[:1]) != keys[0]
+    acc.state.preloaded = True
+    assert jobqueue._key(acc, t1) != keys[0]
+    acc.recover()
+    lanes = [np.zeros((j.in_beats(), acc.cfg.in_lanes), np.int64) for j in jobs]
+    acc.run_pass(t1, lanes)
+    acc.recover()
+    assert jobqueue.program(acc, t2)[2] and jobqueue.program(acc, jobs)[2]

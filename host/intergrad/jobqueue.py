@@ -153,12 +153,44 @@ _PROGRAMS: "collections.OrderedDict[tuple, PassProgram]" = collections.OrderedDi
 _PROGRAMS_MAX = 128   # a network's passes, a few builds
 
 
+class _JobsKey:
+    """A job list in a cache key, its hash computed once (a pass has thousands of jobs)."""
+
+    __slots__ = ("jobs", "h")
+
+    def __init__(self, jobs: tuple):
+        self.jobs, self.h = jobs, hash(jobs)
+
+    def __hash__(self) -> int:
+        return self.h
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _JobsKey) and (self.jobs is other.jobs or self.jobs == other.jobs)
+
+
+#: id(job tuple) -> its _JobsKey (holding the tuple, so the id stays its own); a stream
+#: layout's job tuple is the same object on every pass of its shape
+_JOB_KEYS: "collections.OrderedDict[int, _JobsKey]" = collections.OrderedDict()
+
+
+def _key(accel, jobs: Sequence[Job]) -> tuple:
+    """The program cache key of ``jobs`` on ``accel`` in its current core state."""
+    k = _JOB_KEYS.get(id(jobs)) if isinstance(jobs, tuple) else None
+    if k is None or k.jobs is not jobs:
+        k = _JobsKey(tuple(jobs))
+        if isinstance(jobs, tuple):
+            _JOB_KEYS[id(jobs)] = k
+            while len(_JOB_KEYS) > _PROGRAMS_MAX:
+                _JOB_KEYS.popitem(last=False)
+    return (accel.cfg, k, _state_key(accel.state), getattr(accel.device, "max_transfer", None))
+
+
 def program(accel, jobs: Sequence[Job], lanes_list=None) -> tuple[PassProgram, tuple, bool]:
     """(program, cache key, hit) of ``jobs`` on ``accel`` in its current core state.  A miss
     checks the pass (as :func:`check_pass`, with ``lanes_list`` if given) and compiles it;
     the caller stores it (:func:`_remember`) once the pass ran."""
     cfg = accel.cfg
-    key = (cfg, tuple(jobs), _state_key(accel.state), getattr(accel.device, "max_transfer", None))
+    key = _key(accel, jobs)
     prog = _PROGRAMS.get(key)
     if prog is not None:
         _PROGRAMS.move_to_end(key)

@@ -200,6 +200,7 @@ class SimDevice(Device):
         self.set_stalls(in_idle, out_busy, seed)
         self.sim_seconds = 0.0  # wall time spent inside the simulator
         self._cnt_buf = (ctypes.c_uint64 * len(spec.COUNTERS))()
+        self._out_buf = np.empty(0, dtype=np.uint8)   # transfer's receive buffer
 
     def set_stalls(self, in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1) -> None:
         """Random idle cycles between input beats / backpressure on the output stream, as
@@ -311,7 +312,10 @@ class SimDevice(Device):
         if len(buf) % ib:
             raise ValueError(f"input of {len(buf)} bytes is not a whole number of {ib}-byte beats")
         n_in = len(buf) // ib
-        out = np.zeros(max(out_beats, 1) * ob, dtype=np.uint8)
+        need = max(out_beats, 1) * ob
+        out = self._out_buf   # reused: only the beats received are read back
+        if out.size < need:
+            out = self._out_buf = np.empty(need, dtype=np.uint8)
         n_in_done, n_out, got = ctypes.c_uint64(), ctypes.c_uint64(), ctypes.c_int()
         self.recovered_beats, self.recovered_tlast, self.last_drain = 0, False, b""
         t0 = time.perf_counter()
@@ -324,12 +328,13 @@ class SimDevice(Device):
         finally:
             self.sim_seconds += time.perf_counter() - t0
         nb = n_out.value
+        if rc == 0 and (out_beats == 0 or (got.value and nb == out_beats)):
+            frame = out[: nb * ob].tobytes()
+            self.last_frame = frame
+            self.last_frame_tlast = bool(got.value)
+            return frame if nb == out_beats else out[: out_beats * ob].tobytes()
         progress = (f"sent {n_in_done.value}/{n_in} input beats, received {nb}/{out_beats} "
                     f"output beats{' ending with TLAST' if got.value else ''}")
-        if rc == 0 and (out_beats == 0 or (got.value and nb == out_beats)):
-            self.last_frame = out[: nb * ob].tobytes()
-            self.last_frame_tlast = bool(got.value)
-            return out[: out_beats * ob].tobytes()
         # failure: describe it while the state is fresh, recover (the streams are still
         # posted and point at buf/out, alive here), then raise
         if rc == 3:
