@@ -63,38 +63,6 @@ def col2im(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int, pad:
     return xp[:, :, pad:pad + H, pad:pad + W]
 
 
-@functools.lru_cache(maxsize=32)
-def _col2im_index(x_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """(B*C*H*W, kh*kw): for every input element, the im2col elements summed into it
-    (positions in the flattened im2col matrix; its size, a zero appended, where a kernel
-    offset does not reach an output position)."""
-    B, C, H, W = x_shape
-    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
-    b, c, h, w, di, dj = np.ix_(np.arange(B), np.arange(C), np.arange(H), np.arange(W),
-                                np.arange(kh), np.arange(kw))
-    ti, tj = h + pad - di, w + pad - dj        # the output position times the stride
-    i, j = ti // stride, tj // stride
-    ok = (ti >= 0) & (tj >= 0) & (ti % stride == 0) & (tj % stride == 0) & (i < Ho) & (j < Wo)
-    pos = (((b * Ho + i) * Wo + j) * C + c) * (kh * kw) + di * kw + dj
-    idx = np.where(ok, pos, B * Ho * Wo * C * kh * kw).reshape(B * C * H * W, kh * kw)
-    idx = np.ascontiguousarray(idx, dtype=np.intp)
-    idx.setflags(write=False)
-    return idx
-
-
-def col2im_exact(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int,
-                 pad: int) -> np.ndarray:
-    """:func:`col2im` of integer sums (an integer dtype, or floats holding integers whose
-    sums are exact): the same values, by one gather and one sum per input element, its
-    indices computed once per shape.  (Float sums in general depend on their order: the
-    float engine keeps :func:`col2im`.)"""
-    x_shape = tuple(x_shape)
-    flat = np.empty(cols.size + 1, dtype=cols.dtype)
-    flat[:-1] = cols.reshape(-1)
-    flat[-1] = 0
-    return flat[_col2im_index(x_shape, kh, kw, stride, pad)].sum(axis=1).reshape(x_shape)
-
-
 def check_conv(layer: str, x_shape: tuple, w_shape: tuple, stride: int, pad: int) -> tuple[int, int]:
     """(Ho, Wo) of a convolution; ValueError naming the layer for shapes that do not fit."""
     if len(x_shape) != 4:
@@ -167,9 +135,7 @@ def conv2d_backward(engine, x, w, dy, stride: int = 1, pad: int = 0, *, layer: s
     dw = dW.T.reshape(w.shape)
     dx = None
     if dcols is not None:
-        if getattr(engine, "acc_w", None):   # integers: sums in any order
-            dx = wrap(col2im_exact(dcols, x.shape, w.shape[2], w.shape[3], stride, pad),
-                      engine.acc_w)
-        else:
-            dx = col2im(dcols, x.shape, w.shape[2], w.shape[3], stride, pad)
+        dx = col2im(dcols, x.shape, w.shape[2], w.shape[3], stride, pad)
+        if getattr(engine, "acc_w", None):
+            dx = wrap(dx, engine.acc_w)
     return dx, dw

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from .conv import (check_conv, col2im_exact, conv2d_backward, conv2d_forward,
-                   conv_weight_matrix, grad_matrix, im2col)
+from .conv import (check_conv, col2im, conv2d_backward, conv2d_forward, conv_weight_matrix,
+                   grad_matrix, im2col)
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -158,17 +158,25 @@ def _bound_max(P, Q) -> float:
 
 class _Lowered:
     """im2col of the quantized inputs a convolution's bounds and its GEMM use, computed
-    once per quantized array (an operand requantized with other bits is another array)."""
+    once per quantized array (an operand requantized with other bits is another array):
+    ``cols(q)`` for the GEMM, ``abs_cols(q)`` = |im2col(q)| as float64 for the bounds
+    (im2col of |q|: the magnitudes of the input, not of its kh*kw times larger lowering)."""
 
     def __init__(self, kh, kw, stride, pad):
         self.args = (kh, kw, stride, pad)
-        self.cols: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (q, im2col(q))
+        self._cols: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
 
-    def __call__(self, q: np.ndarray) -> np.ndarray:
-        hit = self.cols.get(id(q))
+    def _get(self, q: np.ndarray, absf: bool) -> np.ndarray:
+        hit = self._cols.get((id(q), absf))
         if hit is None or hit[0] is not q:
-            hit = self.cols[id(q)] = (q, im2col(q, *self.args))
+            hit = self._cols[(id(q), absf)] = (q, im2col(_absf(q) if absf else q, *self.args))
         return hit[1]
+
+    def cols(self, q: np.ndarray) -> np.ndarray:
+        return self._get(q, False)
+
+    def abs_cols(self, q: np.ndarray) -> np.ndarray:
+        return self._get(q, True)
 
 
 class DeviceEngine:
@@ -292,12 +300,12 @@ class DeviceEngine:
         cols = _Lowered(w.shape[2], w.shape[3], stride, pad)
 
         def bound(a, b):
-            return _bound_max(_absf(cols(a)), _absf(conv_weight_matrix(b)))
+            return _bound_max(cols.abs_cols(a), _absf(conv_weight_matrix(b)))
 
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [("X", "W", bound)])
         (qx, fx), (qw, fw) = q["X"], q["W"]
         y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad,
-                       cols=cols(qx))
+                       cols=cols.cols(qx))
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
@@ -306,17 +314,17 @@ class DeviceEngine:
         cols = _Lowered(kh, kw, stride, pad)
 
         def dw_bound(a, b):
-            return _bound_max(_absf(cols(a)).T, _absf(grad_matrix(b)))
+            return _bound_max(cols.abs_cols(a).T, grad_matrix(_absf(b)))
 
         def dx_bound(a, b):   # dX = col2im(dY W^T): the col2im sums must fit too
-            d = exact_matmul(_absf(grad_matrix(a)), _absf(conv_weight_matrix(b)).T)
-            return col2im_exact(d, x.shape, kh, kw, stride, pad).max()
+            d = exact_matmul(grad_matrix(_absf(a)), _absf(conv_weight_matrix(b)).T)
+            return col2im(d, x.shape, kh, kw, stride, pad).max()
 
         prods = [("X", "dY", dw_bound)] + ([("dY", "W", dx_bound)] if need_dx else [])
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)
         dx, dw = self._gemm(self.s.conv_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
                             stride=stride, pad=pad, need_dx=need_dx, schedule=self.schedule,
-                            cols=cols(q["X"][0]))
+                            cols=cols.cols(q["X"][0]))
         return self._unscale_backward(q, dx, dw)
 
     @staticmethod
