@@ -246,12 +246,16 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
 
 def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | None,
              timeout, source: np.ndarray | None = None,
-             in_index: np.ndarray | None = None) -> np.ndarray:
+             in_index: np.ndarray | None = None, view: bool = False) -> np.ndarray:
     """Run a compiled pass: the output beats of all its jobs, (out_beats, out_lanes) int64.
-    The input lanes are ``lanes``, or ``source[in_index]`` (see :func:`run_pass_source`)."""
+    The input lanes are ``lanes``, or ``source[in_index]`` (see :func:`run_pass_source`).
+    ``view``: a pass that is one queue of native output lanes returns them as a read-only
+    view of the received frame (the lanes' integer dtype, no conversion)."""
     cfg, dev = accel.cfg, accel.device
     ol = cfg.out_lanes
-    out = np.empty((prog.out_beats, ol), dtype=np.int64)
+    out_native = _NATIVE.get(cfg.acc_w) if cfg.acc_w * ol == cfg.out_axis_bits else None
+    view = view and out_native is not None and len(prog.queues) == 1 and prog.tail == len(jobs)
+    out = None if view else np.empty((prog.out_beats, ol), dtype=np.int64)
     frames = []
     if prog.queues:
         with prog.lock:   # the frame buffer is the program's: fill and gather it at once
@@ -262,7 +266,6 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
                 vec, idx = _gathers(cfg, prog, in_index, len(source))
                 vec[:len(source)] = source   # int64 -> the lanes' dtype keeps the low bits
                 frames = [vec[g].tobytes() for g in idx]
-    out_native = _NATIVE.get(cfg.acc_w) if cfg.acc_w * ol == cfg.out_axis_bits else None
     oo = prog.out_offsets
     for (first, end, _, n_out), data in zip(prog.queues, frames):
         try:
@@ -281,6 +284,9 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
             err.job = k
             raise err from e
         accel.queued_jobs += end - first    # header beats sent (the counters count them)
+        if view:
+            out = np.frombuffer(raw, dtype=out_native).reshape(n_out, ol)
+            continue
         dst = out[oo[first]:oo[end]]
         if out_native is not None:
             dst[...] = np.frombuffer(raw, dtype=out_native).reshape(n_out, ol)
@@ -317,7 +323,10 @@ def run_pass_source(accel, jobs: Sequence[Job], source: np.ndarray, in_index: np
     ``source`` a flat int64 vector, ``in_index`` (in_beats, in_lanes) positions in it (a
     stream layout's, :mod:`intergrad.stream`).  On a build whose lanes are whole bytes of
     the input beat each queue's frame is one gather from the source (cast to the lanes'
-    dtype) and the header beats; jobs run one by one get their lanes gathered alone."""
+    dtype) and the header beats; jobs run one by one get their lanes gathered alone.
+    Returns all output beats (out_beats, out_lanes): int64, or, for a pass that is one
+    queue of output lanes whole bytes of the beat, a read-only view of the received frame
+    in the lanes' integer dtype (the same values)."""
     prog, key, hit = program(accel, jobs)
     source = np.asarray(source)
     if in_index.shape != (prog.in_beats, accel.cfg.in_lanes):
@@ -327,9 +336,9 @@ def run_pass_source(accel, jobs: Sequence[Job], source: np.ndarray, in_index: np
         raise ValueError(f"the source must be a flat integer vector, got {source.dtype} "
                          f"of shape {source.shape}")
     if prog.native is None:   # lanes packed by pack_beats: build them
-        out = _execute(accel, jobs, prog, source[in_index], timeout)
+        out = _execute(accel, jobs, prog, source[in_index], timeout, view=True)
     else:
-        out = _execute(accel, jobs, prog, None, timeout, source, in_index)
+        out = _execute(accel, jobs, prog, None, timeout, source, in_index, view=True)
     if not hit:
         _remember(key, prog)
     return out

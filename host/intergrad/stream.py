@@ -187,18 +187,21 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
     """(result, dW) of the pass from all its output beats (lay.out_beats, out_lanes): the
     result (B, rows) summed over column tiles and wrapped to ACC_W, or None; dW (rows, cols)
     as drained, or None -- what :meth:`Scheduler._run` returns."""
-    flat = np.asarray(out, dtype=np.int64).ravel()
+    flat = np.asarray(out)
+    if not np.issubdtype(flat.dtype, np.integer):
+        flat = flat.astype(np.int64)
+    flat = flat.ravel()   # integers of any width (a driver's native lanes): int64 gathered
     res = None
     if lay.res_index is not None:
         ri = lay.res_index
         if len(ri) <= 3:   # a few column tiles' partials: added in place (no 3-D temporary)
-            res = flat[ri[0]]
+            res = flat[ri[0]].astype(np.int64, copy=False)
             for t in range(1, len(ri)):
                 res += flat[ri[t]]
         else:
-            res = flat[ri].sum(axis=0)
+            res = flat[ri].sum(axis=0, dtype=np.int64)
         res = wrap(res, acc_w)
-    dW = flat[lay.dw_index] if lay.dw_index is not None else None
+    dW = flat[lay.dw_index].astype(np.int64, copy=False) if lay.dw_index is not None else None
     return res, dW
 
 
