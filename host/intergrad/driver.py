@@ -108,7 +108,8 @@ class Accelerator:
         self.state.apply(job)
         return unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
 
-    def _start(self, ctrl: int, data: bytes, out_beats: int, timeout: float | None) -> bytes:
+    def _start(self, ctrl: int, data: bytes | np.ndarray, out_beats: int,
+               timeout: float | None) -> bytes:
         """Write CTRL (START or QUEUE), stream ``data`` in and ``out_beats`` out, check STATUS.
         Raises DeviceError (a CoreError for an error the core reported) after the backend's
         recovery sequence."""

@@ -265,7 +265,7 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
             else:
                 vec, idx = _gathers(cfg, prog, in_index, len(source))
                 vec[:len(source)] = source   # int64 -> the lanes' dtype keeps the low bits
-                frames = [vec[g].tobytes() for g in idx]
+                frames = [vec[g] for g in idx]   # fresh arrays: the device reads them
     oo = prog.out_offsets
     for (first, end, _, n_out), data in zip(prog.queues, frames):
         try:

@@ -156,7 +156,7 @@ class _Lib:
             lib.ig_idle.argtypes = [vp, u64]
             lib.ig_write.argtypes = [vp, u32, u32]
             lib.ig_read.argtypes = [vp, u32, ctypes.POINTER(u32)]
-            lib.ig_transfer.argtypes = [vp, ctypes.c_char_p, u64, u32, ctypes.c_int,
+            lib.ig_transfer.argtypes = [vp, ctypes.c_void_p, u64, u32, ctypes.c_int,
                                         ctypes.c_void_p, u64, u32, u32, u32, u32, u64, u64,
                                         ctypes.c_double, ctypes.POINTER(u64),
                                         ctypes.POINTER(u64), ctypes.POINTER(ctypes.c_int)]
@@ -308,10 +308,15 @@ class SimDevice(Device):
         (an aborted frame's abort beat included) stay in :attr:`last_frame`."""
         cfg = self.cfg
         ib, ob = cfg.in_axis_bits // 8, cfg.out_axis_bits // 8
-        buf = bytes(data) if not isinstance(data, bytes) else data
-        if len(buf) % ib:
-            raise ValueError(f"input of {len(buf)} bytes is not a whole number of {ib}-byte beats")
-        n_in = len(buf) // ib
+        # the input as a byte array the C side reads in place (a C-contiguous array as it
+        # is, anything else through bytes); it stays alive until the recovery below ran
+        if isinstance(data, np.ndarray) and data.flags.c_contiguous:
+            buf = data.reshape(-1).view(np.uint8)
+        else:
+            buf = np.frombuffer(data if isinstance(data, bytes) else bytes(data), dtype=np.uint8)
+        if buf.size % ib:
+            raise ValueError(f"input of {buf.size} bytes is not a whole number of {ib}-byte beats")
+        n_in = buf.size // ib
         need = max(out_beats, 1) * ob
         out = self._out_buf   # reused: only the beats received are read back
         if out.size < need:
@@ -320,7 +325,8 @@ class SimDevice(Device):
         self.recovered_beats, self.recovered_tlast, self.last_drain = 0, False, b""
         t0 = time.perf_counter()
         try:
-            rc = self._lib.ig_transfer(self._h, buf, n_in, ib, int(bool(tlast)), out.ctypes.data,
+            rc = self._lib.ig_transfer(self._h, buf.ctypes.data, n_in, ib, int(bool(tlast)),
+                                       out.ctypes.data,
                                        out_beats, ob, *_POLL,
                                        self.poll_every, self.max_cycles, float(timeout),
                                        ctypes.byref(n_in_done), ctypes.byref(n_out),
