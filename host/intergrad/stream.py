@@ -28,7 +28,7 @@ import functools
 
 import numpy as np
 
-from .core import MODES, wrap
+from .core import MODES
 from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
 from .spec import ArrayConfig
 
@@ -200,7 +200,11 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
                 res += flat[ri[t]]
         else:
             res = flat[ri].sum(axis=0, dtype=np.int64)
-        res = wrap(res, acc_w)
+        if acc_w < 64:   # core.wrap's two's-complement wrap, in place on this fresh array
+            h = np.int64(1) << np.int64(acc_w - 1)
+            res += h
+            res &= (h << np.int64(1)) - np.int64(1)
+            res -= h
     dW = flat[lay.dw_index].astype(np.int64, copy=False) if lay.dw_index is not None else None
     return res, dW
 
