@@ -20,7 +20,10 @@ per (build, job list, core state before, transfer limit) into a :class:`PassProg
 the cache only after the pass it describes passed the host check and ran without error,
 so a cache hit is only possible for a pass that was checked; a hit leaves the input
 shapes to check.  A pass is then one cast of its lanes into the program's frame buffer,
-one gather per queue (header beats at fixed positions) and one cast of the output beats.
+one gather per queue (header beats at fixed positions) and one cast of the output beats;
+with :func:`run_pass_source` (the lanes given as a source vector and an index into it, as
+:mod:`intergrad.stream` describes a pass) one gather per queue from the source straight
+into the frame, whose indices the program keeps.
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ Building a pass's lanes is then ``source[in_index]`` and decoding it ``out.ravel
 the jobs (:func:`intergrad.plan.plan_pass`, unchanged) still go to the core one by one
 (:meth:`Accelerator.run_job`) unless the driver has ``run_pass`` (job queues: a whole pass
 in one transfer per queue; with ``run_pass_lanes`` the pass's beats go in and come back
-as one array each way).
+as one array each way; with ``run_pass_source`` the driver gathers ``source[in_index]``
+itself, straight into its queues' frames, and :func:`build_pass`'s lanes are never built).
 """
 from __future__ import annotations
 
