@@ -24,11 +24,11 @@ magnitude) and up to DATA_W-1 magnitude bits; gradients (dY) may be rounded
 stochastically (seeded, reproducible).  Overflow is impossible by construction: the host
 computes, on the quantized operands, the exact bound max(|A|.|B|) of every accumulator
 (including the col2im sums of a conv dX) and drops a magnitude bit of the wider operand
-until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (the bounds' GEMMs run
-in blocks BLAS keeps on one thread, :func:`exact_matmul`; a retry requantizes and re-bounds
-only what its dropped bits changed); the magnitude bits
-used per layer and pass are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers)
-are scaled back to float32 on the host.
+until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (the bounds' GEMMs
+run in blocks BLAS keeps on one thread, :func:`exact_matmul`; a retry requantizes and
+re-bounds only what its dropped bits changed); the magnitude bits used per layer and pass
+are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers) are scaled back to
+float32 on the host.
 """
 from __future__ import annotations
 
