@@ -478,3 +478,46 @@ def test_program_key_same_for_lists_tuples_and_copies(dev):
     acc.run_pass(t1, lanes)
     acc.recover()
     assert jobqueue.program(acc, t2)[2] and jobqueue.program(acc, jobs)[2]
+
+
+def _ref_maxpool(x, k, dy):
+    """MaxPool2d as first written: window copies, argmax, one-hot backward."""
+    from intergrad.layers import _unwindows, _windows
+    win = _windows(x, k)
+    idx = win.argmax(axis=-1)
+    y = np.take_along_axis(win, idx[..., None], axis=-1)[..., 0]
+    onehot = idx[..., None] == np.arange(k * k)
+    return y, idx, _unwindows((onehot * dy[..., None]).astype(np.float32), k)
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.dtype, a.shape, a.view(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_maxpool_equals_reference_bitwise(k):
+    """MaxPool2d's strided forward / backward == the window-copy reference, bit for bit:
+    ties (the first maximum), signed zeros, infinities and NaNs (argmax's first NaN), in
+    float32 and float64 inputs, dy with negative values (0 * dy = -0.0) and NaNs."""
+    from intergrad.layers import MaxPool2d
+    rng = np.random.default_rng(k)
+    mp = MaxPool2d(k)
+    for case in range(30):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)), k * int(rng.integers(1, 4)),
+                 k * int(rng.integers(1, 4)))
+        x = rng.integers(-3, 3, shape).astype(np.float32 if case % 2 else np.float64)
+        if case % 3 == 0:   # specials
+            flat = x.reshape(-1)
+            for v in (np.nan, np.inf, -np.inf, -0.0, 0.0, np.nan):
+                flat[rng.integers(flat.size)] = v
+        dy_shape = shape[:2] + (shape[2] // k, shape[3] // k)
+        dy = rng.standard_normal(dy_shape).astype(np.float32)
+        if case % 4 == 0:
+            dy.reshape(-1)[rng.integers(dy.size)] = np.nan
+        y, idx = mp.forward(None, x)
+        dx, _ = mp.backward(None, idx, dy, True)
+        ry, ridx, rdx = _ref_maxpool(x, k, dy)
+        assert _bits(y) == _bits(ry), case
+        assert idx.dtype == ridx.dtype and np.array_equal(idx, ridx), case
+        assert _bits(dx) == _bits(rdx), case
