@@ -4,8 +4,18 @@
   byte :func:`intergrad.descriptor.pack_queue`'s; the first run (check + compile) and a
   cached run give the outputs, counters and core state of the job-by-job path; a pass the
   host check rejects is never cached and is rejected again with the same message;
+* the SimDevice's counters in one C call read what the register-by-register reads do;
+* :class:`intergrad.engine.DeviceEngine`'s operand quantization (retries that requantize
+  only what changed, bounds in one-thread BLAS blocks, im2col reused for the GEMM) makes
+  the decisions of the plain algorithm (every bound one float GEMM, everything requantized
+  on every retry), kept below as the reference: the same integer operands, bits and
+  generator state;
+  the bounds' blocked GEMM (:func:`intergrad.engine.exact_matmul`) is ``P @ Q``;
+* im2col by one cached gather is the strided-copy im2col.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -90,8 +100,9 @@ def test_rejected_pass_is_not_cached(dev):
         with pytest.raises(JobError, match="pass job 1 .*NO_PRELOAD") as ei:
             acc.run_pass(jobs, lanes)
         msgs.append(str(ei.value))
-        key = (acc.cfg, tuple(jobs), (False, False, 0), getattr(dev, "max_transfer", None))
-        assert key not in jobqueue._PROGRAMS
+        assert acc.state.preloaded is False and acc.state.saved is False
+        assert jobqueue._key(acc, jobs) not in jobqueue._PROGRAMS
+        assert jobqueue._key(acc, tuple(jobs)) not in jobqueue._PROGRAMS
     assert msgs[0] == msgs[1]
     # a wrong input shape on a cached pass: the same message as on the first (checked) run
     good = [Job("WS", 2, R, C, {"LOAD_W"}), Job("WS", 3, R, C)]
@@ -106,3 +117,407 @@ def test_rejected_pass_is_not_cached(dev):
             check(acc, good, bad) if check is jobqueue.check_pass else check(good, bad)
         errs.append(str(ei.value))
     assert errs[0] == errs[1]
+
+
+def test_counters_in_one_call_equal_register_reads():
+    """SimDevice.counters (one C call) reads what Device.counters' register-by-register
+    reads do and takes the same cycles: two devices run the same job, one read each way."""
+    from intergrad.device.base import Device
+    from intergrad.device.sim import SimDevice
+    cfg = ArrayConfig(4, 6, 16, 32, 0)
+    devs = [SimDevice(cfg, verbose=False) for _ in range(2)]
+    try:
+        assert getattr(devs[0]._lib, "ig_read_counters", None) is not None
+        rng = np.random.default_rng(3)
+        from intergrad.golden.queue import random_queue
+        jobs, lanes = random_queue(cfg, rng, 5, 12)
+        got = []
+        for d, read in zip(devs, (SimDevice.counters, Device.counters)):
+            acc = Accelerator(d)
+            reads = []
+            for j, ln in zip(jobs, lanes):
+                acc.run_job(j, ln)
+                reads.append(read(d))
+            got.append((reads, d.cycle))
+        assert got[0] == got[1]
+        assert got[0][0][-1]["jobs"] == len(jobs) and got[0][0][-1]["macs"] > 0
+    finally:
+        for d in devs:
+            d.close()
+
+
+# ------------------------------------------------------------------ quantization decisions
+
+def _im2col_ref(x, kh, kw, stride, pad):
+    """conv.im2col as it was written first: one strided copy per kernel offset."""
+    from intergrad.conv import conv_out_size
+    B, C, H, W = x.shape
+    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    cols = np.empty((B, Ho, Wo, C, kh, kw), dtype=x.dtype)
+    for di in range(kh):
+        for dj in range(kw):
+            cols[:, :, :, :, di, dj] = xp[:, :, di:di + stride * Ho:stride,
+                                          dj:dj + stride * Wo:stride].transpose(0, 2, 3, 1)
+    return cols.reshape(B * Ho * Wo, C * kh * kw)
+
+
+def _ref_quantize(x, bits, rng=None):
+    """engine.quantize as it was written first (the reference)."""
+    import math
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    if m == 0.0:
+        return np.zeros(x.shape, dtype=np.int64), 0
+    f = bits - 1 - math.floor(math.log2(m))
+    s = x.astype(np.float64) * (2.0 ** f)
+    q = np.rint(s) if rng is None else np.floor(s + rng.random(s.shape))
+    q = q.astype(np.int64)
+    lim = (1 << bits) - 1
+    np.clip(q, -lim, lim, out=q)
+    return q, f
+
+
+def _ref_decide(eng, tensors, products, grads=("dY",)):
+    """DeviceEngine._quantize's first algorithm: every tensor requantized and every bound a
+    full float GEMM on every retry.  products: (a, b, exact_fn(|qa|, |qb|))."""
+    import math
+    absf = lambda q: np.abs(q).astype(np.float64)   # noqa: E731
+    bits = {n: eng.max_bits for n in tensors}
+    state = eng.rng.bit_generator.state if eng.rng is not None else None
+    for _ in range(4 * eng.max_bits + 4):
+        if state is not None:
+            eng.rng.bit_generator.state = state
+        q = {n: _ref_quantize(t, bits[n], eng.rng if n in grads else None)
+             for n, t in tensors.items()}
+        over = []
+        for a, b, fn in products:
+            qa, qb = q[a][0], q[b][0]
+            bound = float(fn(absf(qa), absf(qb))) if qa.size and qb.size else 0.0
+            if bound >= eng.limit:
+                over.append((a, b, math.ceil(math.log2(bound / eng.limit) + 1e-9)))
+        if not over:
+            return q, bits
+        cut = {}
+        for a, b, need in over:
+            need = max(need, 1)
+            ba, bb = bits[a] - cut.get(a, 0), bits[b] - cut.get(b, 0)
+            for _i in range(need):
+                if ba >= bb:
+                    ba -= 1
+                else:
+                    bb -= 1
+            cut[a], cut[b] = bits[a] - ba, bits[b] - bb
+        for n, c in cut.items():
+            bits[n] -= c
+        if min(bits.values()) < 1:
+            break
+    raise OverflowError("reference: cannot fit")
+
+
+class _Recorder:
+    """Stands for the Scheduler under a DeviceEngine: records the integer operands it gets
+    (and checks a given im2col is the operand's), returns zeros of the right shapes."""
+
+    def __init__(self, cfg):
+        self.cfg, self.calls = cfg, []
+
+    def fc_forward(self, X, W, layer):
+        self.calls.append((X, W))
+        return np.zeros((X.shape[0], W.shape[1]), np.int64)
+
+    def fc_backward(self, X, W, dY, layer, *, need_dx, schedule):
+        self.calls.append((X, W, dY))
+        return (np.zeros(X.shape, np.int64) if need_dx else None), np.zeros(W.shape, np.int64)
+
+    def _cols(self, x, w, stride, pad, cols):
+        assert np.array_equal(cols, _im2col_ref(x, w.shape[2], w.shape[3], stride, pad))
+
+    def conv_forward(self, x, w, layer, *, stride, pad, cols):
+        from intergrad.conv import conv_out_size
+        self._cols(x, w, stride, pad, cols)
+        self.calls.append((x, w))
+        ho, wo = (conv_out_size(n, k, stride, pad) for n, k in zip(x.shape[2:], w.shape[2:]))
+        return np.zeros((x.shape[0], w.shape[0], ho, wo), np.int64)
+
+    def conv_backward(self, x, w, dy, layer, *, stride, pad, need_dx, schedule, cols):
+        self._cols(x, w, stride, pad, cols)
+        self.calls.append((x, w, dy))
+        return (np.zeros(x.shape, np.int64) if need_dx else None), np.zeros(w.shape, np.int64)
+
+
+def _tensor(rng, shape, kind):
+    """Float operands whose bounds land everywhere: dense, flat, sparse, one large outlier (the
+    cheap row / column bounds far above the exact one), all zeros."""
+    if kind == "zeros":
+        return np.zeros(shape, np.float32)
+    t = rng.standard_normal(shape).astype(np.float32) * np.float32(10.0 ** rng.uniform(-3, 3))
+    if kind == "relu":
+        t = np.maximum(t, 0)
+    elif kind == "sparse":
+        t *= rng.random(shape) < 0.1
+    elif kind == "flat":   # near-equal magnitudes: the long reductions overflow
+        t = np.sign(t) * rng.uniform(0.7, 1.0, shape).astype(np.float32)
+    elif kind == "outlier":
+        t.flat[rng.integers(t.size)] *= 50
+    return t
+
+
+@pytest.mark.parametrize("bits,acc,max_bits", [(16, 32, None), (8, 20, None), (12, 24, None),
+                                               (12, 24, 8)], ids=str)
+@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+def test_quantize_decisions_equal_reference(bits, acc, max_bits, stochastic):
+    from intergrad.conv import col2im, conv_weight_matrix, grad_matrix
+    im2col = _im2col_ref
+    from intergrad.engine import DeviceEngine
+    cfg = ArrayConfig(8, 8, bits, acc, 1)
+    rng = np.random.default_rng(bits * 7 + acc + (max_bits or 0) + stochastic)
+    kinds = ["dense", "flat", "relu", "sparse", "outlier", "zeros"]
+    retried = 0
+    for case in range(80):
+        rec = _Recorder(cfg)
+        eng = DeviceEngine(rec, stochastic=stochastic, seed=case, max_bits=max_bits)
+        ref = DeviceEngine(_Recorder(cfg), stochastic=stochastic, seed=case, max_bits=max_bits)
+        kx, kw, kd = (kinds[i] if case % 3 else "flat" for i in rng.integers(0, 6, 3))
+        conv = case % 2 == 1
+        need_dx = case % 4 != 3
+        if conv:
+            B, C, O, H = (int(v) for v in rng.integers(1, [5, 4, 5, 8]))
+            H = max(H, 3)
+            k, st, pd = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(0, 2))
+            k = min(k, H + 2 * pd)
+            x, w = _tensor(rng, (B, C, H, H), kx), _tensor(rng, (O, C, k, k), kw)
+            ho = (H + 2 * pd - k) // st + 1
+            dy = _tensor(rng, (B, O, ho, ho), kd)
+            fwd = [("X", "W", lambda a, b: (im2col(a, k, k, st, pd) @ conv_weight_matrix(b)).max())]
+            bwd = [("X", "dY", lambda a, b: (im2col(a, k, k, st, pd).T @ grad_matrix(b)).max())]
+            if need_dx:
+                bwd.append(("dY", "W", lambda a, b: col2im(grad_matrix(a) @ conv_weight_matrix(b).T,
+                                                           x.shape, k, k, st, pd).max()))
+            run_f = lambda: eng.conv_forward(x, w, "L", stride=st, pad=pd)   # noqa: E731
+            run_b = lambda: eng.conv_backward(x, w, dy, "L", stride=st, pad=pd,  # noqa: E731
+                                              need_dx=need_dx)
+        else:
+            B, N, M = (int(v) for v in rng.integers(1, [80, 300, 40]))
+            x, w, dy = _tensor(rng, (B, N), kx), _tensor(rng, (N, M), kw), _tensor(rng, (B, M), kd)
+            fwd = [("X", "W", lambda a, b: (a @ b).max())]
+            bwd = [("X", "dY", lambda a, b: (a.T @ b).max())]
+            if need_dx:
+                bwd.append(("dY", "W", lambda a, b: (a @ b.T).max()))
+            run_f = lambda: eng.fc_forward(x, w, "L")   # noqa: E731
+            run_b = lambda: eng.fc_backward(x, w, dy, "L", need_dx=need_dx)   # noqa: E731
+        for pass_, run, tensors, prods in (("fwd", run_f, {"X": x, "W": w}, fwd),
+                                           ("bwd", run_b, {"X": x, "W": w, "dY": dy}, bwd)):
+            try:
+                want, wbits = _ref_decide(ref, tensors, prods)
+            except OverflowError:
+                with pytest.raises(OverflowError):
+                    run()
+                continue
+            run()
+            got = rec.calls[-1]
+            for g, n in zip(got, tensors):
+                assert np.array_equal(g, want[n][0]), (case, pass_, n)
+            assert eng.bits_used[("L", pass_)] == wbits
+            retried += min(wbits.values()) < eng.max_bits
+            if stochastic:
+                assert eng.rng.bit_generator.state == ref.rng.bit_generator.state
+    assert retried >= 3   # the retry paths ran
+
+
+@pytest.mark.parametrize("threshold", [None, 64, 1000], ids=["default", "64", "1000"])
+def test_exact_matmul_equals_matmul(monkeypatch, threshold):
+    """The bounds' blocked GEMM (rows and long reductions in blocks, for one BLAS thread
+    each) gives P @ Q's values: random shapes, blocks forced small, non-contiguous views."""
+    from intergrad import engine
+    if threshold is not None:
+        monkeypatch.setattr(engine, "BLAS_ONE_THREAD", threshold)
+    rng = np.random.default_rng(11)
+    shapes = [(2048, 9, 8), (9, 2048, 8), (512, 72, 16), (150, 3000, 6), (1, 700, 3),
+              (700, 1, 3), (40, 40, 1)] + [tuple(int(v) for v in rng.integers(1, 90, 3))
+                                           for _ in range(20)]
+    for i, (m, k, n) in enumerate(shapes):
+        P = rng.integers(0, 1 << 15, (m, k)).astype(np.float64)
+        Q = rng.integers(0, 1 << 15, (k, n)).astype(np.float64)
+        if i % 3 == 1:
+            P = np.ascontiguousarray(P.T).T
+        if i % 4 == 2:
+            Q = np.ascontiguousarray(Q.T).T
+        got = engine.exact_matmul(P, Q)
+        assert got.shape == (m, n) and np.array_equal(got, P @ Q), (m, k, n)
+
+
+CONV_SHAPES = [((2, 3, 7, 7), 3, 1, 1), ((1, 1, 5, 6), 2, 2, 0), ((3, 2, 6, 5), 3, 2, 1),
+               ((2, 4, 4, 4), 1, 1, 0), ((1, 2, 3, 3), 3, 1, 2), ((2, 1, 9, 8), 5, 3, 2),
+               ((1, 2, 6, 6), 2, 3, 0)]
+
+
+@pytest.mark.parametrize("shape,k,stride,pad", CONV_SHAPES)
+def test_im2col_gather_equals_strided_copies(shape, k, stride, pad):
+    from intergrad.conv import im2col
+    rng = np.random.default_rng(2)
+    for dt in (np.int64, np.float64, np.float32):
+        x = rng.integers(-9, 9, shape).astype(dt)
+        for a in (x, x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)):  # non-contiguous
+            got, want = im2col(a, k, k, stride, pad), _im2col_ref(a, k, k, stride, pad)
+            assert got.dtype == want.dtype and got.flags.c_contiguous
+            assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("limit", [None, 3], ids=["whole", "split"])
+def test_run_pass_source_equals_run_pass_lanes(dev, monkeypatch, limit):
+    """A pass whose lanes are gathered straight into the queues' frames (run_pass_source)
+    gives run_pass_lanes' outputs, counters and core state, on a miss and on hits, whole
+    or split into several queues (the device's transfer limit), jobs after the last with
+    output run one by one included."""
+    from intergrad.golden.queue import random_queue
+    acc = Accelerator(dev)
+    ib = acc.cfg.in_axis_bits // 8
+    rng = np.random.default_rng(5)
+    for rep in range(3):
+        jobs, lanes = random_queue(acc.cfg, rng, 10, 16)
+        if limit is not None:
+            monkeypatch.setattr(dev, "max_transfer",
+                                limit * max((1 + j.in_beats()) * ib for j in jobs), raising=False)
+        flat = np.concatenate(lanes)
+        # a source vector holding the lanes' values scattered, zeros shared
+        perm = rng.permutation(flat.size)
+        source = np.concatenate([[0], flat.ravel()[perm], rng.integers(-5, 5, 7)])
+        index = np.empty(flat.size, np.intp)
+        index[perm] = np.arange(1, flat.size + 1)
+        index = index.reshape(flat.shape)
+        index[flat == 0] = 0
+        assert np.array_equal(source[index], flat)
+        results = []
+        for run in range(4):
+            acc.recover()
+            acc.reset_counters()
+            if run % 2 == 0:
+                out = acc.run_pass_lanes(jobs, flat)
+            else:
+                out = acc.run_pass_source(jobs, source, index)
+            results.append((out, _counters(acc), (acc.state.preloaded, acc.state.saved)))
+        for r in results[1:]:   # the source runs may return the frame's native lanes
+            assert r[0].dtype.kind == "i" and r[0].shape == results[0][0].shape
+            assert np.array_equal(r[0], results[0][0]) and r[1:] == results[0][1:], rep
+        if limit is not None:
+            assert len(jobqueue.program(acc, jobs)[0].queues) > 1
+    with pytest.raises(ValueError, match="input beats"):
+        acc.run_pass_source(jobs, source, index[:-1])
+
+
+def test_scheduler_operand_fast_path_equals_check_fits():
+    """Scheduler._operand's no-copy path for integer arrays in range: the values and the
+    largest magnitude check_fits' conversion gives, and check_fits' errors otherwise."""
+    from intergrad.core import check_fits
+    from intergrad.scheduler import Scheduler
+
+    class _Acc:
+        cfg = ArrayConfig(8, 8, 16, 32, 1)
+
+    s = Scheduler(_Acc())
+    rng = np.random.default_rng(1)
+    for dt in (np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64):
+        info = np.iinfo(dt)
+        lo, hi = max(info.min, -(1 << 15)), min(info.max, (1 << 15) - 1)
+        for a in (rng.integers(lo, hi, (5, 7), endpoint=True).astype(dt),
+                  np.full((2, 3), hi, dt), np.full((2, 3), lo, dt), np.zeros((0, 4), dt)):
+            got, top = s._operand(a, "X", "L")
+            want = check_fits(a, 16, "L: X")
+            assert got.dtype == np.int64 and np.array_equal(got, want)
+            assert top == int(np.abs(want).max(initial=0))
+    for bad in (np.array([[1 << 15]]), np.array([[-(1 << 15) - 1]], np.int32),
+                np.array([[1.5]]), np.array([[70000]], np.uint32)):
+        with pytest.raises((OverflowError, TypeError)) as want:
+            check_fits(bad, 16, "L: X")
+        with pytest.raises(want.type, match=re.escape(str(want.value))):
+            s._operand(bad, "X", "L")
+    with pytest.raises(ValueError, match="must be 2-D"):
+        s._operand(np.zeros(3, np.int64), "X", "L")
+
+
+def test_quantize_equals_reference():
+    """engine.quantize == the first formulation: random tensors, values that round up to
+    2**bits (clipped one LSB), negatives at the top, float32 and float64, stochastic with
+    the same draws; non-finite values raise."""
+    from intergrad.engine import quantize
+    rng = np.random.default_rng(6)
+    cases = [rng.standard_normal((7, 9)).astype(np.float32), rng.standard_normal(50) * 1e-6,
+             np.array([1.0, -1.0, 0.99999, -0.99999, 0.5]), np.array([-(2 ** 0.5)] * 3),
+             np.float32([0.0, 0.0]), np.zeros(0), np.array([3.0, -3.0 + 1e-12, 1e-20])]
+    for x in cases:
+        for bits in (1, 7, 15, 23):
+            assert _same_q(quantize(x, bits), _ref_quantize(x, bits)), (x, bits)
+            a, b = np.random.default_rng(bits), np.random.default_rng(bits)
+            assert _same_q(quantize(x, bits, a), _ref_quantize(x, bits, b)), (x, bits)
+            assert a.bit_generator.state == b.bit_generator.state
+    for bad in (np.array([1.0, np.nan]), np.array([np.inf]), np.array([-np.inf, 1.0])):
+        with pytest.raises(FloatingPointError):
+            quantize(bad, 7)
+
+
+def _same_q(a, b):
+    return a[1] == b[1] and a[0].dtype == b[0].dtype and np.array_equal(a[0], b[0])
+
+
+def test_program_key_same_for_lists_tuples_and_copies(dev):
+    """The program cache key of a job list: the same for the list, a tuple of it, another
+    tuple with equal jobs (a cached pass is found from any of them), different for other
+    jobs or another core state."""
+    acc = Accelerator(dev)
+    acc.recover()
+    R, C = acc.cfg.rows, acc.cfg.cols
+    jobs = [Job("WS", 2, R, C, {"LOAD_W"}), Job("WS", 3, R, C)]
+    t1, t2 = tuple(jobs), tuple(Job("WS", b, R, C, f) for b, f in ((2, {"LOAD_W"}), (3, set())))
+    keys = [jobqueue._key(acc, j) for j in (jobs, t1, t2, t1)]
+    assert all(k == keys[0] and hash(k) == hash(keys[0]) for k in keys)
+    assert jobqueue._key(acc, t1[:1]) != keys[0]
+    acc.state.preloaded = True
+    assert jobqueue._key(acc, t1) != keys[0]
+    acc.recover()
+    lanes = [np.zeros((j.in_beats(), acc.cfg.in_lanes), np.int64) for j in jobs]
+    acc.run_pass(t1, lanes)
+    acc.recover()
+    assert jobqueue.program(acc, t2)[2] and jobqueue.program(acc, jobs)[2]
+
+
+def _ref_maxpool(x, k, dy):
+    """MaxPool2d as first written: window copies, argmax, one-hot backward."""
+    from intergrad.layers import _unwindows, _windows
+    win = _windows(x, k)
+    idx = win.argmax(axis=-1)
+    y = np.take_along_axis(win, idx[..., None], axis=-1)[..., 0]
+    onehot = idx[..., None] == np.arange(k * k)
+    return y, idx, _unwindows((onehot * dy[..., None]).astype(np.float32), k)
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.dtype, a.shape, a.view(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_maxpool_equals_reference_bitwise(k):
+    """MaxPool2d's strided forward / backward == the window-copy reference, bit for bit:
+    ties (the first maximum), signed zeros, infinities and NaNs (argmax's first NaN), in
+    float32 and float64 inputs, dy with negative values (0 * dy = -0.0) and NaNs."""
+    from intergrad.layers import MaxPool2d
+    rng = np.random.default_rng(k)
+    mp = MaxPool2d(k)
+    for case in range(30):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 4)), k * int(rng.integers(1, 4)),
+                 k * int(rng.integers(1, 4)))
+        x = rng.integers(-3, 3, shape).astype(np.float32 if case % 2 else np.float64)
+        if case % 3 == 0:   # specials
+            flat = x.reshape(-1)
+            for v in (np.nan, np.inf, -np.inf, -0.0, 0.0, np.nan):
+                flat[rng.integers(flat.size)] = v
+        dy_shape = shape[:2] + (shape[2] // k, shape[3] // k)
+        dy = rng.standard_normal(dy_shape).astype(np.float32)
+        if case % 4 == 0:
+            dy.reshape(-1)[rng.integers(dy.size)] = np.nan
+        y, idx = mp.forward(None, x)
+        dx, _ = mp.backward(None, idx, dy, True)
+        ry, ridx, rdx = _ref_maxpool(x, k, dy)
+        assert _bits(y) == _bits(ry), case
+        assert idx.dtype == ridx.dtype and np.array_equal(idx, ridx), case
+        assert _bits(dx) == _bits(rdx), case

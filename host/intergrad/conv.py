@@ -11,6 +11,8 @@ GEMM engine's ``fc_forward`` / ``fc_backward`` (the scheduler's integer GEMMs on
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .core import wrap
@@ -20,17 +22,32 @@ def conv_out_size(h: int, k: int, stride: int, pad: int) -> int:
     return (h + 2 * pad - k) // stride + 1
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """x (B, C, H, W) -> (B*Ho*Wo, C*kh*kw), rows in (b, i, j) order."""
-    B, C, H, W = x.shape
+@functools.lru_cache(maxsize=32)   # a network's conv layers; lenet5's largest is 6.5 MB
+def _im2col_index(shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """(B*Ho*Wo, C*kh*kw): the position in the padded input (flattened) of every element
+    of :func:`im2col`'s result."""
+    B, C, H, W = shape
     Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    cols = np.empty((B, Ho, Wo, C, kh, kw), dtype=x.dtype)
-    for di in range(kh):
-        for dj in range(kw):
-            cols[:, :, :, :, di, dj] = xp[:, :, di:di + stride * Ho:stride,
-                                          dj:dj + stride * Wo:stride].transpose(0, 2, 3, 1)
-    return cols.reshape(B * Ho * Wo, C * kh * kw)
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    b, i, j, c, di, dj = np.ix_(np.arange(B), np.arange(Ho), np.arange(Wo), np.arange(C),
+                                np.arange(kh), np.arange(kw))
+    idx = ((b * C + c) * Hp + i * stride + di) * Wp + j * stride + dj
+    idx = np.ascontiguousarray(idx.reshape(B * Ho * Wo, C * kh * kw), dtype=np.intp)
+    idx.setflags(write=False)
+    return idx
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """x (B, C, H, W) -> (B*Ho*Wo, C*kh*kw), rows in (b, i, j) order (columns (c, di, dj)):
+    one gather from the zero-padded input, its indices computed once per shape."""
+    x = np.asarray(x)
+    B, C, H, W = x.shape
+    if pad:
+        xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
+        xp[:, :, pad:pad + H, pad:pad + W] = x
+    else:
+        xp = np.ascontiguousarray(x)
+    return xp.reshape(-1)[_im2col_index(x.shape, kh, kw, stride, pad)]
 
 
 def col2im(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
@@ -79,25 +96,41 @@ def grad_matrix(dy: np.ndarray) -> np.ndarray:
     return dy.transpose(0, 2, 3, 1).reshape(-1, dy.shape[1])
 
 
-def conv2d_forward(engine, x, w, stride: int = 1, pad: int = 0, *, layer: str = "conv"):
-    """y (B, C_out, Ho, Wo) = conv(x, w) through ``engine.fc_forward`` (via im2col)."""
+def _lowered(x, w, stride, pad, cols):
+    """(im2col(x), weight matrix), ``cols`` standing for im2col(x) if given (the caller
+    computed it already; only its shape is checked)."""
+    if cols is None:
+        return lower(x, w, stride, pad)
+    ho = conv_out_size(x.shape[2], w.shape[2], stride, pad)
+    wo = conv_out_size(x.shape[3], w.shape[3], stride, pad)
+    want = (x.shape[0] * ho * wo, int(np.prod(w.shape[1:])))
+    if np.shape(cols) != want:
+        raise ValueError(f"im2col of shape {np.shape(cols)} given, expected {want}")
+    return cols, conv_weight_matrix(w)
+
+
+def conv2d_forward(engine, x, w, stride: int = 1, pad: int = 0, *, layer: str = "conv",
+                   cols=None):
+    """y (B, C_out, Ho, Wo) = conv(x, w) through ``engine.fc_forward`` (via im2col;
+    ``cols``: im2col(x) if the caller has it)."""
     x, w = np.asarray(x), np.asarray(w)
     Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
-    Y = engine.fc_forward(*lower(x, w, stride, pad), layer)
+    Y = engine.fc_forward(*_lowered(x, w, stride, pad, cols), layer)
     return Y.reshape(x.shape[0], Ho, Wo, w.shape[0]).transpose(0, 3, 1, 2)
 
 
 def conv2d_backward(engine, x, w, dy, stride: int = 1, pad: int = 0, *, layer: str = "conv",
-                    need_dx: bool = True, **options):
+                    need_dx: bool = True, cols=None, **options):
     """(dx, dw) of a convolution given dy (B, C_out, Ho, Wo), through ``engine.fc_backward``
-    (``options``, e.g. ``schedule``, go to it).  An integer engine (``engine.acc_w`` set)
-    gets its col2im sums wrapped to ACC_W bits, as its GEMM results are."""
+    (``options``, e.g. ``schedule``, go to it; ``cols``: im2col(x) if the caller has it).
+    An integer engine (``engine.acc_w`` set) gets its col2im sums wrapped to ACC_W bits, as
+    its GEMM results are."""
     x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)
     Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
     want = (x.shape[0], w.shape[0], Ho, Wo)
     if dy.shape != want:
         raise ValueError(f"{layer}: dy has shape {dy.shape}, expected {want}")
-    dcols, dW = engine.fc_backward(*lower(x, w, stride, pad), grad_matrix(dy), layer,
+    dcols, dW = engine.fc_backward(*_lowered(x, w, stride, pad, cols), grad_matrix(dy), layer,
                                    need_dx=need_dx, **options)
     dw = dW.T.reshape(w.shape)
     dx = None

@@ -108,7 +108,8 @@ class Accelerator:
         self.state.apply(job)
         return unpack_beats(raw, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits)
 
-    def _start(self, ctrl: int, data: bytes, out_beats: int, timeout: float | None) -> bytes:
+    def _start(self, ctrl: int, data: bytes | np.ndarray, out_beats: int,
+               timeout: float | None) -> bytes:
         """Write CTRL (START or QUEUE), stream ``data`` in and ``out_beats`` out, check STATUS.
         Raises DeviceError (a CoreError for an error the core reported) after the backend's
         recovery sequence."""
@@ -133,6 +134,12 @@ class Accelerator:
         returns all output beats in one array (:func:`intergrad.jobqueue.run_pass_lanes`)."""
         from .jobqueue import run_pass_lanes
         return run_pass_lanes(self, jobs, lanes, timeout)
+
+    def run_pass_source(self, jobs, source, in_index, timeout: float | None = None) -> np.ndarray:
+        """:meth:`run_pass_lanes` of the lanes ``source[in_index]``, gathered straight into
+        the queues' frames (:func:`intergrad.jobqueue.run_pass_source`)."""
+        from .jobqueue import run_pass_source
+        return run_pass_source(self, jobs, source, in_index, timeout)
 
     def describe(self) -> dict:
         c = self.cfg

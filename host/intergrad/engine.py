@@ -24,9 +24,11 @@ magnitude) and up to DATA_W-1 magnitude bits; gradients (dY) may be rounded
 stochastically (seeded, reproducible).  Overflow is impossible by construction: the host
 computes, on the quantized operands, the exact bound max(|A|.|B|) of every accumulator
 (including the col2im sums of a conv dX) and drops a magnitude bit of the wider operand
-until the bound is below 2**(ACC_W-1), so nothing saturates or wraps; the magnitude bits
-used per layer and pass are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers)
-are scaled back to float32 on the host.
+until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (the bounds' GEMMs
+run in blocks BLAS keeps on one thread, :func:`exact_matmul`; a retry requantizes and
+re-bounds only what its dropped bits changed); the magnitude bits used per layer and pass
+are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers) are scaled back to
+float32 on the host.
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from .conv import (col2im, conv2d_backward, conv2d_forward, conv_weight_matrix, grad_matrix,
-                   im2col, lower)
+from .conv import (check_conv, col2im, conv2d_backward, conv2d_forward, conv_weight_matrix,
+                   grad_matrix, im2col)
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -77,21 +79,51 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None
     """x ~= q * 2**-f with |q| < 2**bits (``bits`` magnitude bits); returns (q int64, f).
     Round to nearest, or stochastically (unbiased: floor(x*2**f + u), u ~ U[0, 1)) with
     ``rng``."""
-    m = float(np.max(np.abs(x))) if x.size else 0.0
-    if not np.isfinite(m):
+    x = np.asarray(x)
+    m = max(float(x.max()), -float(x.min())) if x.size else 0.0   # max |x|, no temporary
+    if not math.isfinite(m):
         raise FloatingPointError("non-finite value in a tensor to quantize (training diverged?)")
     if m == 0.0:
         return np.zeros(x.shape, dtype=np.int64), 0
     f = bits - 1 - math.floor(math.log2(m))  # m * 2**f < 2**bits
-    s = x.astype(np.float64) * (2.0 ** f)
+    s = np.multiply(x, 2.0 ** f, dtype=np.float64)
     if rng is None:
-        q = np.rint(s)
+        np.rint(s, out=s)
     else:
-        q = np.floor(s + rng.random(s.shape))
-    q = q.astype(np.int64)
+        s += rng.random(s.shape)
+        np.floor(s, out=s)
     lim = (1 << bits) - 1
-    np.clip(q, -lim, lim, out=q)  # rounding at the top can reach 2**bits: clip one LSB
-    return q, f
+    # rounding at the top can reach 2**bits: clip one LSB (on the integral floats, exactly
+    # as on their int64 values)
+    np.maximum(s, -lim, out=s)
+    np.minimum(s, lim, out=s)
+    return s.astype(np.int64), f
+
+
+#: multiply-adds of a GEMM OpenBLAS runs on one thread (its SMP threshold, 65536 times
+#: GEMM_MULTITHREAD_THRESHOLD = 4); a bigger one it splits over threads, which on a loaded
+#: machine (the simulator and other processes on the cores) costs 100x a small GEMM's time
+BLAS_ONE_THREAD = 1 << 18
+
+
+def exact_matmul(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """P @ Q for float64 matrices of integers whose products' sums stay below 2**53 (so
+    every sum is exact, in any order): the same values as ``P @ Q``, computed in blocks of
+    at most :data:`BLAS_ONE_THREAD` multiply-adds (each on one BLAS thread); rows in blocks
+    and, for a long reduction, the reduction in blocks too (partial products added)."""
+    m, k = P.shape
+    n = Q.shape[1]
+    if m * k * n <= BLAS_ONE_THREAD or n >= BLAS_ONE_THREAD:
+        return P @ Q
+    bk = k if k * n * min(m, 32) <= BLAS_ONE_THREAD else max(1, BLAS_ONE_THREAD // (32 * n))
+    bm = max(1, BLAS_ONE_THREAD // (bk * n))
+    out = np.empty((m, n), dtype=np.result_type(P, Q))
+    for i in range(0, m, bm):
+        acc = out[i:i + bm]
+        np.matmul(P[i:i + bm, :bk], Q[:bk], out=acc)
+        for j in range(bk, k, bk):
+            acc += P[i:i + bm, j:j + bk] @ Q[j:j + bk]
+    return out
 
 
 class FloatEngine:
@@ -118,7 +150,35 @@ class FloatEngine:
 
 
 def _absf(q):
-    return np.abs(q).astype(np.float64)
+    return np.abs(q, dtype=np.float64)
+
+
+def _bound_max(P, Q) -> float:
+    """The largest accumulator of P @ Q (non-negative integer matrices as float64)."""
+    return float(exact_matmul(P, Q).max())
+
+
+class _Lowered:
+    """im2col of the quantized inputs a convolution's bounds and its GEMM use, computed
+    once per quantized array (an operand requantized with other bits is another array):
+    ``cols(q)`` for the GEMM, ``abs_cols(q)`` = |im2col(q)| as float64 for the bounds
+    (im2col of |q|: the magnitudes of the input, not of its kh*kw times larger lowering)."""
+
+    def __init__(self, kh, kw, stride, pad):
+        self.args = (kh, kw, stride, pad)
+        self._cols: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _get(self, q: np.ndarray, absf: bool) -> np.ndarray:
+        hit = self._cols.get((id(q), absf))
+        if hit is None or hit[0] is not q:
+            hit = self._cols[(id(q), absf)] = (q, im2col(_absf(q) if absf else q, *self.args))
+        return hit[1]
+
+    def cols(self, q: np.ndarray) -> np.ndarray:
+        return self._get(q, False)
+
+    def abs_cols(self, q: np.ndarray) -> np.ndarray:
+        return self._get(q, True)
 
 
 class DeviceEngine:
@@ -145,18 +205,47 @@ class DeviceEngine:
 
     # -- operand quantization with an exact accumulator bound ---------------------------
     def _quantize(self, layer, pass_, tensors: dict, products: list, grads=("dY",)):
-        """tensors: name -> float array; products: (a, b, bound_fn(|qa|, |qb|)).  Returns
-        name -> (q, f) with every bound < 2**(ACC_W-1)."""
+        """tensors: name -> float array; products: (a, b, bound_fn(qa, qb)) with qa, qb the
+        quantized (int64) operands, returning max(|A|.|B|) of the product's accumulators
+        (exactly: :func:`exact_matmul`).  Returns name -> (q, f) with every bound
+        < 2**(ACC_W-1).
+
+        A retry requantizes only the operands whose bits changed and re-bounds only the
+        products of those (the others are the same arrays and values); the random draws of
+        a gradient are the same on every retry (its draws do not depend on its bits), so a
+        requantized gradient starts from the generator state it had on the first try and
+        the generator ends in the state one try leaves."""
         bits = {n: self.max_bits for n in tensors}
-        state = self.rng.bit_generator.state if self.rng is not None else None
+        rng = self.rng if any(n in grads for n in tensors) else None
+        quant: dict = {}    # (name, bits) -> (q, f)
+        bounds: dict = {}   # (a, bits[a], b, bits[b]) -> bound
+        before: dict = {}   # gradient name -> generator state before its draws
+        end = None          # the generator state after one try
         for _ in range(4 * self.max_bits + 4):
-            if state is not None:      # the same random draws on every retry: reproducible
-                self.rng.bit_generator.state = state
-            q = {n: quantize(t, bits[n], self.rng if n in grads else None)
-                 for n, t in tensors.items()}
+            q = {}
+            for n, t in tensors.items():
+                key = (n, bits[n])
+                if key not in quant:
+                    g = rng if n in grads else None
+                    if g is not None:
+                        if n in before:
+                            g.bit_generator.state = before[n]
+                        else:
+                            before[n] = g.bit_generator.state
+                    quant[key] = quantize(t, bits[n], g)
+                q[n] = quant[key]
+            if rng is not None:
+                if end is None:
+                    end = rng.bit_generator.state
+                else:
+                    rng.bit_generator.state = end
             over = []
             for a, b, fn in products:
-                bound = float(fn(_absf(q[a][0]), _absf(q[b][0]))) if q[a][0].size and q[b][0].size else 0.0
+                key = (a, bits[a], b, bits[b])
+                bound = bounds.get(key)
+                if bound is None:
+                    qa, qb = q[a][0], q[b][0]
+                    bound = bounds[key] = float(fn(qa, qb)) if qa.size and qb.size else 0.0
                 if bound >= self.limit:
                     over.append((a, b, math.ceil(math.log2(bound / self.limit) + 1e-9)))
             if not over:
@@ -191,44 +280,53 @@ class DeviceEngine:
 
     # -- fully connected -------------------------------------------------------------------
     def fc_forward(self, X, W, layer="fc"):
-        q = self._quantize(layer, "fwd", {"X": X, "W": W}, [("X", "W", lambda a, b: (a @ b).max())])
+        q = self._quantize(layer, "fwd", {"X": X, "W": W},
+                           [("X", "W", lambda a, b: _bound_max(_absf(a), _absf(b)))])
         (qx, fx), (qw, fw) = q["X"], q["W"]
         Y = self._gemm(self.s.fc_forward, qx, qw, layer)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
-        prods = [("X", "dY", lambda a, b: (a.T @ b).max())]
+        prods = [("X", "dY", lambda a, b: _bound_max(_absf(a).T, _absf(b)))]
         if need_dx:
-            prods.append(("dY", "W", lambda a, b: (a @ b.T).max()))
+            prods.append(("dY", "W", lambda a, b: _bound_max(_absf(a), _absf(b).T)))
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, prods)
         dX, dW = self._gemm(self.s.fc_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
                             need_dx=need_dx, schedule=self.schedule)
         return self._unscale_backward(q, dX, dW)
 
-    # -- convolution (lowered by intergrad.conv; the bounds are on the lowered operands) ---
+    # -- convolution (lowered by intergrad.conv; the bounds are on the lowered operands,
+    #    and the lowered input of the last try is the GEMM's) ------------------------------
     def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
+        check_conv(layer, np.shape(x), np.shape(w), stride, pad)
+        cols = _Lowered(w.shape[2], w.shape[3], stride, pad)
+
         def bound(a, b):
-            return np.max(np.matmul(*lower(a, b, stride, pad)))
+            return _bound_max(cols.abs_cols(a), _absf(conv_weight_matrix(b)))
 
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [("X", "W", bound)])
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad)
+        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad,
+                       cols=cols.cols(qx))
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
+        check_conv(layer, np.shape(x), np.shape(w), stride, pad)
         kh, kw = w.shape[2:]
+        cols = _Lowered(kh, kw, stride, pad)
 
         def dw_bound(a, b):
-            return (im2col(a, kh, kw, stride, pad).T @ grad_matrix(b)).max()
+            return _bound_max(cols.abs_cols(a).T, grad_matrix(_absf(b)))
 
         def dx_bound(a, b):   # dX = col2im(dY W^T): the col2im sums must fit too
-            return col2im(grad_matrix(a) @ conv_weight_matrix(b).T, x.shape, kh, kw,
-                          stride, pad).max()
+            d = exact_matmul(grad_matrix(_absf(a)), _absf(conv_weight_matrix(b)).T)
+            return col2im(d, x.shape, kh, kw, stride, pad).max()
 
         prods = [("X", "dY", dw_bound)] + ([("dY", "W", dx_bound)] if need_dx else [])
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)
         dx, dw = self._gemm(self.s.conv_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
-                            stride=stride, pad=pad, need_dx=need_dx, schedule=self.schedule)
+                            stride=stride, pad=pad, need_dx=need_dx, schedule=self.schedule,
+                            cols=cols.cols(q["X"][0]))
         return self._unscale_backward(q, dx, dw)
 
     @staticmethod

@@ -20,7 +20,10 @@ per (build, job list, core state before, transfer limit) into a :class:`PassProg
 the cache only after the pass it describes passed the host check and ran without error,
 so a cache hit is only possible for a pass that was checked; a hit leaves the input
 shapes to check.  A pass is then one cast of its lanes into the program's frame buffer,
-one gather per queue (header beats at fixed positions) and one cast of the output beats.
+one gather per queue (header beats at fixed positions) and one cast of the output beats;
+with :func:`run_pass_source` (the lanes given as a source vector and an index into it, as
+:mod:`intergrad.stream` describes a pass) one gather per queue from the source straight
+into the frame, whose indices the program keeps.
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ from .descriptor import split_pass
 from .device.base import CoreError, DeviceError
 from .core import _NATIVE, CoreState, Job, JobError, pack_beats, unpack_beats
 
-__all__ = ["run_pass", "run_pass_lanes", "check_pass", "PassProgram", "program"]
+__all__ = ["run_pass", "run_pass_lanes", "run_pass_source", "check_pass", "PassProgram",
+           "program"]
 
 _QUEUE = spec.pack_fields("CTRL", QUEUE=1)
 
@@ -52,12 +56,17 @@ def _check_jobs(cfg, state: CoreState, jobs: Sequence[Job], lanes_list=None) -> 
             raise JobError(e.name, f"pass job {i} ({job.mode} B={job.batch} "
                                    f"{job.rows_act}x{job.cols_act}): {e}") from None
         if lanes_list is not None:
-            shape = np.shape(lanes_list[i])
-            if shape != (job.in_beats(), cfg.in_lanes):
-                raise ValueError(f"pass job {i} needs {job.in_beats()} input beats of "
-                                 f"{cfg.in_lanes} lanes, got array of shape {shape}")
+            _check_lanes(cfg, i, job.in_beats(), lanes_list[i])
         state.apply(job)
     return state
+
+
+def _check_lanes(cfg, i: int, beats: int, lanes) -> None:
+    """Job ``i``'s input must be ``beats`` beats of in_lanes lanes."""
+    shape = np.shape(lanes)
+    if shape != (beats, cfg.in_lanes):
+        raise ValueError(f"pass job {i} needs {beats} input beats of {cfg.in_lanes} lanes, "
+                         f"got array of shape {shape}")
 
 
 def check_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray]) -> CoreState:
@@ -94,6 +103,9 @@ class PassProgram:
     frame: np.ndarray
     native: str | None   # the lanes' dtype when they are whole bytes of the beat (else None)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, compare=False)
+    #: id(in_index) -> (in_index, vector buffer, per-queue gather indices) of
+    #: :func:`run_pass_source` (a stream layout's index array: one per pass shape)
+    gathers: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def in_beats(self) -> int:
@@ -144,12 +156,44 @@ _PROGRAMS: "collections.OrderedDict[tuple, PassProgram]" = collections.OrderedDi
 _PROGRAMS_MAX = 128   # a network's passes, a few builds
 
 
+class _JobsKey:
+    """A job list in a cache key, its hash computed once (a pass has thousands of jobs)."""
+
+    __slots__ = ("jobs", "h")
+
+    def __init__(self, jobs: tuple):
+        self.jobs, self.h = jobs, hash(jobs)
+
+    def __hash__(self) -> int:
+        return self.h
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _JobsKey) and (self.jobs is other.jobs or self.jobs == other.jobs)
+
+
+#: id(job tuple) -> its _JobsKey (holding the tuple, so the id stays its own); a stream
+#: layout's job tuple is the same object on every pass of its shape
+_JOB_KEYS: "collections.OrderedDict[int, _JobsKey]" = collections.OrderedDict()
+
+
+def _key(accel, jobs: Sequence[Job]) -> tuple:
+    """The program cache key of ``jobs`` on ``accel`` in its current core state."""
+    k = _JOB_KEYS.get(id(jobs)) if isinstance(jobs, tuple) else None
+    if k is None or k.jobs is not jobs:
+        k = _JobsKey(tuple(jobs))
+        if isinstance(jobs, tuple):
+            _JOB_KEYS[id(jobs)] = k
+            while len(_JOB_KEYS) > _PROGRAMS_MAX:
+                _JOB_KEYS.popitem(last=False)
+    return (accel.cfg, k, _state_key(accel.state), getattr(accel.device, "max_transfer", None))
+
+
 def program(accel, jobs: Sequence[Job], lanes_list=None) -> tuple[PassProgram, tuple, bool]:
     """(program, cache key, hit) of ``jobs`` on ``accel`` in its current core state.  A miss
     checks the pass (as :func:`check_pass`, with ``lanes_list`` if given) and compiles it;
     the caller stores it (:func:`_remember`) once the pass ran."""
     cfg = accel.cfg
-    key = (cfg, tuple(jobs), _state_key(accel.state), getattr(accel.device, "max_transfer", None))
+    key = _key(accel, jobs)
     prog = _PROGRAMS.get(key)
     if prog is not None:
         _PROGRAMS.move_to_end(key)
@@ -177,18 +221,54 @@ def _fill(cfg, prog: PassProgram, lanes: np.ndarray) -> None:
                                        dtype=prog.frame.dtype)
 
 
-def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray,
-             timeout) -> np.ndarray:
-    """Run a compiled pass: the output beats of all its jobs, (out_beats, out_lanes) int64."""
+def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
+    """(vector, per-queue indices) of a pass whose lanes are ``source[in_index]``: each
+    queue's frame, as lanes of the native dtype, is ``vector[index]`` once the vector is
+    [source (n_src), the queued jobs' header beats as lanes] (the header part is written
+    here, once)."""
+    hit = prog.gathers.get(id(in_index))
+    if hit is not None and hit[0] is in_index and len(hit[1]) - hit[3] == n_src:
+        return hit[1], hit[2]
+    lanes, n_in = cfg.in_lanes, prog.in_beats
+    hdr = prog.frame[n_in:].view(np.dtype(prog.native))
+    vec = np.empty(n_src + hdr.size, dtype=prog.native)
+    vec[n_src:] = hdr
+    lane = np.arange(lanes)
+    idx = []
+    for _, _, rows, _ in prog.queues:
+        g = np.empty((len(rows), lanes), dtype=np.intp)
+        h = rows >= n_in
+        g[~h] = in_index[rows[~h]]
+        g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + lane
+        g.setflags(write=False)
+        idx.append(g)
+    prog.gathers.clear()   # one layout per pass shape: keep the last
+    prog.gathers[id(in_index)] = (in_index, vec, tuple(idx), hdr.size)
+    return vec, tuple(idx)
+
+
+def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | None,
+             timeout, source: np.ndarray | None = None,
+             in_index: np.ndarray | None = None, view: bool = False) -> np.ndarray:
+    """Run a compiled pass: the output beats of all its jobs, (out_beats, out_lanes) int64.
+    The input lanes are ``lanes``, or ``source[in_index]`` (see :func:`run_pass_source`).
+    ``view``: a pass that is one queue of native output lanes returns them as a read-only
+    view of the received frame (the lanes' integer dtype, no conversion)."""
     cfg, dev = accel.cfg, accel.device
     ol = cfg.out_lanes
-    out = np.empty((prog.out_beats, ol), dtype=np.int64)
+    out_native = _NATIVE.get(cfg.acc_w) if cfg.acc_w * ol == cfg.out_axis_bits else None
+    view = view and out_native is not None and len(prog.queues) == 1 and prog.tail == len(jobs)
+    out = None if view else np.empty((prog.out_beats, ol), dtype=np.int64)
     frames = []
     if prog.queues:
         with prog.lock:   # the frame buffer is the program's: fill and gather it at once
-            _fill(cfg, prog, lanes)
-            frames = [prog.frame[rows].tobytes() for _, _, rows, _ in prog.queues]
-    out_native = _NATIVE.get(cfg.acc_w) if cfg.acc_w * ol == cfg.out_axis_bits else None
+            if lanes is not None:
+                _fill(cfg, prog, lanes)
+                frames = [prog.frame[rows].tobytes() for _, _, rows, _ in prog.queues]
+            else:
+                vec, idx = _gathers(cfg, prog, in_index, len(source))
+                vec[:len(source)] = source   # int64 -> the lanes' dtype keeps the low bits
+                frames = [vec[g] for g in idx]   # fresh arrays: the device reads them
     oo = prog.out_offsets
     for (first, end, _, n_out), data in zip(prog.queues, frames):
         try:
@@ -207,6 +287,9 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray,
             err.job = k
             raise err from e
         accel.queued_jobs += end - first    # header beats sent (the counters count them)
+        if view:
+            out = np.frombuffer(raw, dtype=out_native).reshape(n_out, ol)
+            continue
         dst = out[oo[first]:oo[end]]
         if out_native is not None:
             dst[...] = np.frombuffer(raw, dtype=out_native).reshape(n_out, ol)
@@ -216,7 +299,9 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray,
     st.preloaded, st.saved, st.saved_rows = prog.tail_state
     io = prog.in_offsets
     for i in range(prog.tail, len(jobs)):
-        out[oo[i]:oo[i + 1]] = accel.run_job(jobs[i], lanes[io[i]:io[i + 1]], timeout)
+        job_lanes = lanes[io[i]:io[i + 1]] if lanes is not None else \
+            source[in_index[io[i]:io[i + 1]]]
+        out[oo[i]:oo[i + 1]] = accel.run_job(jobs[i], job_lanes, timeout)
     return out
 
 
@@ -235,6 +320,33 @@ def run_pass_lanes(accel, jobs: Sequence[Job], lanes: np.ndarray,
     return out
 
 
+def run_pass_source(accel, jobs: Sequence[Job], source: np.ndarray, in_index: np.ndarray,
+                    timeout: float | None = None) -> np.ndarray:
+    """:func:`run_pass_lanes` of the lanes ``source[in_index]`` without building them:
+    ``source`` a flat int64 vector, ``in_index`` (in_beats, in_lanes) positions in it (a
+    stream layout's, :mod:`intergrad.stream`).  On a build whose lanes are whole bytes of
+    the input beat each queue's frame is one gather from the source (cast to the lanes'
+    dtype) and the header beats; jobs run one by one get their lanes gathered alone.
+    Returns all output beats (out_beats, out_lanes): int64, or, for a pass that is one
+    queue of output lanes whole bytes of the beat, a read-only view of the received frame
+    in the lanes' integer dtype (the same values)."""
+    prog, key, hit = program(accel, jobs)
+    source = np.asarray(source)
+    if in_index.shape != (prog.in_beats, accel.cfg.in_lanes):
+        raise ValueError(f"the pass needs {prog.in_beats} input beats of {accel.cfg.in_lanes} "
+                         f"lanes, got an index of shape {in_index.shape}")
+    if source.ndim != 1 or not np.issubdtype(source.dtype, np.integer):
+        raise ValueError(f"the source must be a flat integer vector, got {source.dtype} "
+                         f"of shape {source.shape}")
+    if prog.native is None:   # lanes packed by pack_beats: build them
+        out = _execute(accel, jobs, prog, source[in_index], timeout, view=True)
+    else:
+        out = _execute(accel, jobs, prog, None, timeout, source, in_index, view=True)
+    if not hit:
+        _remember(key, prog)
+    return out
+
+
 def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
              timeout: float | None = None) -> list[np.ndarray]:
     """Run ``jobs`` (inputs ``lanes_list``, as for ``run_job``) on ``accel``; returns each job's
@@ -247,10 +359,7 @@ def run_pass(accel, jobs: Sequence[Job], lanes_list: Sequence[np.ndarray],
     if hit:   # checked when compiled: the input shapes remain
         io = prog.in_offsets
         for i, l in enumerate(lanes_list):
-            shape = np.shape(l)
-            if shape != (io[i + 1] - io[i], cfg.in_lanes):
-                raise ValueError(f"pass job {i} needs {io[i + 1] - io[i]} input beats of "
-                                 f"{cfg.in_lanes} lanes, got array of shape {shape}")
+            _check_lanes(cfg, i, io[i + 1] - io[i], l)
     lanes = (np.concatenate([np.asarray(l) for l in lanes_list]) if lanes_list
              else np.zeros((0, cfg.in_lanes), dtype=np.int64))
     out = _execute(accel, jobs, prog, lanes, timeout)

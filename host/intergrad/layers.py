@@ -159,14 +159,35 @@ class MaxPool2d(Layer):
         return f"{self.kind}{self.k}"
 
     def forward(self, eng, x):
-        win = _windows(x, self.k)
-        idx = win.argmax(axis=-1)                 # first maximum: exactly one per window
-        y = np.take_along_axis(win, idx[..., None], axis=-1)[..., 0]
+        k = self.k
+        x = np.asarray(x)
+        if np.isnan(x).any():   # argmax's rule (the first NaN is the maximum) on window copies
+            win = _windows(x, k)
+            idx = win.argmax(axis=-1)                 # first maximum: exactly one per window
+            return np.take_along_axis(win, idx[..., None], axis=-1)[..., 0], idx
+        # the first maximum of each window: the windows' positions p = di*k + dj as k*k
+        # contiguous planes (one copy), a later position taken only where strictly larger
+        B, C, H, W = x.shape
+        planes = np.ascontiguousarray(
+            x.reshape(B, C, H // k, k, W // k, k).transpose(3, 5, 0, 1, 2, 4)
+        ).reshape(k * k, B, C, H // k, W // k)
+        y = planes[0].copy()
+        idx = np.zeros(y.shape, dtype=np.intp)
+        for p in range(1, k * k):
+            take = planes[p] > y
+            np.copyto(y, planes[p], where=take)
+            np.copyto(idx, p, where=take)
         return y, idx
 
     def backward(self, eng, idx, dy, need_dx):
-        onehot = idx[..., None] == np.arange(self.k * self.k)
-        return _unwindows((onehot * dy[..., None]).astype(np.float32), self.k), []
+        # dx at window position p is dy * (idx == p): the product the one-hot mask gave
+        # (0 * dy keeps dy's sign and NaN), written straight into the strided positions
+        k = self.k
+        B, C, Ho, Wo = idx.shape
+        dx = np.empty((B, C, Ho * k, Wo * k), dtype=np.float32)
+        for p in range(k * k):
+            dx[:, :, p // k::k, p % k::k] = ((idx == p) * dy).astype(np.float32)
+        return dx, []
 
 
 class AvgPool2d(MaxPool2d):

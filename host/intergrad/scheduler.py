@@ -193,11 +193,23 @@ class Scheduler:
         self.report = Report()
 
     # -- checks ----------------------------------------------------------------------
-    def _operand(self, a, name: str, layer: str, shape: tuple | None = None) -> np.ndarray:
-        try:
-            arr = check_fits(a, self.cfg.data_w, f"{layer}: {name}")
-        except (OverflowError, TypeError) as e:
-            raise type(e)(str(e)) from None
+    def _operand(self, a, name: str, layer: str, shape: tuple | None = None
+                 ) -> tuple[np.ndarray, int]:
+        """``a`` as int64, checked to fit DATA_W bits, 2-D and of ``shape`` (None: any), and
+        its largest magnitude (for :meth:`_headroom`).  An integer array in range is used
+        as it is (no copy); anything else gets :func:`~intergrad.core.check_fits`'s
+        conversion and errors."""
+        arr, top = np.asarray(a), None
+        if arr.dtype.kind in "iu" and arr.size:
+            lo, hi = int(arr.min()), int(arr.max())
+            if -(1 << (self.cfg.data_w - 1)) <= lo and hi < (1 << (self.cfg.data_w - 1)):
+                arr, top = arr.astype(np.int64, copy=False), max(-lo, hi)
+        if top is None:
+            try:
+                arr = check_fits(a, self.cfg.data_w, f"{layer}: {name}")
+            except (OverflowError, TypeError) as e:
+                raise type(e)(str(e)) from None
+            top = int(np.abs(arr).max(initial=0))
         if arr.ndim != 2:
             raise ValueError(f"{layer}: {name} must be 2-D, got shape {arr.shape}")
         if shape is not None:
@@ -205,10 +217,11 @@ class Scheduler:
                 if want is not None and got != want:
                     raise ValueError(f"{layer}: {name} has shape {arr.shape}, expected "
                                      f"{tuple('?' if s is None else s for s in shape)}")
-        return arr
+        return arr, top
 
-    def _headroom(self, a: np.ndarray, b: np.ndarray, k: int, layer: str, what: str) -> None:
-        bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * k
+    def _headroom(self, a_top: int, b_top: int, k: int, layer: str, what: str) -> None:
+        """Warn when |a|max*|b|max*K (the operands' largest magnitudes) may not fit ACC_W."""
+        bound = a_top * b_top * k
         if bound >= (1 << (self.cfg.acc_w - 1)):
             warnings.warn(f"{layer}: {what} may exceed the {self.cfg.acc_w}-bit accumulator "
                           f"(|a|max*|b|max*K = {bound}); results wrap around", RuntimeWarning,
@@ -298,9 +311,9 @@ class Scheduler:
 
     def fc_forward(self, X, W, layer: str = "fc", *, schedule: str = "-") -> np.ndarray:
         """Y = X W on the array (WS, weights loaded transposed).  X (B, N), W (N, M)."""
-        W = self._operand(W, "W", layer)
-        X = self._operand(X, "X", layer, (None, W.shape[0]))
-        self._headroom(X, W, W.shape[0], layer, "X W")
+        W, wt = self._operand(W, "W", layer)
+        X, xt = self._operand(X, "X", layer, (None, W.shape[0]))
+        self._headroom(xt, wt, W.shape[0], layer, "X W")
         B, N = X.shape
         M = W.shape[1]
         Y, _ = self._run(layer, "fwd", schedule, B, N, M, X=X, W=W)
@@ -314,14 +327,14 @@ class Scheduler:
         if schedule not in SCHEDULES:
             raise ValueError(f"{layer}: unknown schedule {schedule!r}; choose one of "
                              f"{', '.join(SCHEDULES)}")
-        W = self._operand(W, "W", layer)
+        W, wt = self._operand(W, "W", layer)
         N, M = W.shape
-        X = self._operand(X, "X", layer, (None, N))
+        X, xt = self._operand(X, "X", layer, (None, N))
         B = X.shape[0]
-        dY = self._operand(dY, "dY", layer, (B, M))
-        self._headroom(X, dY, B, layer, "X^T dY")
+        dY, dt = self._operand(dY, "dY", layer, (B, M))
+        self._headroom(xt, dt, B, layer, "X^T dY")
         if need_dx:
-            self._headroom(dY, W, M, layer, "dY W^T")
+            self._headroom(dt, wt, M, layer, "dY W^T")
         dX = None
         if not need_dx:  # only dW: one OS pass in either schedule
             _, dW = self._run(layer, "dw", schedule, B, N, M, X=X, dY=dY)
@@ -333,15 +346,18 @@ class Scheduler:
         return BackwardResult(dX, dW)
 
     def conv_forward(self, x, w, layer: str = "conv", *, stride: int = 1,
-                     pad: int = 0) -> np.ndarray:
-        """y = conv(x, w) on the array, lowered by :func:`intergrad.conv.conv2d_forward`."""
-        return conv2d_forward(self, x, w, stride, pad, layer=layer)
+                     pad: int = 0, cols=None) -> np.ndarray:
+        """y = conv(x, w) on the array, lowered by :func:`intergrad.conv.conv2d_forward`
+        (``cols``: im2col(x), if the caller computed it)."""
+        return conv2d_forward(self, x, w, stride, pad, layer=layer, cols=cols)
 
     def conv_backward(self, x, w, dy, layer: str = "conv", *, stride: int = 1, pad: int = 0,
-                      need_dx: bool = True, schedule: str = "intergrad") -> BackwardResult:
-        """(dx, dw) of a convolution, lowered by :func:`intergrad.conv.conv2d_backward`."""
+                      need_dx: bool = True, schedule: str = "intergrad",
+                      cols=None) -> BackwardResult:
+        """(dx, dw) of a convolution, lowered by :func:`intergrad.conv.conv2d_backward`
+        (``cols``: im2col(x), if the caller computed it)."""
         return BackwardResult(*conv2d_backward(self, x, w, dy, stride, pad, layer=layer,
-                                               need_dx=need_dx, schedule=schedule))
+                                               need_dx=need_dx, schedule=schedule, cols=cols))
 
 
 def gemm_reference(a: np.ndarray, b: np.ndarray, acc_w: int) -> np.ndarray:

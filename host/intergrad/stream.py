@@ -19,7 +19,8 @@ Building a pass's lanes is then ``source[in_index]`` and decoding it ``out.ravel
 the jobs (:func:`intergrad.plan.plan_pass`, unchanged) still go to the core one by one
 (:meth:`Accelerator.run_job`) unless the driver has ``run_pass`` (job queues: a whole pass
 in one transfer per queue; with ``run_pass_lanes`` the pass's beats go in and come back
-as one array each way).
+as one array each way; with ``run_pass_source`` the driver gathers ``source[in_index]``
+itself, straight into its queues' frames, and :func:`build_pass`'s lanes are never built).
 """
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ import functools
 
 import numpy as np
 
-from .core import MODES, wrap
+from .core import MODES
 from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
 from .spec import ArrayConfig
 
-__all__ = ["PassLayout", "layout", "build_pass", "decode_pass", "run_jobs", "run_pass"]
+__all__ = ["PassLayout", "layout", "build_pass", "fill_source", "decode_pass", "run_jobs",
+           "run_pass"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +163,12 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
 def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
     """All input beats of the pass, (lay.in_beats, in_lanes) int64, in job order.  Operands
     the pass does not read may be None (X (B, N), W (N, M), dY (B, M) otherwise)."""
+    return fill_source(lay, X, W, dY)[lay.in_index]
+
+
+def fill_source(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
+    """The layout's source vector [0, X, W, dY] filled with the operands (as
+    :func:`build_pass` takes them); the pass's lanes are ``source[lay.in_index]``."""
     B, N, M = lay.B, lay.N, lay.M
     src, pos = lay.source, 1
     for name, a, shape in (("X", X, (B, N)), ("W", W, (N, M)), ("dY", dY, (B, M))):
@@ -173,18 +181,32 @@ def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
                 raise ValueError(f"operand of shape {a.shape}, the pass expects {shape}")
             src[pos:pos + n] = a.ravel()
         pos += n
-    return src[lay.in_index]
+    return src
 
 
 def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
     """(result, dW) of the pass from all its output beats (lay.out_beats, out_lanes): the
     result (B, rows) summed over column tiles and wrapped to ACC_W, or None; dW (rows, cols)
     as drained, or None -- what :meth:`Scheduler._run` returns."""
-    flat = np.asarray(out, dtype=np.int64).ravel()
+    flat = np.asarray(out)
+    if not np.issubdtype(flat.dtype, np.integer):
+        flat = flat.astype(np.int64)
+    flat = flat.ravel()   # integers of any width (a driver's native lanes): int64 gathered
     res = None
     if lay.res_index is not None:
-        res = wrap(flat[lay.res_index].sum(axis=0), acc_w)
-    dW = flat[lay.dw_index] if lay.dw_index is not None else None
+        ri = lay.res_index
+        if len(ri) <= 3:   # a few column tiles' partials: added in place (no 3-D temporary)
+            res = flat[ri[0]].astype(np.int64, copy=False)
+            for t in range(1, len(ri)):
+                res += flat[ri[t]]
+        else:
+            res = flat[ri].sum(axis=0, dtype=np.int64)
+        if acc_w < 64:   # core.wrap's two's-complement wrap, in place on this fresh array
+            h = np.int64(1) << np.int64(acc_w - 1)
+            res += h
+            res &= (h << np.int64(1)) - np.int64(1)
+            res -= h
+    dW = flat[lay.dw_index].astype(np.int64, copy=False) if lay.dw_index is not None else None
     return res, dW
 
 
@@ -199,11 +221,7 @@ def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
     whole = getattr(accel, "run_pass", None)
     lanes_fn = getattr(accel, "run_pass_lanes", None) if whole is not None else None
     if lanes_fn is not None:   # the same, the beats in one array each way
-        out = lanes_fn(jobs, lanes)
-        if out.shape != (lay.out_beats, accel.cfg.out_lanes):
-            raise ValueError(f"run_pass_lanes returned {out.shape[0]} output beats, the pass "
-                             f"has {lay.out_beats}")
-        return out
+        return _checked_out(lay, accel, lanes_fn(jobs, lanes), "run_pass_lanes")
     io, oo = lay.in_offsets.tolist(), lay.out_offsets.tolist()
     views = [lanes[io[k]:io[k + 1]] for k in range(len(jobs))]
     if whole is not None:
@@ -217,11 +235,26 @@ def run_jobs(accel, lay: PassLayout, lanes: np.ndarray) -> np.ndarray:
     return out
 
 
+def _checked_out(lay: PassLayout, accel, out: np.ndarray, what: str) -> np.ndarray:
+    if out.shape != (lay.out_beats, accel.cfg.out_lanes):
+        raise ValueError(f"{what} returned {out.shape[0]} output beats, the pass "
+                         f"has {lay.out_beats}")
+    return out
+
+
 def run_pass(accel, pass_: str, B: int, N: int, M: int, X=None, W=None, dY=None,
              double_buffer: bool = True):
     """One GEMM pass on ``accel``: (result, dW, layout), as :meth:`Scheduler._run` computes
-    them.  Operands must already be checked (integers fitting DATA_W)."""
+    them.  Operands must already be checked (integers fitting DATA_W).  A driver with job
+    queues and ``run_pass_source(jobs, source, in_index)`` gathers the lanes itself (straight
+    into its frames); otherwise they are built here (:func:`build_pass`, :func:`run_jobs`)."""
     lay = layout(accel.cfg, pass_, B, N, M, double_buffer)
-    out = run_jobs(accel, lay, build_pass(lay, X, W, dY))
+    src = fill_source(lay, X, W, dY)
+    gather = getattr(accel, "run_pass_source", None) \
+        if getattr(accel, "run_pass", None) is not None else None
+    if gather is not None:
+        out = _checked_out(lay, accel, gather(lay.job_list, src, lay.in_index), "run_pass_source")
+    else:
+        out = run_jobs(accel, lay, src[lay.in_index])
     res, dW = decode_pass(lay, out, accel.cfg.acc_w)
     return res, dW, lay

@@ -601,4 +601,23 @@ int ig_transfer(void* h, const uint8_t* in, uint64_t n_in, uint32_t in_beat_byte
     return rc;
 }
 
+
+// h-host: the performance counters in one call, the same AXI-Lite transactions as the
+// host's register-by-register read (so the same cycles): write snapshot_value to
+// ctrl_addr, then for each of the n counters read its low word (base + 8*i) and its high
+// word (base + 8*i + 4) into out[i].  Returns 0, or 1 + the index of the transaction that
+// got no response (0: the write; 1 + 2*i: counter i's low word, 2 + 2*i its high word).
+int ig_read_counters(void* h, uint32_t ctrl_addr, uint32_t snapshot_value, uint32_t base,
+                     uint32_t n, uint64_t* out) {
+    auto* s = static_cast<Sim*>(h);
+    if (axil_write(s, ctrl_addr, snapshot_value, 1000) != 0) return 1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t lo = 0, hi = 0;
+        if (axil_read(s, base + 8 * i, &lo, 1000) != 0) return 2 + 2 * i;
+        if (axil_read(s, base + 8 * i + 4, &hi, 1000) != 0) return 3 + 2 * i;
+        out[i] = (static_cast<uint64_t>(hi) << 32) | lo;
+    }
+    return 0;
+}
+
 }  // extern "C"

@@ -131,6 +131,12 @@ def _run(cmd, env, cwd, what):
 _POLL = (spec.REG["STATUS"].offset, status_bit("BUSY"), status_bit("ERROR"))
 
 
+#: (CTRL offset, CNT_SNAPSHOT word, COUNTER_BASE, number of counters): ig_read_counters
+_COUNTER_READ = (spec.REG["CTRL"].offset, spec.pack_fields("CTRL", CNT_SNAPSHOT=1),
+                 spec.COUNTER_BASE, len(spec.COUNTERS))
+_COUNTER_NAMES = tuple(name for name, _ in spec.COUNTERS)
+
+
 class _Lib:
     _cache: dict[str, ctypes.CDLL] = {}
 
@@ -150,7 +156,7 @@ class _Lib:
             lib.ig_idle.argtypes = [vp, u64]
             lib.ig_write.argtypes = [vp, u32, u32]
             lib.ig_read.argtypes = [vp, u32, ctypes.POINTER(u32)]
-            lib.ig_transfer.argtypes = [vp, ctypes.c_char_p, u64, u32, ctypes.c_int,
+            lib.ig_transfer.argtypes = [vp, ctypes.c_void_p, u64, u32, ctypes.c_int,
                                         ctypes.c_void_p, u64, u32, u32, u32, u32, u64, u64,
                                         ctypes.c_double, ctypes.POINTER(u64),
                                         ctypes.POINTER(u64), ctypes.POINTER(ctypes.c_int)]
@@ -162,6 +168,11 @@ class _Lib:
             lib.ig_violations.argtypes = [vp, ctypes.POINTER(u64)]
             lib.ig_run.restype = ctypes.c_int
             lib.ig_run.argtypes = [vp, u64, ctypes.c_int]
+            try:   # all counters in one call (a library built before it lacks it)
+                lib.ig_read_counters.restype = ctypes.c_int
+                lib.ig_read_counters.argtypes = [vp, u32, u32, u32, u32, ctypes.POINTER(u64)]
+            except AttributeError:
+                pass
             cls._cache[key] = lib
         return cls._cache[key]
 
@@ -188,6 +199,8 @@ class SimDevice(Device):
         self.max_cycles = max_cycles
         self.set_stalls(in_idle, out_busy, seed)
         self.sim_seconds = 0.0  # wall time spent inside the simulator
+        self._cnt_buf = (ctypes.c_uint64 * len(spec.COUNTERS))()
+        self._out_buf = np.empty(0, dtype=np.uint8)   # transfer's receive buffer
 
     def set_stalls(self, in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1) -> None:
         """Random idle cycles between input beats / backpressure on the output stream, as
@@ -227,6 +240,20 @@ class SimDevice(Device):
     def write(self, offset: int, value: int) -> None:
         if self._lib.ig_write(self._h, offset, int(value) & 0xFFFFFFFF) != 0:
             raise DeviceTimeout(f"AXI-Lite write of 0x{offset:02X} got no response")
+
+    def counters(self) -> dict[str, int]:
+        """All performance counters, snapshotted at one instant: :meth:`Device.counters`'s
+        register transactions (the same cycles) in one C call."""
+        fn = getattr(self._lib, "ig_read_counters", None)
+        if fn is None:
+            return super().counters()
+        buf = self._cnt_buf
+        rc = fn(self._h, *_COUNTER_READ, buf)
+        if rc:
+            what = ("write of CTRL" if rc == 1 else
+                    f"read of 0x{spec.COUNTER_BASE + 4 * (rc - 2):02X}")
+            raise DeviceTimeout(f"AXI-Lite {what} got no response")
+        return dict(zip(_COUNTER_NAMES, buf))
 
     # -- the stream engine, for the DMA model (intergrad.device.axi_dma_model) ----------
     def src_post(self, buf: np.ndarray, beats: int, tlast: bool = True) -> None:
@@ -281,16 +308,25 @@ class SimDevice(Device):
         (an aborted frame's abort beat included) stay in :attr:`last_frame`."""
         cfg = self.cfg
         ib, ob = cfg.in_axis_bits // 8, cfg.out_axis_bits // 8
-        buf = bytes(data) if not isinstance(data, bytes) else data
-        if len(buf) % ib:
-            raise ValueError(f"input of {len(buf)} bytes is not a whole number of {ib}-byte beats")
-        n_in = len(buf) // ib
-        out = np.zeros(max(out_beats, 1) * ob, dtype=np.uint8)
+        # the input as a byte array the C side reads in place (a C-contiguous array as it
+        # is, anything else through bytes); it stays alive until the recovery below ran
+        if isinstance(data, np.ndarray) and data.flags.c_contiguous:
+            buf = data.reshape(-1).view(np.uint8)
+        else:
+            buf = np.frombuffer(data if isinstance(data, bytes) else bytes(data), dtype=np.uint8)
+        if buf.size % ib:
+            raise ValueError(f"input of {buf.size} bytes is not a whole number of {ib}-byte beats")
+        n_in = buf.size // ib
+        need = max(out_beats, 1) * ob
+        out = self._out_buf   # reused: only the beats received are read back
+        if out.size < need:
+            out = self._out_buf = np.empty(need, dtype=np.uint8)
         n_in_done, n_out, got = ctypes.c_uint64(), ctypes.c_uint64(), ctypes.c_int()
         self.recovered_beats, self.recovered_tlast, self.last_drain = 0, False, b""
         t0 = time.perf_counter()
         try:
-            rc = self._lib.ig_transfer(self._h, buf, n_in, ib, int(bool(tlast)), out.ctypes.data,
+            rc = self._lib.ig_transfer(self._h, buf.ctypes.data, n_in, ib, int(bool(tlast)),
+                                       out.ctypes.data,
                                        out_beats, ob, *_POLL,
                                        self.poll_every, self.max_cycles, float(timeout),
                                        ctypes.byref(n_in_done), ctypes.byref(n_out),
@@ -298,12 +334,13 @@ class SimDevice(Device):
         finally:
             self.sim_seconds += time.perf_counter() - t0
         nb = n_out.value
+        if rc == 0 and (out_beats == 0 or (got.value and nb == out_beats)):
+            frame = out[: nb * ob].tobytes()
+            self.last_frame = frame
+            self.last_frame_tlast = bool(got.value)
+            return frame if nb == out_beats else out[: out_beats * ob].tobytes()
         progress = (f"sent {n_in_done.value}/{n_in} input beats, received {nb}/{out_beats} "
                     f"output beats{' ending with TLAST' if got.value else ''}")
-        if rc == 0 and (out_beats == 0 or (got.value and nb == out_beats)):
-            self.last_frame = out[: nb * ob].tobytes()
-            self.last_frame_tlast = bool(got.value)
-            return out[: out_beats * ob].tobytes()
         # failure: describe it while the state is fresh, recover (the streams are still
         # posted and point at buf/out, alive here), then raise
         if rc == 3:
