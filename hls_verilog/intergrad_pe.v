@@ -154,11 +154,18 @@ always @(posedge clk) begin
     end
 end
 
+// The accumulate adder as a wire of its own.  For a simulator only: the metacomment keeps
+// the wire from being folded back into the register's block, where `acc <= acc + x` would
+// read the register it writes, and a Verilated model then keeps a shadow copy of every
+// accumulator, copied in and out on every clock edge (about 250 of the 8x8 array's
+// instructions per cycle).  Synthesis ignores it: the same adder and register.
+wire [ACC_W-1:0] acc_sum /*verilator public_flat_rd*/;
+assign acc_sum = acc + acc_term;
 always @(posedge clk) begin
     if (acc_clear) begin
         acc <= {ACC_W{1'b0}};
     end else if (acc_go) begin
-        acc <= acc + acc_term;
+        acc <= acc_sum;
     end
 end
 

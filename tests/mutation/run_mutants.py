@@ -104,7 +104,7 @@ MUTANTS: list[Mutant] = [
            "assign psum_term = {{(ACC_W-PROD_W){1'b0}}, prod_p};",
            ["pe_dual", "array_dual", "top_jobs"],
            "partial-sum product zero-extended instead of sign-extended to ACC_W", fast=True),
-    Mutant("pe_acc_sub", PE, "acc <= acc + acc_term;", "acc <= acc - acc_term;",
+    Mutant("pe_acc_sub", PE, "assign acc_sum = acc + acc_term;", "assign acc_sum = acc - acc_term;",
            ["pe_dual", "top_jobs"], "accumulate subtracts instead of adding"),
     Mutant("pe_psum_gate", PE, "w_op <= psum_on ? w_act : {DATA_W{1'b0}};", "w_op <= w_act;",
            ["pe_dual", "top_jobs"],
