@@ -2,11 +2,11 @@
 
 Wall-clock speed on a shared VM varies a lot from run to run; the instruction count of the
 C++ harness and the Verilated model is repeatable, so it is the figure to compare RTL or
-harness changes by.  Runs two InterGrad jobs of different lengths under callgrind, sums the
-instructions spent inside the simulator library (the harness loop and the Verilated model),
-and reports the difference per extra cycle.  Needs ``valgrind`` (Debian package).
+harness changes by.  Runs two jobs (InterGrad unless --mode says otherwise) of different
+lengths under callgrind, sums the instructions spent inside the simulator library (the
+harness loop and the Verilated model), and reports the difference per extra cycle.  Needs ``valgrind`` (Debian package).
 
-    python benchmarks/sim_instructions.py [--array 8x8]
+    python benchmarks/sim_instructions.py [--array 8x8] [--mode IG|WS|OS]
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
 from intergrad.golden import ArrayModel, Job
 from intergrad.spec import ArrayConfig
-cfg = ArrayConfig.parse(sys.argv[1]); B = int(sys.argv[2])
+cfg = ArrayConfig.parse(sys.argv[1]); B = int(sys.argv[2]); mode = sys.argv[3]
 dev = SimDevice(cfg, verbose=False); acc = Accelerator(dev); m = ArrayModel(cfg)
-job = Job("IG", B, cfg.rows, cfg.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+flags = {"LOAD_W"} if mode == "WS" else {"LOAD_W", "ACC_CLEAR", "DRAIN"}
+job = Job(mode, B, cfg.rows, cfg.cols, flags)
 rng = np.random.default_rng(0)
 lanes = m.job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
                     left=rng.integers(-99, 99, (B, cfg.rows)), top=rng.integers(-99, 99, (B, cfg.cols)))
@@ -37,14 +38,14 @@ c0 = dev.cycle; acc.run_job(job, lanes); print("CYCLES", dev.cycle - c0)
 '''
 
 
-def count(array: str, B: int) -> tuple[int, int]:
+def count(array: str, B: int, mode: str = "IG") -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "cg.out"
         # under valgrind the interpreter does not see the venv: hand it this sys.path
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                             sys.executable, "-c", CHILD,
-                            array, str(B)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            array, str(B), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, env=env)
         if r.returncode != 0 or "CYCLES" not in r.stdout:
             raise SystemExit(r.stderr[-2000:])
@@ -62,6 +63,8 @@ def count(array: str, B: int) -> tuple[int, int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--array", default="8x8")
+    ap.add_argument("--mode", default="IG", choices=["IG", "WS", "OS"],
+                    help="the job's mode (default InterGrad: both multipliers every step)")
     add_write_option(ap, "sim_instructions")
     a = ap.parse_args(argv)
     with results_file("sim_instructions", a.write, argv):
@@ -71,9 +74,10 @@ def main(argv=None) -> int:
 def _run(a) -> int:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind")
-    c1, i1 = count(a.array, 1000)
-    c2, i2 = count(a.array, 5000)
-    print(f"{a.array} array, InterGrad job: {(i2 - i1) / (c2 - c1):.0f} instructions per simulated "
+    c1, i1 = count(a.array, 1000, a.mode)
+    c2, i2 = count(a.array, 5000, a.mode)
+    name = {"IG": "InterGrad", "WS": "WS", "OS": "OS"}[a.mode]
+    print(f"{a.array} array, {name} job: {(i2 - i1) / (c2 - c1):.0f} instructions per simulated "
           f"cycle in the simulator library (callgrind; {c1} and {c2} cycles)")
     return 0
 
