@@ -21,6 +21,7 @@ from pathlib import Path
 
 from _results import add_write_option, results_file  # noqa: E402 (benchmarks/)
 
+# argv: array, batch, mode[, a prebuilt simulator library (benchmarks/sim_profile.py)]
 CHILD = r'''
 import sys, numpy as np
 from intergrad.device.sim import SimDevice
@@ -28,7 +29,8 @@ from intergrad.driver import Accelerator
 from intergrad.golden import ArrayModel, Job
 from intergrad.spec import ArrayConfig
 cfg = ArrayConfig.parse(sys.argv[1]); B = int(sys.argv[2]); mode = sys.argv[3]
-dev = SimDevice(cfg, verbose=False); acc = Accelerator(dev); m = ArrayModel(cfg)
+dev = SimDevice(cfg, verbose=False, library=sys.argv[4] if len(sys.argv) > 4 else None)
+acc = Accelerator(dev); m = ArrayModel(cfg)
 flags = {"LOAD_W"} if mode == "WS" else {"LOAD_W", "ACC_CLEAR", "DRAIN"}
 job = Job(mode, B, cfg.rows, cfg.cols, flags)
 rng = np.random.default_rng(0)

@@ -29,22 +29,8 @@ from intergrad import rtl
 from intergrad.device import sim as S
 from intergrad.spec import ArrayConfig
 
-CHILD = r'''
-import sys, numpy as np
-from intergrad.device.sim import SimDevice
-from intergrad.driver import Accelerator
-from intergrad.golden import ArrayModel, Job
-from intergrad.spec import ArrayConfig
-cfg = ArrayConfig.parse(sys.argv[1]); B = int(sys.argv[2]); mode = sys.argv[4]
-dev = SimDevice(cfg, verbose=False, library=sys.argv[3]); acc = Accelerator(dev)
-m = ArrayModel(cfg)
-flags = {"LOAD_W"} if mode == "WS" else {"LOAD_W", "ACC_CLEAR", "DRAIN"}
-job = Job(mode, B, cfg.rows, cfg.cols, flags)
-rng = np.random.default_rng(0)
-lanes = m.job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
-                    left=rng.integers(-99, 99, (B, cfg.rows)), top=rng.integers(-99, 99, (B, cfg.cols)))
-c0 = dev.cycle; acc.run_job(job, lanes); print("CYCLES", dev.cycle - c0)
-'''
+from sim_instructions import CHILD  # noqa: E402 (benchmarks/): the same job
+
 
 # (group, pattern on the statement's first line), first match wins
 GROUPS = [
@@ -91,7 +77,7 @@ def profile(array: str, B: int, lib: Path, mode: str, out: Path) -> tuple[int, d
     """(cycles, {source file: [(instructions, text) per line]})."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        sys.executable, "-c", CHILD, array, str(B), str(lib), mode],
+                        sys.executable, "-c", CHILD, array, str(B), mode, str(lib)],
                        capture_output=True, text=True, env=env)
     if r.returncode != 0 or "CYCLES" not in r.stdout:
         raise SystemExit(r.stderr[-2000:])
