@@ -410,6 +410,11 @@ void* ig_create(const char* vcd_path) {
 #if VM_TRACE
     if (vcd_path && vcd_path[0]) s->ctx->traceEverOn(true);
 #endif
+    // The model's scopes (its public signals) register with, and on destruction erase
+    // from, the calling thread's current context, not the model's: make it this device's,
+    // here and in ig_destroy, so that devices created and destroyed in any order in one
+    // thread never touch a context already deleted.
+    Verilated::threadContextp(s->ctx.get());
     s->top = std::make_unique<Vintergrad_top>(s->ctx.get(), "top");
 #if VM_TRACE
     if (vcd_path && vcd_path[0]) {
@@ -433,6 +438,7 @@ void* ig_create(const char* vcd_path) {
 void ig_destroy(void* h) {
     auto* s = static_cast<Sim*>(h);
     if (!s) return;
+    Verilated::threadContextp(s->ctx.get());   // see ig_create
     s->top->final();
 #if VM_TRACE
     if (s->vcd) s->vcd->close();
