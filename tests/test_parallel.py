@@ -164,9 +164,16 @@ def test_a_failing_worker_is_one_line_and_the_pool_recovers(digits):
             dp.forward(np.full_like(x, np.nan))
         # a worker that dies: one line naming it, no hang
         pid = dp.pool.procs[1].pid
+        xs = digits[0][:256]                 # large enough for shared memory both ways
+        logits, token = dp.forward(xs)
+        dp.backward(token, softmax_ce(logits, digits[1][:256])[1])
+        segments = [s.name for c in dp.pool.conns for s in (c.shm, c.peer) if s is not None]
+        assert len(segments) == 4            # the driver's (the batch) and each worker's (dys)
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) died \(signal 9\)"):
             dp.forward(x)
+    # no shared memory left behind, the killed worker's included
+    assert not [n for n in segments if os.path.exists(f"/dev/shm/{n}")]
 
 
 def test_cli_train_workers_gives_the_one_device_run(tmp_path, capsys):
@@ -240,3 +247,41 @@ def test_a_worker_that_cannot_start_is_one_line():
         DataParallel(net, CFGS[16], workers=2, device_kw={"no_such_option": 1})
     msg = str(e.value)
     assert msg.startswith("worker 0 could not start: TypeError") and "\n" not in msg
+
+
+def test_shm_transport_carries_arrays_exactly_and_cleans_up():
+    """The local pool's pipes (intergrad.parallel._ShmConn): large arrays travel in shared
+    memory, exactly (dtype, shape, values, non-contiguous views), small ones and the rest of
+    the message in the pickle; a larger message replaces the segment; after close() no
+    segment of either end is left."""
+    import multiprocessing
+    from intergrad.parallel import SHM_MIN_BYTES, _ShmConn
+    a, b = (_ShmConn(c) for c in multiprocessing.Pipe())
+    rng = np.random.default_rng(0)
+    big = rng.integers(-2**40, 2**40, (300, 70), dtype=np.int64)
+    msg = ("done", (big, {"fc1": 3, "conv1": -2},
+                    {"x": (rng.standard_normal((64, 6, 9, 9)).astype(np.float32), True),
+                     "y": (None, False)}),
+           big[::3, 1::2], np.arange(5, dtype=np.int16), [np.float64(1.5), "text"])
+    a.send(msg)
+    got = b.recv()
+    assert a.shm is not None and b.peer is not None and b.peer.name == a.shm.name
+    first = a.shm.name
+    assert got[0] == "done" and got[1][1] == msg[1][1] and got[1][2]["y"] == (None, False)
+    for x, y in [(got[1][0], big), (got[1][2]["x"][0], msg[1][2]["x"][0]), (got[2], big[::3, 1::2]),
+                 (got[3], msg[3])]:
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
+    assert got[4] == msg[4]
+    big[...] = 0                                   # the receiver has its own copy
+    assert got[1][0].any()
+    # the answer the other way, then a message larger than the segment: a new one
+    b.send(("resume", [np.ones(SHM_MIN_BYTES, np.uint8)]))
+    assert np.array_equal(a.recv()[1][0], np.ones(SHM_MIN_BYTES, np.uint8))
+    huge = np.full((1 << 18, 5), 7, np.int64)        # 10 MB > the first 1 MB segment
+    a.send(("x", huge))
+    assert np.array_equal(b.recv()[1], huge) and a.shm.name != first
+    names = [a.shm.name, b.shm.name]
+    a.close()
+    b.close()
+    assert not [n for n in names if os.path.exists(f"/dev/shm/{n}")]
+    assert not os.path.exists(f"/dev/shm/{first}")

@@ -37,16 +37,22 @@ as integers.  Every worker then holds the
 whole batch of the FC stack; its quantization is computed locally (identically everywhere).
 ``split_features=False`` splits every layer by batch.
 
-Protocol: a worker runs its pass in a thread; whenever it needs a reduction (a scale, a
-bound, a gather) it sends its part and waits; the driver waits for every worker's message
-(bounded by ``timeout``), reduces, and answers all.  A worker's exception ends the step on
+Protocol: whenever a worker's pass needs a reduction (a scale, a bound, a gather) it sends
+its part and waits; the driver waits for every worker's message (bounded by ``timeout``),
+reduces, and answers all.  A local worker runs its pass in its one thread and talks on its
+pipe directly, large arrays (weights, batches, activations, dW) in shared memory
+(:class:`_ShmConn`); a Ray actor runs the pass in a thread and answers each call with the
+pass's next message.  A backward pass returns the worker's integer dW partials of all
+layers as one flat int64 array: the driver's reduction is one integer sum per step.  A worker's exception ends the step on
 every worker and is raised in the driver as one line naming the worker; a worker that dies
 or does not answer in time is a :class:`WorkerError`.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
+import pickle
 import queue
 import socket
 import threading
@@ -76,6 +82,10 @@ class WorkerError(DeviceError):
 
 class _Aborted(Exception):
     """The driver ended the step (another worker failed)."""
+
+
+class _Closed(Exception):
+    """The driver closed the pool while this worker's pass waited in a reduction."""
 
 
 _ABORT = ("abort",)
@@ -400,6 +410,133 @@ class _Comm:
         return r
 
 
+class _PipeComm:
+    """A local worker's side of the reductions: its pass (in the process's one thread)
+    sends its part on the pipe and reads the driver's answer from it."""
+
+    def __init__(self, conn, timeout: float):
+        self.conn, self.timeout = conn, timeout
+
+    def allreduce(self, tag, values, ops):
+        self.conn.send(("allreduce", tag, values, ops))
+        if not self.conn.poll(self.timeout):
+            raise TimeoutError(f"no answer from the driver within {self.timeout:.0f} s ({tag})")
+        r = self.conn.recv()
+        if r[0] == "abort":
+            raise _Aborted()
+        if r[0] == "close":
+            raise _Closed()
+        if r[0] != "resume":
+            raise RuntimeError(f"message {r[0]!r} from the driver inside a reduction ({tag})")
+        return r[1]
+
+
+# ------------------------------------------------------------------------------ transport
+
+#: arrays of at least this many bytes travel in shared memory, smaller ones in the pickle
+SHM_MIN_BYTES = 1 << 14
+_SHM_KINDS = frozenset("biufc")
+
+
+class _ShmConn:
+    """One end of a local worker's pipe whose messages carry their large numpy arrays in
+    shared memory (:data:`SHM_MIN_BYTES` and up), the rest pickled as before: one
+    ``send_bytes`` per message (the segment's name, then the pickle, in which each large
+    array is an (offset, dtype, shape) reference).  Each end owns the one segment its sent
+    arrays go into (replaced by a larger one when a message needs more); the receiver copies
+    them out as it unpickles, and a pipe carries one message at a time each way (the
+    driver and a worker alternate), so the segment is free again when the next message is
+    written.  Saves pickling every array into the pipe and the many small pipe writes of
+    a large message (weights, activations, dW partials: MBs per step)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.shm = None                       # the segment this end sends in
+        self.peer = None                      # the other end's, as attached here
+
+    def poll(self, timeout=0.0) -> bool:
+        return self.conn.poll(timeout)
+
+    def send(self, msg) -> None:
+        arrays, size = [], 0
+
+        def ref(obj):
+            nonlocal size
+            if type(obj) is np.ndarray and obj.nbytes >= SHM_MIN_BYTES \
+                    and obj.dtype.kind in _SHM_KINDS:
+                off = size
+                arrays.append((off, obj))
+                size += -(-obj.nbytes // 64) * 64
+                return (off, obj.dtype.str, obj.shape)
+            return None
+
+        buf = io.BytesIO()
+        pk = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
+        pk.persistent_id = ref
+        pk.dump(msg)
+        name = b""
+        if arrays:
+            shm = self._segment(size)
+            for off, a in arrays:
+                np.ndarray(a.shape, a.dtype, buffer=shm.buf, offset=off)[...] = a
+            name = shm.name.encode()
+        self.conn.send_bytes(name + b"\0" + buf.getbuffer())
+
+    def recv(self):
+        data = self.conn.recv_bytes()
+        i = data.index(b"\0")
+        up = pickle.Unpickler(io.BytesIO(memoryview(data)[i + 1:]))
+        if i:
+            shm = self._attach(data[:i].decode())
+
+            def load(r):
+                off, dt, shape = r
+                return np.ndarray(shape, np.dtype(dt), buffer=shm.buf, offset=off).copy()
+
+            up.persistent_load = load
+        return up.load()
+
+    def _segment(self, size: int):
+        from multiprocessing import shared_memory
+        if self.shm is None or self.shm.size < size:
+            self._drop_own()
+            self.shm = shared_memory.SharedMemory(create=True,
+                                                  size=1 << max(20, (size - 1).bit_length()))
+        return self.shm
+
+    def _attach(self, name: str):
+        from multiprocessing import shared_memory
+        if self.peer is None or self.peer.name != name:
+            if self.peer is not None:
+                self.peer.close()
+            self.peer = shared_memory.SharedMemory(name=name)
+        return self.peer
+
+    def _drop_own(self) -> None:
+        if self.shm is not None:
+            self.shm.close()
+            try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
+            self.shm = None
+
+    def unlink_peer(self) -> None:
+        """Remove the other end's segment (a worker that was killed could not)."""
+        if self.peer is not None:
+            try:
+                self.peer.unlink()
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        self._drop_own()
+        if self.peer is not None:
+            self.peer.close()
+            self.peer = None
+        self.conn.close()
+
+
 class ShardWorker:
     """What a worker process (or Ray actor) holds: its device, driver, scheduler, engine and
     network copy.  :meth:`handle` takes one message from the driver and returns the next
@@ -426,6 +563,14 @@ class ShardWorker:
                                   modes=modes, net=self.net)
         if rng_state is not None and self.engine.rng is not None:
             self.engine.rng.bit_generator.state = rng_state
+        #: layer -> (offset, shape) of its dW in the flat integer partials of a backward pass
+        self.layout: dict[str, tuple[int, tuple]] = {}
+        off = 0
+        for layer in self.net.layers:
+            if layer.params():
+                self.layout[layer.name] = (off, layer.w.shape)
+                off += layer.w.size
+        self.flat_size = off
         self.cache = None
         self.thread: threading.Thread | None = None
 
@@ -459,7 +604,46 @@ class ShardWorker:
         except queue.Empty:
             return ("error", "TimeoutError", f"no progress within {self.timeout:.0f} s")
 
+    def serve(self, conn) -> None:
+        """A local worker: the passes run in this thread, their reductions on ``conn``."""
+        self.engine.comm = _PipeComm(conn, self.timeout)
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == "close":
+                break
+            if kind in ("forward", "backward"):
+                try:
+                    out = self._step(msg)
+                except _Closed:
+                    break
+            elif kind == "abort":          # no pass waiting in a reduction: nothing to end
+                out = ("aborted",)
+            elif kind == "query":
+                try:
+                    out = ("done", self._query(msg[1]))
+                except Exception as e:     # noqa: BLE001 - reported to the driver
+                    out = ("error", type(e).__name__, _one_line(e))
+            else:
+                out = ("error", "ValueError", f"unknown message {kind!r} outside a pass")
+            try:
+                conn.send(out)
+            except (EOFError, OSError):
+                break
+
     def _pass(self, msg) -> None:
+        self.outq.put(self._step(msg))
+
+    def _step(self, msg):
+        """One pass; its last message for the driver: ("done", result), ("aborted",) or
+        ("error", type, text).  A backward pass's result: (dW, exps, dys): ``dW`` every
+        layer's integer dW partial in one flat int64 array (:attr:`layout`; a layer split
+        by output features has zeros outside this worker's columns), ``exps`` layer -> its
+        scale exponent, ``dys`` layer -> (upstream gradient, sharded); one that every
+        worker holds whole (the FC stack split by features) comes from worker 0 only."""
         try:
             if msg[0] == "forward":
                 _, token, params, x, rows, part = msg
@@ -467,21 +651,34 @@ class ShardWorker:
                 self.engine.begin(rows, part)
                 logits, cache = self.net.forward(self.engine, x)
                 self.cache = (token, cache, self.engine.gathered)
-                out = logits
-            else:
-                _, token, dlogits = msg
-                if self.cache is None or self.cache[0] != token:
-                    raise RuntimeError("backward pass of another forward pass than the last")
-                eng = self.engine
-                eng.begin(eng.rows, eng.part)
-                eng.gathered = self.cache[2]
-                self.net.backward(eng, self.cache[1], dlogits)
-                out = (eng.partials, eng.dys)
-            self.outq.put(("done", out))
+                return ("done", logits)
+            _, token, dlogits = msg
+            if self.cache is None or self.cache[0] != token:
+                raise RuntimeError("backward pass of another forward pass than the last")
+            eng = self.engine
+            eng.begin(eng.rows, eng.part)
+            eng.gathered = self.cache[2]
+            self.net.backward(eng, self.cache[1], dlogits)
+            flat = np.zeros(self.flat_size, np.int64)
+            exps = {}
+            for name, (p, e, c0) in eng.partials.items():
+                off, shape = self.layout[name]
+                dst = flat[off:off + int(np.prod(shape))].reshape(shape)
+                if c0 is None:
+                    dst[...] = p
+                else:                          # this worker's columns
+                    dst[:, c0:c0 + p.shape[1]] = p
+                exps[name] = e
+            first = eng.part[0] == 0
+            dys = {name: (dy if sharded or first else None, sharded)
+                   for name, (dy, sharded) in eng.dys.items()}
+            return ("done", (flat, exps, dys))
         except _Aborted:
-            self.outq.put(("aborted",))
+            return ("aborted",)
+        except _Closed:
+            raise
         except BaseException as e:       # noqa: BLE001 - reported to the driver
-            self.outq.put(("error", type(e).__name__, _one_line(e)))
+            return ("error", type(e).__name__, _one_line(e))
 
     def _query(self, what):
         if what == "describe":
@@ -516,6 +713,7 @@ def _worker_main(conn, init: dict) -> None:
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's
     _limit_threads()
+    conn = _ShmConn(conn)
     try:
         w = ShardWorker(**init)
         conn.send(("ready", w.describe()))
@@ -523,16 +721,10 @@ def _worker_main(conn, init: dict) -> None:
         conn.send(("error", type(e).__name__, _one_line(e)))
         return
     try:
-        while True:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                break
-            if msg[0] == "close":
-                break
-            conn.send(w.handle(msg))
+        w.serve(conn)
     finally:
         w.close()
+        conn.close()
 
 
 # ------------------------------------------------------------------------------ pools
@@ -554,7 +746,7 @@ class _LocalPool:
             p.start()
             child.close()
             self.procs.append(p)
-            self.conns.append(parent)
+            self.conns.append(_ShmConn(parent))
         self.names = []
         try:
             for k in range(len(inits)):
@@ -601,7 +793,9 @@ class _LocalPool:
             if p.is_alive():
                 p.terminate()
                 p.join(5.0)
-        for conn in self.conns:
+        for p, conn in zip(self.procs, self.conns):
+            if p.exitcode is not None and p.exitcode < 0:   # killed: its segment is left
+                conn.unlink_peer()
             conn.close()
         self.procs, self.conns = [], []
 
@@ -810,22 +1004,23 @@ class DataParallel:
         dlogits = np.asarray(dlogits)
         outs = self._run({k: ("backward", token, dlogits if full else
                               dlogits[cuts[k]:cuts[k + 1]]) for k in range(n)})
-        grads = []
+        exps = outs[0][1]
+        for k, o in enumerate(outs[1:], 1):
+            if o[1] != exps:
+                bad = sorted(l for l in exps if o[1].get(l) != exps[l])
+                raise RuntimeError(f"{', '.join(bad)}: the workers scaled dW differently "
+                                   f"(worker 0: {[exps[l] for l in bad]}, worker {k}: "
+                                   f"{[o[1].get(l) for l in bad]})")
+        total = outs[0][0] if n == 1 else np.add.reduce([o[0] for o in outs])  # exact integers
+        grads, off = [], 0
         for layer in self.master.layers:
             if not layer.params():
                 continue
-            parts = [o[0][layer.name] for o in outs]
-            exps = {e for _, e, _ in parts}
-            if len(exps) != 1:
-                raise RuntimeError(f"{layer.name}: the workers scaled dW differently ({exps})")
-            total = np.zeros(layer.w.shape, np.int64)
-            for p, _, c0 in parts:
-                if c0 is None:
-                    total += p
-                else:                          # an FC worker's columns
-                    total[:, c0:c0 + p.shape[1]] += p
-            dW = wrap(total, self.cfg.acc_w) * 2.0 ** -exps.pop()
-            dys = [o[1][layer.name] for o in outs]
+            size = layer.w.size
+            dW = wrap(total[off:off + size].reshape(layer.w.shape), self.cfg.acc_w) \
+                * 2.0 ** -exps[layer.name]
+            off += size
+            dys = [o[2][layer.name] for o in outs]
             dy = np.concatenate([d for d, _ in dys]) if dys[0][1] else dys[0][0]
             grads += layer.backward(_Replay(dW.astype(np.float32)), None, dy, False)[1]
         return grads
