@@ -34,8 +34,10 @@ def _one_device(cfg, stochastic, seed):
                               seed=seed)
 
 
-def _lockstep(net_name, bits, stochastic, workers, split, digits, batches):
-    """Train one device and ``workers`` devices side by side; compare after every step."""
+def _lockstep(net_name, bits, stochastic, workers, split, digits, batches, scales=None):
+    """Train one device and ``workers`` devices side by side; compare after every step.
+    ``scales``: per batch, a factor per sample (the inputs' scale varies between steps and
+    shards).  Returns the one-device engine and the workers' guesses (right, wrong)."""
     cfg = CFGS[bits]
     x, y = digits[0], digits[1]
     ref = L.build(net_name, (1, 8, 8), seed=2, channels=4)
@@ -46,10 +48,12 @@ def _lockstep(net_name, bits, stochastic, workers, split, digits, batches):
         with DataParallel(net, cfg, workers=workers, stochastic=stochastic, seed=7,
                           split_features=split) as dp:
             assert dp.workers == workers
-            for i0, b in batches:
+            for i, (i0, b) in enumerate(batches):
                 idx = np.arange(i0, i0 + b)
-                l1, c1 = ref.forward(be, x[idx])
-                l2, c2 = dp.net.forward(dp.engine, x[idx])
+                xb = x[idx] if scales is None else \
+                    (x[idx] * scales[i].reshape(-1, 1, 1, 1)).astype(x.dtype)
+                l1, c1 = ref.forward(be, xb)
+                l2, c2 = dp.net.forward(dp.engine, xb)
                 assert np.array_equal(l1, l2)
                 loss1, d1 = softmax_ce(l1, y[idx])
                 loss2, d2 = softmax_ce(l2, y[idx])
@@ -68,9 +72,10 @@ def _lockstep(net_name, bits, stochastic, workers, split, digits, batches):
             rep = dp.report
             # every GEMM layer ran on the devices, in all its passes
             assert {(r.layer, r.pass_) for r in rep} == {(r.layer, r.pass_) for r in be.s.report}
+            guesses = dp.query(0, "guesses")
     finally:
         dev.close()
-    return be
+    return be, guesses
 
 
 @pytest.mark.parametrize("net_name,bits,stochastic,workers,split", [
@@ -87,27 +92,52 @@ def test_weights_bit_identical_to_one_device(net_name, bits, stochastic, workers
     _lockstep(net_name, bits, stochastic, workers, split, digits, batches)
 
 
+@pytest.mark.parametrize("bits,stochastic", [(8, True), (16, False)],
+                         ids=["int8-stochastic", "int16"])
+def test_wrong_guesses_give_the_one_device_run(bits, stochastic, digits):
+    """A sharded quantization guesses its scales and bound attempts from the step before
+    and reduces once (intergrad.parallel.ShardEngine._guess); the inputs here change scale
+    between steps and between the shards (one shard 16x the other, then the other way,
+    zeros in one shard), so guesses fail, and then the one-device run is still met bit for
+    bit; both kinds occur."""
+    b = 32
+    one = np.ones(b, np.float32)
+    half = np.r_[np.ones(b // 2), np.full(b // 2, 16.0)].astype(np.float32)
+    zero = np.r_[np.zeros(b // 2), np.ones(b // 2)].astype(np.float32)
+    scales = [one, one, half, half[::-1], one / 64, zero, zero[::-1], one * 8]
+    batches = [(32 * i, b) for i in range(len(scales))]
+    be, (right, wrong) = _lockstep("lenet", bits, stochastic, 2, False, digits, batches, scales)
+    assert right > 0 and wrong > 0
+
+
 @pytest.mark.parametrize("bits", [16, 8], ids=["int16", "int8"])
 def test_lenet5_bit_identical(bits):
-    """The largest network (conv 5x5 without padding, avg-pools, three FC layers); on the
-    int8 build its long reductions make the accumulator bound drop magnitude bits, so the
-    bounds reduced over the workers (sums of the shards' dW bounds) decide them."""
+    """The largest network (conv 5x5 without padding, avg-pools, three FC layers), three
+    steps; on the int8 build its long reductions make the accumulator bound drop magnitude
+    bits, so the bounds reduced over the workers (sums of the shards' dW bounds) decide
+    them, and from the second step on the workers guess those attempts."""
     from intergrad.data import fit_images
     d = load_digits_split(0)
-    x = fit_images(d[0][:24], (32, 32))
+    x = fit_images(d[0][:72], (32, 32))
     cfg = CFGS[bits]
     ref = L.build("lenet5", (1, 32, 32), seed=0)
     net = ref.copy()
     dev, be = _one_device(cfg, bits == 8, 0)
     try:
         with DataParallel(net, cfg, workers=2, stochastic=bits == 8) as dp:
-            l1, c1 = ref.forward(be, x)
-            l2, c2 = dp.forward(x)
-            assert np.array_equal(l1, l2)
-            _, dl = softmax_ce(l1, d[1][:24])
-            for a, c in zip(ref.backward(be, c1, dl), dp.backward(c2, dl)):
-                assert np.array_equal(a, c)
+            for s in range(3):
+                xs, ys = x[24 * s:24 * (s + 1)], d[1][24 * s:24 * (s + 1)]
+                l1, c1 = ref.forward(be, xs)
+                l2, c2 = dp.forward(xs)
+                assert np.array_equal(l1, l2)
+                _, dl = softmax_ce(l1, ys)
+                for p, a, c in zip(ref.params(), ref.backward(be, c1, dl), dp.backward(c2, dl)):
+                    assert np.array_equal(a, c)
+                    p -= 0.05 * a
+                dp.master.set_params(ref.params())
             assert dp.bits_used() == be.bits_used
+            right, wrong = dp.query(0, "guesses")
+            assert right > 0
     finally:
         dev.close()
     if bits == 8:

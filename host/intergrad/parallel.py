@@ -169,6 +169,26 @@ def _absf(q):
     return np.abs(q).astype(np.float64)
 
 
+#: the exponent code of a zero maximum in a guess (below every float64 exponent)
+_ZERO = -4096.0
+
+
+def _exponent(m: float) -> int | None:
+    """floor(log2(m)) of a positive finite maximum (what its quantization scale depends
+    on), None for zero."""
+    return math.floor(math.log2(m)) if m > 0.0 and math.isfinite(m) else None
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """``x`` with its non-finite entries zeroed (a guess of a part that the check after
+    the reduction rejects anyway: the quantization then raises, on every worker)."""
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def _top(v) -> float:
+    return float(np.max(v)) if np.size(v) else 0.0
+
+
 class ShardEngine:
     """The GEMM engine of one worker (the layers call it as they call
     :class:`intergrad.engine.DeviceEngine`): the same fixed point, with every quantization
@@ -192,6 +212,13 @@ class ShardEngine:
         self.modes = dict(modes or {})
         self._plans: dict[int, dict] = {}     # workers -> feature_plan
         self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
+        #: (layer, pass) -> (scale exponent per tensor, bit widths of the bound attempts)
+        #: of the last sharded quantization: the next one's guess
+        self._last: dict[tuple[str, str], tuple[dict, list]] = {}
+        #: (layer, pass) -> the whole tensors' largest magnitudes of the last quantization
+        self.maxima: dict[tuple[str, str], dict[str, float]] = {}
+        self.guesses = {True: 0, False: 0}    # sharded quantizations guessed right, wrong
+        self._inputs: dict[str, tuple[np.ndarray, float]] = {}   # layer -> (input, its max)
         self.begin((0, 1, 1), (0, 1))
 
     def begin(self, rows: tuple[int, int, int], part: tuple[int, int]) -> None:
@@ -216,48 +243,147 @@ class ShardEngine:
         return self.rng.random((B,) + t.shape[1:])[b0:b1]
 
     def _quantize(self, layer, pass_, tensors: dict, products: list, sharded=(),
-                  grads=("dY",)):
+                  grads=("dY",), known=None):
         """As DeviceEngine._quantize, over the whole batch: ``sharded`` names the tensors
         of which this worker has its rows; products: (a, b, fn(|qa|, |qb|), kind) with kind
         "max" (fn's largest entry is a per-row bound) or "sum" (fn's entries are sums over
-        the rows, to be summed over the workers before their largest is taken)."""
+        the rows, to be summed over the workers before their largest is taken); ``known``:
+        name -> the whole tensor's largest magnitude where already reduced (a conv's input
+        in its backward pass, from the forward).
+
+        A sharded call takes one reduction when its guess holds (:meth:`_guess`), else one
+        per bound attempt after it, the first such reduction carrying the tensors'
+        maxima (as many as the unguessed protocol: one for the maxima, one per attempt)."""
         names = list(tensors)
-        red = bool(sharded)
         local = [float(np.max(np.abs(tensors[n]))) if tensors[n].size else 0.0 for n in names]
-        if red:
-            local = [float(v) for v in self._allreduce(f"{layer}/{pass_}/scale", local,
-                                                       ["max"] * len(names))]
-        m = dict(zip(names, local))
+        if not sharded or self.part[1] == 1:
+            m = dict(zip(names, local))
+            return self._fit(layer, pass_, tensors, products, m, self._draws(tensors, m, sharded,
+                             grads), {n: self.max_bits for n in names}, False)
+        return self._guess(layer, pass_, tensors, products, sharded, grads, dict(zip(names, local)),
+                           known or {})
+
+    def _guess(self, layer, pass_, tensors, products, sharded, grads, local, known):
+        """The scale and bound reductions of a sharded quantization in one: every worker
+        guesses each tensor's scale exponent (``known`` maxima exactly; the unsharded ones
+        from its own copy; a sharded one as the larger of its rows' and the whole tensor's
+        at this layer and pass the step before) and the bit widths the bound attempts
+        tried the step before, quantizes its part that way and sends the attempts' bounds
+        with its maxima and guesses.  If every worker guessed every exponent right, the
+        quantized parts are exactly those of the one-device run and the attempts' bounds
+        its bounds: the decision replays the attempts (bits dropped as the one-device
+        rule drops them) while they are the ones guessed, then goes on one reduction per
+        attempt.  A wrong guess costs nothing but the guessed bounds' host work: the
+        draws of stochastic rounding are made again as the true maxima decide, and the
+        attempts run from the first with the maxima reduced."""
+        names = list(tensors)
+        key = (layer, pass_)
+        prev_e, seq = self._last.get(key, ({}, [{n: self.max_bits for n in names}]))
+        guess, parts = {}, dict(tensors)
+        for n in names:
+            if not np.isfinite(local[n]):     # the check below fails: raised on every worker
+                parts[n], guess[n] = _finite(tensors[n]), 0.0
+            elif n in known:
+                guess[n] = known[n]
+            elif n not in sharded:
+                guess[n] = local[n]           # every worker's copy is the whole tensor
+            else:
+                e = [v for v in (_exponent(local[n]), prev_e.get(n)) if v is not None]
+                guess[n] = 2.0 ** max(e) if e else 0.0
+        codes = [float(_exponent(guess[n]) if _exponent(guess[n]) is not None else _ZERO)
+                 for n in names]
+        state = self.rng.bit_generator.state if self.rng is not None else None
+        noise = self._draws(tensors, guess, sharded, grads)
+        attempts, vals = [], []
+        for bits in seq:
+            q = {n: _quantize_part(parts[n], guess[n], bits[n], noise.get(n)) for n in names}
+            v, ops = self._bounds(q, products, True)
+            attempts.append((bits, q))
+            vals += v
+        k = len(names)
+        red = self._allreduce(f"{layer}/{pass_}/guess", [local[n] for n in names] + codes +
+                              [-c for c in codes] + vals,
+                              ["max"] * (3 * k) + ops * len(seq))
+        m = {n: float(red[i]) for i, n in enumerate(names)}
+        hit = all(np.isfinite(m[n]) and float(red[k + i]) == -float(red[2 * k + i]) ==
+                  (_exponent(m[n]) if _exponent(m[n]) is not None else _ZERO)
+                  for i, n in enumerate(names))
+        self.guesses[hit] += 1
+        tried: list[dict] = []
+        bits = {n: self.max_bits for n in names}
+        attempt = 0
+        if hit:
+            P = len(products)
+            for i, (b, q) in enumerate(attempts):
+                if b != bits:
+                    break
+                tried.append(dict(bits))
+                over = _overflows(products, [_top(v) for v in red[3 * k + i * P:3 * k + (i + 1) * P]],
+                                  self.limit)
+                if not over:
+                    self._done(key, bits, m, tried)
+                    return q
+                _drop_bits(bits, over)
+                if min(bits.values()) < 1:
+                    self._raise_overflow(layer, pass_)
+                attempt += 1
+        else:
+            if state is not None:     # the draws as the true maxima decide them
+                self.rng.bit_generator.state = state
+            noise = self._draws(tensors, m, sharded, grads)
+        return self._fit(layer, pass_, tensors, products, m, noise, bits, True, attempt, tried)
+
+    def _draws(self, tensors, m, sharded, grads) -> dict:
+        """The stochastic rounding draws of the tensors to quantize (made once: every retry
+        uses the same), as the one-device run makes them: of the nonzero gradients."""
         noise = {}
-        if self.rng is not None:         # drawn once: every retry uses the same draws
-            for n in names:
+        if self.rng is not None:
+            for n in tensors:
                 if n in grads and np.isfinite(m[n]) and m[n] != 0.0:
                     noise[n] = self._noise(tensors[n], n in sharded)
-        bits = {n: self.max_bits for n in names}
-        for attempt in range(4 * self.max_bits + 4):
+        return noise
+
+    def _bounds(self, q, products, red) -> tuple[list, list]:
+        vals, ops = [], []
+        for a, b, fn, kind in products:
+            v = fn(_absf(q[a][0]), _absf(q[b][0]))
+            if kind == "max" or not red:
+                vals.append(float(np.max(v)) if np.size(v) else 0.0)
+                ops.append("max")
+            else:
+                vals.append(np.asarray(v, dtype=np.float64))
+                ops.append("sum")
+        return vals, ops
+
+    def _fit(self, layer, pass_, tensors, products, m, noise, bits, red, attempt=0, tried=None):
+        """The bound attempts from ``attempt`` on, one reduction each (``red``)."""
+        names = list(tensors)
+        tried = [] if tried is None else tried
+        while attempt < 4 * self.max_bits + 4:
             q = {n: _quantize_part(tensors[n], m[n], bits[n], noise.get(n)) for n in names}
-            vals, ops = [], []
-            for a, b, fn, kind in products:
-                v = fn(_absf(q[a][0]), _absf(q[b][0]))
-                if kind == "max" or not red:
-                    vals.append(float(np.max(v)) if np.size(v) else 0.0)
-                    ops.append("max")
-                else:
-                    vals.append(np.asarray(v, dtype=np.float64))
-                    ops.append("sum")
+            vals, ops = self._bounds(q, products, red)
             if red:
                 vals = self._allreduce(f"{layer}/{pass_}/bound{attempt}", vals, ops)
-            over = _overflows(products, [float(np.max(v)) if np.size(v) else 0.0 for v in vals],
-                              self.limit)
+            tried.append(dict(bits))
+            over = _overflows(products, [_top(v) for v in vals], self.limit)
             if not over:
-                used = self.bits_used.setdefault((layer, pass_), dict(bits))
-                used.update({n: min(used.get(n, b), b) for n, b in bits.items()})
+                self._done((layer, pass_), bits, m, tried)
                 return q
             _drop_bits(bits, over)
             if min(bits.values()) < 1:
                 break
+            attempt += 1
+        self._raise_overflow(layer, pass_)
+
+    def _raise_overflow(self, layer, pass_):
         raise OverflowError(f"{layer}: {pass_} cannot fit the {self.cfg.acc_w}-bit accumulator "
                             f"even with 1-bit operands (reduction too long)")
+
+    def _done(self, key, bits, m, tried) -> None:
+        used = self.bits_used.setdefault(key, dict(bits))
+        used.update({n: min(used.get(n, b), b) for n, b in bits.items()})
+        self._last[key] = ({n: _exponent(v) for n, v in m.items()}, tried)
+        self.maxima[key] = m
 
     def _gemm(self, fn, *args, **kw):
         with warnings.catch_warnings():   # the exact bound above rules out wrap-around
@@ -274,6 +400,7 @@ class ShardEngine:
             return self._fc_forward_features(X, W, layer)
         q = self._quantize(layer, "fwd", {"X": X, "W": W},
                            [("X", "W", lambda a, b: a @ b, "max")], sharded=("X",))
+        self._remember_input(layer, X)
         (qx, fx), (qw, fw) = q["X"], q["W"]
         Y = self._gemm(self.s.fc_forward, qx, qw, layer)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
@@ -282,7 +409,7 @@ class ShardEngine:
         if self.modes.get(layer) == "features":
             return self._fc_backward_features(X, W, dY, layer, need_dx)
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, _fc_bwd_products(need_dx),
-                           sharded=("X", "dY"))
+                           sharded=("X", "dY"), known=self._known_input(layer, X))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
         dX, dW = self._gemm(self.s.fc_backward, qx, qw, qd, layer, schedule=self.schedule,
                             need_dx=need_dx)
@@ -290,6 +417,15 @@ class ShardEngine:
         if dX is not None:
             dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
         return BackwardResult(dX, np.zeros(W.shape, np.float32))
+
+    def _remember_input(self, layer, x) -> None:
+        self._inputs[layer] = (x, self.maxima[(layer, "fwd")]["X"])
+
+    def _known_input(self, layer, x) -> dict:
+        """The whole input's largest magnitude, reduced in the forward pass (the backward
+        pass quantizes the same tensor)."""
+        seen = self._inputs.get(layer)
+        return {"X": seen[1]} if seen is not None and seen[0] is x else {}
 
     def _cols(self, layer, M):
         k, n = self.part
@@ -340,6 +476,7 @@ class ShardEngine:
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [
             ("X", "W", lambda a, b: im2col(a, kh, kw, stride, pad) @ conv_weight_matrix(b),
              "max")], sharded=("X",))
+        self._remember_input(layer, x)
         (qx, fx), (qw, fw) = q["X"], q["W"]
         y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad)
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
@@ -351,7 +488,7 @@ class ShardEngine:
             prods.append(("dY", "W", lambda a, b: col2im(grad_matrix(a) @ conv_weight_matrix(b).T,
                                                          x.shape, kh, kw, stride, pad), "max"))
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods,
-                           sharded=("X", "dY"))
+                           sharded=("X", "dY"), known=self._known_input(layer, x))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
         dx, dw = self._gemm(self.s.conv_backward, qx, qw, qd, layer, stride=stride, pad=pad,
                             schedule=self.schedule, need_dx=need_dx)
@@ -397,14 +534,18 @@ class _Comm:
 
     def __init__(self, outq: queue.Queue, inq: queue.Queue, timeout: float):
         self.outq, self.inq, self.timeout = outq, inq, timeout
+        self.count, self.wait = 0, 0.0     # reductions, wall seconds from send to answer
 
     def allreduce(self, tag, values, ops):
+        t = time.perf_counter()
         self.outq.put(("allreduce", tag, values, ops))
         try:
             r = self.inq.get(timeout=self.timeout)
         except queue.Empty:
             raise TimeoutError(f"no answer from the driver within {self.timeout:.0f} s "
                                f"({tag})") from None
+        self.count += 1
+        self.wait += time.perf_counter() - t
         if r is _ABORT:
             raise _Aborted()
         return r
@@ -416,12 +557,16 @@ class _PipeComm:
 
     def __init__(self, conn, timeout: float):
         self.conn, self.timeout = conn, timeout
+        self.count, self.wait = 0, 0.0     # reductions, wall seconds from send to answer
 
     def allreduce(self, tag, values, ops):
+        t = time.perf_counter()
         self.conn.send(("allreduce", tag, values, ops))
         if not self.conn.poll(self.timeout):
             raise TimeoutError(f"no answer from the driver within {self.timeout:.0f} s ({tag})")
         r = self.conn.recv()
+        self.count += 1
+        self.wait += time.perf_counter() - t
         if r[0] == "abort":
             raise _Aborted()
         if r[0] == "close":
@@ -693,6 +838,11 @@ class ShardWorker:
             return float(getattr(self.dev, "sim_seconds", 0.0))
         if what == "cpu_seconds":       # this process's CPU time, all its threads
             return time.process_time()
+        if what == "reductions":        # (reductions so far, wall seconds spent in them)
+            c = self.engine.comm
+            return (c.count, c.wait)
+        if what == "guesses":           # sharded quantizations guessed (right, wrong)
+            return (self.engine.guesses[True], self.engine.guesses[False])
         raise ValueError(f"unknown query {what!r}")
 
     def close(self) -> None:
@@ -1090,6 +1240,11 @@ class DataParallel:
     def cpu_seconds(self) -> list[float]:
         """Each worker process's CPU time so far."""
         return [self.query(k, "cpu_seconds") for k in range(self.workers)]
+
+    def reductions(self) -> list[tuple[int, float]]:
+        """Each worker's reductions so far and the wall seconds it spent in them (from
+        sending its part to the answer: waiting for the other workers and the driver)."""
+        return [tuple(self.query(k, "reductions")) for k in range(self.workers)]
 
     def describe(self) -> str:
         split = [n for n, m in self.modes.items() if m == "features"]
