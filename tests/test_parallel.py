@@ -34,7 +34,8 @@ def _one_device(cfg, stochastic, seed):
                               seed=seed)
 
 
-def _lockstep(net_name, bits, stochastic, workers, split, digits, batches, scales=None):
+def _lockstep(net_name, bits, stochastic, workers, split, digits, batches, scales=None,
+              in_process=None):
     """Train one device and ``workers`` devices side by side; compare after every step.
     ``scales``: per batch, a factor per sample (the inputs' scale varies between steps and
     shards).  Returns the one-device engine and the workers' guesses (right, wrong)."""
@@ -46,8 +47,9 @@ def _lockstep(net_name, bits, stochastic, workers, split, digits, batches, scale
     o1, o2 = SGD(ref.params(), 0.1, 0.9), SGD(net.params(), 0.1, 0.9)
     try:
         with DataParallel(net, cfg, workers=workers, stochastic=stochastic, seed=7,
-                          split_features=split) as dp:
+                          split_features=split, in_process=in_process) as dp:
             assert dp.workers == workers
+            assert len(dp.pool.procs) == workers - (in_process is not False)
             for i, (i0, b) in enumerate(batches):
                 idx = np.arange(i0, i0 + b)
                 xb = x[idx] if scales is None else \
@@ -90,6 +92,11 @@ def test_weights_bit_identical_to_one_device(net_name, bits, stochastic, workers
     # uneven shards (a batch of 31 over 3 workers), and a batch smaller than the workers
     batches = [(0, 32), (32, 31), (63, 32), (95, 2)]
     _lockstep(net_name, bits, stochastic, workers, split, digits, batches)
+
+
+def test_every_shard_in_a_worker_process_gives_the_same(digits):
+    """in_process=False: shard 0 in a worker process too (as Ray runs every shard)."""
+    _lockstep("lenet", 8, True, 2, True, digits, [(0, 32), (32, 31)], in_process=False)
 
 
 @pytest.mark.parametrize("bits,stochastic", [(8, True), (16, False)],
@@ -189,16 +196,24 @@ def test_a_failing_worker_is_one_line_and_the_pool_recovers(digits):
         assert msg.startswith("worker 1 (") and "ValueError" in msg and "\n" not in msg
         again, _ = dp.forward(x)                     # both workers serve the next step
         assert np.array_equal(good, again)
+        # the same with worker 0 (in this process) failing while worker 1 waits
+        msgs = {0: ("forward", 98, bad, x[:4], (0, 4, 8), (0, 2)),
+                1: ("forward", 98, params, x[4:], (4, 8, 8), (1, 2))}
+        with pytest.raises(WorkerError, match=r"^worker 0 \(.*\(this process\)\): ValueError"):
+            dp._run(msgs)
+        again, _ = dp.forward(x)
+        assert np.array_equal(good, again)
         # a diverged input is the driver's FloatingPointError (the CLI's "diverged" line)
         with pytest.raises(FloatingPointError):
             dp.forward(np.full_like(x, np.nan))
         # a worker that dies: one line naming it, no hang
-        pid = dp.pool.procs[1].pid
+        pid = dp.pool.procs[-1].pid          # worker 1's (worker 0 runs in this process)
+        assert dp.local is not None and len(dp.pool.procs) == 1
         xs = digits[0][:256]                 # large enough for shared memory both ways
         logits, token = dp.forward(xs)
         dp.backward(token, softmax_ce(logits, digits[1][:256])[1])
         segments = [s.name for c in dp.pool.conns for s in (c.shm, c.peer) if s is not None]
-        assert len(segments) == 4            # the driver's (the batch) and each worker's (dys)
+        assert len(segments) == 2            # the driver's (the batch) and worker 1's (dys)
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) died \(signal 9\)"):
             dp.forward(x)

@@ -39,10 +39,13 @@ whole batch of the FC stack; its quantization is computed locally (identically e
 
 Protocol: whenever a worker's pass needs a reduction (a scale, a bound, a gather) it sends
 its part and waits; the driver waits for every worker's message (bounded by ``timeout``),
-reduces, and answers all.  A local worker runs its pass in its one thread and talks on its
-pipe directly, large arrays (weights, batches, activations, dW) in shared memory
-(:class:`_ShmConn`); a Ray actor runs the pass in a thread and answers each call with the
-pass's next message.  A backward pass returns the worker's integer dW partials of all
+reduces, and answers all.  With the local executor (``in_process``, the default there) the
+driver is worker 0 itself: it runs shard 0's pass in its own thread, and each of that
+pass's reductions receives the other workers' parts, reduces and answers them (N devices
+in N processes, not N + 1; no pipe for shard 0).  A local worker process runs its pass in
+its one thread and talks on its pipe directly, large arrays (weights, batches,
+activations, dW) in shared memory (:class:`_ShmConn`); a Ray actor runs the pass in a
+thread and answers each call with the pass's next message.  A backward pass returns the worker's integer dW partials of all
 layers as one flat int64 array: the driver's reduction is one integer sum per step.  A worker's exception ends the step on
 every worker and is raised in the driver as one line naming the worker; a worker that dies
 or does not answer in time is a :class:`WorkerError`.
@@ -880,14 +883,15 @@ def _worker_main(conn, init: dict) -> None:
 # ------------------------------------------------------------------------------ pools
 
 class _LocalPool:
-    """Worker processes on this machine, one pipe each."""
+    """Worker processes on this machine, one pipe each: shards ``first`` on (the driver
+    runs the ones before in its own process); ``send`` / ``recv`` take the shard index."""
 
     kind = "local"
 
-    def __init__(self, inits: list[dict], timeout: float):
+    def __init__(self, inits: list[dict], timeout: float, first: int = 0):
         from .sweep import mp_context
         ctx = mp_context()
-        self.timeout = timeout
+        self.timeout, self.first = timeout, first
         self.procs, self.conns = [], []
         for init in inits:
             parent, child = ctx.Pipe()
@@ -899,7 +903,7 @@ class _LocalPool:
             self.conns.append(_ShmConn(parent))
         self.names = []
         try:
-            for k in range(len(inits)):
+            for k in range(first, first + len(inits)):
                 r = self.recv(k, max(timeout, START_TIMEOUT))
                 if r[0] != "ready":
                     raise WorkerError(f"worker {k} could not start: {r[1]}: {r[2]}")
@@ -910,12 +914,12 @@ class _LocalPool:
 
     def send(self, k, msg) -> None:
         try:
-            self.conns[k].send(msg)
+            self.conns[k - self.first].send(msg)
         except (OSError, ValueError):
             raise WorkerError(self._dead(k)) from None
 
     def _dead(self, k) -> str:
-        p = self.procs[k]
+        p = self.procs[k - self.first]
         p.join(1.0)
         code = p.exitcode
         how = f"exit status {code}" if code is None or code >= 0 else f"signal {-code}"
@@ -924,7 +928,7 @@ class _LocalPool:
     def recv(self, k, timeout):
         # a worker that dies closes its end of the pipe: poll() is then true and recv()
         # raises EOFError (only the worker holds that end)
-        conn, p = self.conns[k], self.procs[k]
+        conn, p = self.conns[k - self.first], self.procs[k - self.first]
         try:
             if not conn.poll(timeout):
                 raise WorkerError(f"worker {k} (pid {p.pid}) sent nothing for {timeout:.0f} s")
@@ -1018,11 +1022,46 @@ class _RayPool:
         self.ex.close()
 
 
-def _close_pool(pool) -> None:
-    try:
-        pool.close()
-    except Exception:   # noqa: BLE001 - at exit: best effort
-        pass
+def _close_pool(pool, local=None) -> None:
+    for c in (pool, local):
+        try:
+            if c is not None:
+                c.close()
+        except Exception:   # noqa: BLE001 - at exit: best effort
+            pass
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS runs one thread (the in-process shard shares the
+    cores with the workers), or nothing without threadpoolctl."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS = ThreadpoolController()
+        except ImportError:
+            _BLAS = False
+    import contextlib
+    return _BLAS.limit(limits=1) if _BLAS else contextlib.nullcontext()
+
+
+_BLAS = None
+
+
+class _DriverComm:
+    """The in-process shard's side of the reductions: the driver's own (it receives the
+    other workers' parts, reduces and answers them, in the thread that runs the pass)."""
+
+    def __init__(self, dp: "DataParallel"):
+        self.dp = weakref.ref(dp)
+        self.count, self.wait = 0, 0.0
+
+    def allreduce(self, tag, values, ops):
+        t = time.perf_counter()
+        r = self.dp()._local_allreduce(tag, values, ops)
+        self.count += 1
+        self.wait += time.perf_counter() - t
+        return r
 
 
 # ------------------------------------------------------------------------------ driver
@@ -1088,6 +1127,9 @@ class DataParallel:
     actors with ``resources={"pynq_board": 1}``, docs/cluster.md).  ``schedule``,
     ``stochastic``, ``seed``, ``max_bits`` as for :class:`intergrad.engine.DeviceEngine`;
     ``rng_state``: the stochastic-rounding generator's state to start from (a checkpoint).
+    ``in_process``: shard 0 runs in this process (its device opened here, its reductions
+    served by the pass itself, numpy's BLAS at one thread during it); default: with the
+    local executor and the sim backend.
 
     ``net`` stays the master copy: its parameters are the weights the optimizer updates.
     Train with ``nn.train(dp.net, dp.engine, ...)``; :attr:`report` is every worker's
@@ -1098,7 +1140,7 @@ class DataParallel:
                  seed: int = 0, max_bits: int | None = None, split_features: bool = True,
                  rng_state=None, backend: str = "sim", device_kw: dict | None = None,
                  address: str | None = None, resources: dict | None = None,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, in_process: bool | None = None):
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
         n = int(workers) if workers else (os.cpu_count() or 1)
@@ -1120,9 +1162,29 @@ class DataParallel:
                       max_bits=max_bits, modes=self.modes, rng_state=rng_state, backend=backend,
                       device_kw=device_kw, library=library, timeout=timeout, index=k)
                  for k in range(n)]
-        self.pool = _LocalPool(inits, timeout) if executor == "local" else \
-            _RayPool(inits, timeout, address, resources)
-        self._finalizer = weakref.finalize(self, _close_pool, self.pool)
+        if in_process is None:
+            in_process = executor == "local" and backend == "sim"
+        #: shard 0's worker in this process (``in_process``), its reductions this thread's
+        self.local: ShardWorker | None = None
+        if in_process:
+            try:
+                self.local = ShardWorker(**inits[0])
+            except Exception as e:   # noqa: BLE001 - as a worker process reports it
+                raise WorkerError(f"worker 0 could not start: {type(e).__name__}: "
+                                  f"{_one_line(e)}") from None
+            self.local.engine.comm = _DriverComm(self)
+        first = 1 if in_process else 0
+        try:
+            self.pool = _LocalPool(inits[first:], timeout, first) if executor == "local" else \
+                _RayPool(inits, timeout, address, resources)
+        except BaseException:
+            if self.local is not None:
+                self.local.close()
+            raise
+        self._finalizer = weakref.finalize(self, _close_pool, self.pool, self.local)
+        self.names = ([f"{self.local.describe()} (this process)"] if self.local else []) + \
+            list(self.pool.names)
+        self._failed = None
         self.net = ParallelNet(self)
         self.engine = _EngineView(self)
         self._token = 0
@@ -1176,45 +1238,90 @@ class DataParallel:
         return grads
 
     def _run(self, msgs: dict) -> list:
-        """Send each worker its message, serve the reductions, return the results."""
+        """Send each worker its message, serve the reductions, return the results (the
+        in-process shard's pass runs here, its reductions serving the others')."""
         ks = sorted(msgs)
-        for k in ks:
+        local = self.local is not None and 0 in msgs
+        remote = [k for k in ks if not (local and k == 0)]
+        for k in remote:
             self.pool.send(k, msgs[k])
+        if local:
+            self._failed, self._remote = None, remote
+            with _one_blas_thread():
+                r0 = self.local._step(msgs[0])
+            if self._failed is not None:        # a reduction found another worker failing
+                failed, self._failed = self._failed, None
+                if isinstance(failed, BaseException):
+                    raise failed
+                self._fail(failed)
+            rep = {k: self.pool.recv(k, self.timeout) for k in remote}
+            rep[0] = r0
+            if {r[0] for r in rep.values()} == {"done"}:
+                return [rep[k][1] for k in ks]
+            self._fail(rep)
         while True:
             rep = {k: self.pool.recv(k, self.timeout) for k in ks}
-            kinds = {r[0] for r in rep.values()}
-            if kinds == {"done"}:
+            if {r[0] for r in rep.values()} == {"done"}:
                 return [rep[k][1] for k in ks]
-            if kinds == {"allreduce"}:
-                tags = {r[1] for r in rep.values()}
-                if len(tags) != 1:
-                    self._abort(rep)
-                    raise WorkerError(f"workers out of step: {sorted(tags)}")
-                ops = rep[ks[0]][3]
-                red = [_reduce(op, [rep[k][2][i] for k in ks]) for i, op in enumerate(ops)]
-                for k in ks:
-                    self.pool.send(k, ("resume", red))
-                continue
-            self._abort(rep)
-            bad = [(k, r) for k, r in rep.items() if r[0] == "error"]
-            if not bad:
-                raise WorkerError(f"workers out of step: {sorted(kinds)}")
-            k, (_, tname, text) = bad[0]
-            where = self.pool.names[k] if k < len(self.pool.names) else ""
-            if tname in ("FloatingPointError", "OverflowError"):
-                raise {"FloatingPointError": FloatingPointError,
-                       "OverflowError": OverflowError}[tname](text)
-            raise WorkerError(f"worker {k} ({where}): {tname}: {text}")
+            if not self._reducible(rep):
+                self._fail(rep)
+            red = self._reduced(rep)
+            for k in ks:
+                self.pool.send(k, ("resume", red))
+
+    def _reducible(self, rep: dict) -> bool:
+        return {r[0] for r in rep.values()} == {"allreduce"} and \
+            len({r[1] for r in rep.values()}) == 1
+
+    @staticmethod
+    def _reduced(rep: dict) -> list:
+        ks = sorted(rep)
+        return [_reduce(op, [rep[k][2][i] for k in ks]) for i, op in enumerate(rep[ks[0]][3])]
+
+    def _local_allreduce(self, tag, values, ops) -> list:
+        """A reduction of the in-process shard's pass: the other workers' parts, reduced
+        with its own, answered; when another worker failed, the pass ends (_Aborted) and
+        :meth:`_run` reports it."""
+        try:
+            rep = {k: self.pool.recv(k, self.timeout) for k in self._remote}
+        except WorkerError as e:
+            self._failed = e
+            raise _Aborted() from None
+        rep[0] = ("allreduce", tag, values, ops)
+        if not self._reducible(rep):
+            self._failed = rep
+            raise _Aborted()
+        red = self._reduced(rep)
+        for k in self._remote:
+            self.pool.send(k, ("resume", red))
+        return red
+
+    def _fail(self, rep: dict):
+        """End the pass on the workers still waiting in a reduction; raise the failure."""
+        self._abort(rep)
+        bad = [(k, r) for k, r in sorted(rep.items()) if r[0] == "error"]
+        if not bad:
+            tags = sorted({str(r[1]) if r[0] == "allreduce" else r[0] for r in rep.values()})
+            raise WorkerError(f"workers out of step: {tags}")
+        k, (_, tname, text) = bad[0]
+        where = self.names[k] if k < len(self.names) else ""
+        if tname in ("FloatingPointError", "OverflowError"):
+            raise {"FloatingPointError": FloatingPointError,
+                   "OverflowError": OverflowError}[tname](text)
+        raise WorkerError(f"worker {k} ({where}): {tname}: {text}")
 
     def _abort(self, rep: dict) -> None:
-        """End the pass on the workers still waiting in a reduction."""
+        """End the pass on the workers still waiting in a reduction (not this process's:
+        its pass has ended)."""
         for k, r in rep.items():
-            if r[0] == "allreduce":
+            if r[0] == "allreduce" and not (self.local is not None and k == 0):
                 self.pool.send(k, _ABORT)
                 self.pool.recv(k, self.timeout)
 
     # -- what the workers know ---------------------------------------------------------
     def query(self, k: int, what: str):
+        if k == 0 and self.local is not None:
+            return self.local._query(what)
         self.pool.send(k, ("query", what))
         r = self.pool.recv(k, self.timeout)
         if r[0] != "done":
@@ -1251,7 +1358,7 @@ class DataParallel:
         how = "every layer split by batch" if not split else \
             f"split by batch, {', '.join(split)} by output features"
         where = "processes" if self.executor == "local" else "Ray actors"
-        return f"{self.workers} workers ({where}: {'; '.join(self.pool.names)}), {how}"
+        return f"{self.workers} workers ({where}: {'; '.join(self.names)}), {how}"
 
     def close(self) -> None:
         self._finalizer()
