@@ -187,6 +187,7 @@ def _run(a, tree: Path | None) -> int:
     be = DeviceEngine(Scheduler(Accelerator(dev)), "intergrad")
     one, one1, par, ref = [], [], [], []
     sim_share, cpu1, cpu11, cpu_w, cpu_d, reds, guesses = [], [], [], [], [], [], [0, 0]
+    crit = []      # per round: (critical-path CPU of the passes, the driver's own) per step
     ref_w, ref_d, ref_reds = [], [], []
     with DataParallel(net0.copy(), cfg, workers=a.workers) as dp:
         print(f"  data parallel: {dp.describe()}")
@@ -222,10 +223,15 @@ def _run(a, tree: Path | None) -> int:
                     return 1
             dp.master.set_params(net0.params())
             g0 = [dp.query(k, "guesses") for k in range(a.workers)]
+            dp.phases()
             s0, c0, d0, r0 = dp.sim_seconds(), dp.cpu_seconds(), time.process_time(), \
                 dp.reductions()
             t, opt2 = _steps(dp.net, dp.engine, x, y, batches)
             cpu_d.append((time.process_time() - d0) / a.steps)
+            ph = dp.phases()
+            if len({len(p) for p in ph}) == 1:
+                own = cpu_d[-1] - (sum(ph[0]) / a.steps if in_process else 0.0)
+                crit.append((sum(map(max, zip(*ph))) / a.steps, own))
             sim_share.append((dp.sim_seconds() - s0) / sum(t))
             cpu_w.append([(c1 - c) / a.steps for c, c1 in zip(c0, dp.cpu_seconds())])
             reds.append(_per_step(r0, dp.reductions(), a.steps))
@@ -269,6 +275,13 @@ def _run(a, tree: Path | None) -> int:
               f"idle-machine bound (not a measurement, and optimistic: a worker also waits for "
               f"the others at each reduction): one process / (slowest worker + driver) = "
               f"{c1 / (cw.max() + cd):.2f}x")
+    if crit:
+        cp, own = (float(np.median(v)) for v in zip(*crit))
+        print(f"  this checkout, the step's critical path in CPU time (an estimate for an idle "
+              f"machine, one core per worker, without wake-up latency; not a measurement): "
+              f"the slowest worker's CPU between each two reductions, summed, {1e3 * cp:.0f} ms, "
+              f"+ the driver's own work {1e3 * own:.0f} ms = {1e3 * (cp + own):.0f} ms: one process "
+              f"/ that = {c1 / (cp + own):.2f}x")
     for label, rr in [("this checkout", reds)] + ([("--ref", ref_reds)] if ref_reds else []):
         rr = np.median(np.array(rr), axis=0)
         print(f"  {label}: {rr[0][0]:.1f} reductions per step; a worker waits in them "

@@ -330,3 +330,22 @@ def test_shm_transport_carries_arrays_exactly_and_cleans_up():
     b.close()
     assert not [n for n in names if os.path.exists(f"/dev/shm/{n}")]
     assert not os.path.exists(f"/dev/shm/{first}")
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["worker0-in-driver", "all-processes"])
+def test_phases_line_up_with_the_reductions(in_process, digits):
+    """DataParallel.phases(): per worker, the CPU time of each stretch of its passes between
+    reductions; every worker has the same stretches (the benchmark's critical path)."""
+    net = L.build("lenet", (1, 8, 8), seed=0, channels=4)
+    x, y = digits[0][:32], digits[1][:32]
+    with DataParallel(net, CFGS[16], workers=2, in_process=in_process) as dp:
+        dp.phases()
+        r0 = dp.reductions()
+        logits, token = dp.forward(x)
+        dp.backward(token, softmax_ce(logits, y)[1])
+        ph, r1 = dp.phases(), dp.reductions()
+        counts = {b[0] - a[0] for a, b in zip(r0, r1)}
+        assert len(counts) == 1 and counts.pop() > 0
+        assert [len(p) for p in ph] == [r1[0][0] - r0[0][0] + 2] * 2   # + the passes' ends
+        assert all(v >= 0 for p in ph for v in p) and sum(ph[1]) > 0
+        assert dp.phases() == [[], []]

@@ -52,6 +52,7 @@ or does not answer in time is a :class:`WorkerError`.
 """
 from __future__ import annotations
 
+import collections
 import io
 import math
 import os
@@ -222,6 +223,10 @@ class ShardEngine:
         self.maxima: dict[tuple[str, str], dict[str, float]] = {}
         self.guesses = {True: 0, False: 0}    # sharded quantizations guessed right, wrong
         self._inputs: dict[str, tuple[np.ndarray, float]] = {}   # layer -> (input, its max)
+        #: this thread's CPU seconds of each stretch of a pass between reductions (every
+        #: worker's stretches line up: the same reductions in the same order)
+        self.phases: collections.deque = collections.deque(maxlen=1 << 14)
+        self._mark = time.thread_time()
         self.begin((0, 1, 1), (0, 1))
 
     def begin(self, rows: tuple[int, int, int], part: tuple[int, int]) -> None:
@@ -236,7 +241,11 @@ class ShardEngine:
     def _allreduce(self, tag: str, values: list, ops: list) -> list:
         if self.part[1] == 1:
             return [np.asarray(v) if op == "max" else v for v, op in zip(values, ops)]
-        return self.comm.allreduce(tag, values, ops)
+        self.phases.append(time.thread_time() - self._mark)
+        try:
+            return self.comm.allreduce(tag, values, ops)
+        finally:
+            self._mark = time.thread_time()
 
     def _noise(self, t: np.ndarray, sharded: bool) -> np.ndarray:
         """The uniform draws of the one-device run for the part ``t`` of a tensor."""
@@ -792,6 +801,13 @@ class ShardWorker:
         by output features has zeros outside this worker's columns), ``exps`` layer -> its
         scale exponent, ``dys`` layer -> (upstream gradient, sharded); one that every
         worker holds whole (the FC stack split by features) comes from worker 0 only."""
+        self.engine._mark = time.thread_time()
+        try:
+            return self._pass_result(msg)
+        finally:
+            self.engine.phases.append(time.thread_time() - self.engine._mark)
+
+    def _pass_result(self, msg):
         try:
             if msg[0] == "forward":
                 _, token, params, x, rows, part = msg
@@ -846,6 +862,10 @@ class ShardWorker:
             return (c.count, c.wait)
         if what == "guesses":           # sharded quantizations guessed (right, wrong)
             return (self.engine.guesses[True], self.engine.guesses[False])
+        if what == "phases":            # the CPU seconds between reductions since the last call
+            out = list(self.engine.phases)
+            self.engine.phases.clear()
+            return out
         raise ValueError(f"unknown query {what!r}")
 
     def close(self) -> None:
@@ -1347,6 +1367,13 @@ class DataParallel:
     def cpu_seconds(self) -> list[float]:
         """Each worker process's CPU time so far."""
         return [self.query(k, "cpu_seconds") for k in range(self.workers)]
+
+    def phases(self) -> list[list[float]]:
+        """Each worker's CPU seconds (its pass's thread) of every stretch between two
+        reductions (and from a pass's start / to its end) since the last call: the same
+        stretches on every worker, so sum(max over the workers) is the CPU time on the
+        step's critical path (an idle machine, one core per worker, no wake-up latency)."""
+        return [self.query(k, "phases") for k in range(self.workers)]
 
     def reductions(self) -> list[tuple[int, float]]:
         """Each worker's reductions so far and the wall seconds it spent in them (from
