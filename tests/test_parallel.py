@@ -349,3 +349,20 @@ def test_phases_line_up_with_the_reductions(in_process, digits):
         assert [len(p) for p in ph] == [r1[0][0] - r0[0][0] + 2] * 2   # + the passes' ends
         assert all(v >= 0 for p in ph for v in p) and sum(ph[1]) > 0
         assert dp.phases() == [[], []]
+
+
+def test_an_interrupt_in_the_driver_closes_the_workers(digits):
+    """Ctrl-C while the training process runs shard 0's pass: KeyboardInterrupt, not a
+    WorkerError, and the other workers (mid-pass) are closed, not left out of step."""
+    net = L.build("digits", (1, 8, 8), seed=0, channels=4)
+    dp = DataParallel(net, CFGS[16], workers=2)
+    procs = list(dp.pool.procs)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    dp.local.net.forward = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        dp.forward(digits[0][:8])
+    assert dp.pool.procs == [] and all(not p.is_alive() for p in procs)
+    dp.close()

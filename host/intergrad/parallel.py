@@ -839,8 +839,8 @@ class ShardWorker:
             return ("done", (flat, exps, dys))
         except _Aborted:
             return ("aborted",)
-        except _Closed:
-            raise
+        except (_Closed, KeyboardInterrupt):
+            raise                        # (an interrupt: the in-process shard's, Ctrl-C)
         except BaseException as e:       # noqa: BLE001 - reported to the driver
             return ("error", type(e).__name__, _one_line(e))
 
@@ -1267,8 +1267,12 @@ class DataParallel:
             self.pool.send(k, msgs[k])
         if local:
             self._failed, self._remote = None, remote
-            with _one_blas_thread():
-                r0 = self.local._step(msgs[0])
+            try:
+                with _one_blas_thread():
+                    r0 = self.local._step(msgs[0])
+            except KeyboardInterrupt:    # the other workers are mid-pass: end them
+                self.close()
+                raise
             if self._failed is not None:        # a reduction found another worker failing
                 failed, self._failed = self._failed, None
                 if isinstance(failed, BaseException):
