@@ -94,6 +94,15 @@ def test_weights_bit_identical_to_one_device(net_name, bits, stochastic, workers
     _lockstep(net_name, bits, stochastic, workers, split, digits, batches)
 
 
+@pytest.mark.parametrize("in_process", [True, False], ids=["worker0-in-driver", "all-processes"])
+def test_a_worker_that_sat_out_a_step_catches_up(in_process, digits):
+    """A batch of 2 on 3 workers leaves worker 2 out of a step; in the next ones it takes
+    worker 0's stochastic-rounding generator and guesses, so the run stays the one-device
+    run (before, its generator was a step behind)."""
+    _lockstep("lenet", 8, True, 3, True, digits, [(0, 32), (32, 2), (34, 32), (66, 31)],
+              in_process=in_process)
+
+
 def test_every_shard_in_a_worker_process_gives_the_same(digits):
     """in_process=False: shard 0 in a worker process too (as Ray runs every shard)."""
     _lockstep("lenet", 8, True, 2, True, digits, [(0, 32), (32, 31)], in_process=False)

@@ -810,7 +810,9 @@ class ShardWorker:
     def _pass_result(self, msg):
         try:
             if msg[0] == "forward":
-                _, token, params, x, rows, part = msg
+                _, token, params, x, rows, part = msg[:6]
+                if len(msg) > 6 and msg[6] is not None:
+                    self._set_state(msg[6])
                 self.net.set_params(params)
                 self.engine.begin(rows, part)
                 logits, cache = self.net.forward(self.engine, x)
@@ -844,6 +846,12 @@ class ShardWorker:
         except BaseException as e:       # noqa: BLE001 - reported to the driver
             return ("error", type(e).__name__, _one_line(e))
 
+    def _set_state(self, state) -> None:
+        rng, last = state
+        if self.engine.rng is not None and rng is not None:
+            self.engine.rng.bit_generator.state = rng
+        self.engine._last = {k: (dict(e), [dict(b) for b in seq]) for k, (e, seq) in last.items()}
+
     def _query(self, what):
         if what == "describe":
             return self.describe()
@@ -862,6 +870,9 @@ class ShardWorker:
             return (c.count, c.wait)
         if what == "guesses":           # sharded quantizations guessed (right, wrong)
             return (self.engine.guesses[True], self.engine.guesses[False])
+        if what == "state":             # what another worker takes over (_set_state)
+            return (None if self.engine.rng is None else self.engine.rng.bit_generator.state,
+                    self.engine._last)
         if what == "phases":            # the CPU seconds between reductions since the last call
             out = list(self.engine.phases)
             self.engine.phases.clear()
@@ -1205,6 +1216,7 @@ class DataParallel:
         self.names = ([f"{self.local.describe()} (this process)"] if self.local else []) + \
             list(self.pool.names)
         self._failed = None
+        self._stale: set[int] = set()    # workers whose state is to be worker 0's
         self.net = ParallelNet(self)
         self.engine = _EngineView(self)
         self._token = 0
@@ -1219,9 +1231,16 @@ class DataParallel:
         cuts = [int(c) for c in np.linspace(0, B, n + 1).round()]
         params = self.master.params()
         self._token += 1
+        # a worker that sat out a pass (a batch smaller than the workers) or was in a failed
+        # one takes worker 0's state (in every pass, so the one-device history): the
+        # generator's, and the guesses' (they must be the same on every worker)
+        sync = self.query(0, "state") if self._stale & set(range(1, n)) else None
         msgs = {k: ("forward", self._token, params, x[cuts[k]:cuts[k + 1]],
-                    (cuts[k], cuts[k + 1], B), (k, n)) for k in range(n)}
-        outs = self._run(msgs)
+                    (cuts[k], cuts[k + 1], B), (k, n), sync if k in self._stale else None)
+                for k in range(n)}
+        self._stale -= set(range(n))
+        self._stale |= set(range(n, self.workers))
+        outs = self._run_marking(msgs)
         full = outs[0].shape[0] == B
         logits = outs[0] if full else np.concatenate(outs)
         self._last = (self._token, cuts, full)
@@ -1234,8 +1253,8 @@ class DataParallel:
         _, cuts, full = self._last
         n = len(cuts) - 1
         dlogits = np.asarray(dlogits)
-        outs = self._run({k: ("backward", token, dlogits if full else
-                              dlogits[cuts[k]:cuts[k + 1]]) for k in range(n)})
+        outs = self._run_marking({k: ("backward", token, dlogits if full else
+                                      dlogits[cuts[k]:cuts[k + 1]]) for k in range(n)})
         exps = outs[0][1]
         for k, o in enumerate(outs[1:], 1):
             if o[1] != exps:
@@ -1256,6 +1275,13 @@ class DataParallel:
             dy = np.concatenate([d for d, _ in dys]) if dys[0][1] else dys[0][0]
             grads += layer.backward(_Replay(dW.astype(np.float32)), None, dy, False)[1]
         return grads
+
+    def _run_marking(self, msgs: dict) -> list:
+        try:
+            return self._run(msgs)
+        except BaseException:
+            self._stale |= set(range(1, self.workers))   # a failed pass: resync from worker 0
+            raise
 
     def _run(self, msgs: dict) -> list:
         """Send each worker its message, serve the reductions, return the results (the
