@@ -4,19 +4,32 @@ this process against the same steps on N devices in N worker processes
 that both see the same machine load; the weights after the steps are checked bit-identical.
 
     python benchmarks/train_parallel.py [--net lenet5] [--bits 16] [--workers 2]
-        [--steps 12] [--rounds 3] [--batch 32] [--write]
+        [--steps 12] [--rounds 3] [--batch 32] [--ref REV] [--write]
 
 The one-process run is timed twice per round, with numpy's BLAS at its default threads (as
 ``intergrad train`` runs) and at one thread (as each worker runs); the speedup is given
 against the faster of the two.  Printed: the median step time of each, the speedup, the
-share of a worker's step spent inside its simulator, and the load average of the machine
-(shared with other jobs) before and after.
+share of a worker's step spent inside its simulator, the CPU time per step of each process,
+the reductions per step and the wall time a worker spends in them (waiting for the other
+workers and the driver), and the load average of the machine (shared with other jobs)
+before and after.
+
+``--ref REV``: an earlier version of intergrad.parallel (``git archive`` of REV into a
+temporary directory, its own package and RTL) runs the same steps on as many workers in a
+child process in every round, beside this checkout's, from the same weights and batches;
+its weights after the steps are checked bit-identical too.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +47,47 @@ from _results import add_write_option, results_file  # noqa: E402 (benchmarks/)
 
 ACC_W = {16: 32, 8: 20}
 
+# The --ref version's data-parallel steps (its own package on PYTHONPATH): the same weights,
+# batches and optimizer as the parent's runs; prints one line of JSON.
+CHILD = r'''
+import hashlib, json, sys, time
+import numpy as np
+from intergrad import layers as L
+from intergrad.nn import SGD, softmax_ce
+from intergrad.parallel import DataParallel
+from intergrad.spec import ArrayConfig
+d = np.load(sys.argv[1])
+x, y, batches = d["x"], d["y"], d["batches"]
+net = L.build(str(d["net"]), x.shape[1:], seed=0)
+params = [d[f"p{i}"] for i in range(len(net.params()))]
+net.set_params(params)
+
+def steps(dp, idxs):
+    opt = SGD(dp.master.params(), 0.05, 0.9)
+    times = []
+    for idx in idxs:
+        t0 = time.perf_counter()
+        logits, cache = dp.net.forward(dp.engine, x[idx])
+        _, dl = softmax_ce(logits, y[idx])
+        opt.step(dp.net.backward(dp.engine, cache, dl))
+        times.append(time.perf_counter() - t0)
+    return times
+
+with DataParallel(net, ArrayConfig(*[int(v) for v in d["cfg"]]), workers=int(d["workers"])) as dp:
+    steps(dp, batches[:1])
+    dp.master.set_params(params)
+    red = getattr(dp, "reductions", None)
+    r0, c0, d0 = red() if red else None, dp.cpu_seconds(), time.process_time()
+    times = steps(dp, batches)
+    n = len(batches)
+    out = {"times": times, "workers": [(b - a) / n for a, b in zip(c0, dp.cpu_seconds())],
+           "driver": (time.process_time() - d0) / n,
+           "digest": hashlib.sha1(b"".join(p.tobytes() for p in dp.master.params())).hexdigest()}
+    if red:
+        out["reductions"] = [((b[0] - a[0]) / n, (b[1] - a[1]) / n) for a, b in zip(r0, red())]
+print("TRAIN_PARALLEL_JSON " + json.dumps(out))
+'''
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,10 +99,19 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (one-process, N)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ref", help="also time this earlier version's data-parallel steps (a git "
+                                  "revision), beside this checkout's")
     add_write_option(ap, "train_parallel")
     a = ap.parse_args(argv)
     with results_file("train_parallel", a.write, argv):
-        return _run(a)
+        if not a.ref:
+            return _run(a, None)
+        from epoch_speed import _export
+        with tempfile.TemporaryDirectory(prefix="train_parallel_") as td:
+            tree = Path(td) / "ref"
+            tree.mkdir()
+            print(f"earlier version (--ref): {_export(a.ref, tree)}")
+            return _run(a, tree)
 
 
 def _data(name, seed):
@@ -72,12 +135,34 @@ def _steps(net, be, x, y, batches, lr=0.05, momentum=0.9, opt=None):
     return times, opt
 
 
+def _digest(params) -> str:
+    return hashlib.sha1(b"".join(np.ascontiguousarray(p).tobytes() for p in params)).hexdigest()
+
+
+def _ref_steps(tree: Path, data: Path) -> dict:
+    """The --ref version's timed steps (a child process with its package)."""
+    env = dict(os.environ, PYTHONPATH=str(tree / "host"))
+    r = subprocess.run([sys.executable, "-c", CHILD, str(data)], env=env, cwd=tree,
+                       capture_output=True, text=True, timeout=3600)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("TRAIN_PARALLEL_JSON ")),
+                None)
+    if r.returncode != 0 or line is None:
+        raise SystemExit(f"train_parallel: the --ref version failed (exit {r.returncode}):\n"
+                         f"{(r.stdout + r.stderr)[-2000:]}")
+    return json.loads(line.split(" ", 1)[1])
+
+
+def _per_step(r0, r1, steps) -> list[tuple[float, float]]:
+    """(reductions, wall seconds in them) per step of each worker, from two readings."""
+    return [((b[0] - a[0]) / steps, (b[1] - a[1]) / steps) for a, b in zip(r0, r1)]
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.1f} (1 min), {five:.1f} (5 min)"
 
 
-def _run(a) -> int:
+def _run(a, tree: Path | None) -> int:
     from threadpoolctl import threadpool_limits
 
     base = ArrayConfig.parse(a.array)
@@ -91,13 +176,22 @@ def _run(a) -> int:
           f"{a.batch} per run, {a.rounds} rounds; int{a.bits} on a simulated {cfg.rows}x{cfg.cols} "
           f"array; {os.cpu_count()} cores")
     print(f"load average at start: {_load()} (the machine is shared with other jobs)")
+    data = None
+    if tree is not None:         # what the --ref child needs: the same weights and batches
+        data = tree / "train_parallel_data.npz"
+        np.savez(data, x=x, y=y, batches=np.array(batches), net=a.net, workers=a.workers,
+                 cfg=np.array([cfg.rows, cfg.cols, cfg.data_w, cfg.acc_w, cfg.dual_mac]),
+                 **{f"p{i}": p for i, p in enumerate(net0.params())})
 
     dev = SimDevice(cfg, verbose=False)
     be = DeviceEngine(Scheduler(Accelerator(dev)), "intergrad")
-    one, one1, par = [], [], []
-    sim_share, cpu1, cpu11, cpu_w, cpu_d = [], [], [], [], []
+    one, one1, par, ref = [], [], [], []
+    sim_share, cpu1, cpu11, cpu_w, cpu_d, reds, guesses = [], [], [], [], [], [], [0, 0]
+    crit = []      # per round: (critical-path CPU of the passes, the driver's own) per step
+    ref_w, ref_d, ref_reds = [], [], []
     with DataParallel(net0.copy(), cfg, workers=a.workers) as dp:
         print(f"  data parallel: {dp.describe()}")
+        in_process = getattr(dp, "local", None) is not None
         # warm-up: one step each (imports, first-call costs), not timed
         _steps(net0.copy(), be, x, y, batches[:1])
         _steps(dp.net, dp.engine, x, y, batches[:1])
@@ -112,18 +206,43 @@ def _run(a) -> int:
                 t, _ = _steps(net0.copy(), be, x, y, batches)
             cpu11.append((time.process_time() - c) / a.steps)
             one1 += t
+            rnote = ""
+            if tree is not None:
+                o = _ref_steps(tree, data)
+                ref += o["times"]
+                ref_w.append(o["workers"])
+                ref_d.append(o["driver"])
+                if "reductions" in o:
+                    ref_reds.append(o["reductions"])
+                same_ref = o["digest"] == _digest(n1.params())
+                rnote = (f"; --ref {a.workers} workers {1e3 * np.median(o['times']):.0f} ms "
+                         f"({'bit-identical' if same_ref else 'DIFFERENT'})")
+                if not same_ref:
+                    print("ERROR: the --ref version's data-parallel weights differ from the "
+                          "one-device run")
+                    return 1
             dp.master.set_params(net0.params())
-            s0, c0, d0 = dp.sim_seconds(), dp.cpu_seconds(), time.process_time()
+            g0 = [dp.query(k, "guesses") for k in range(a.workers)]
+            dp.phases()
+            s0, c0, d0, r0 = dp.sim_seconds(), dp.cpu_seconds(), time.process_time(), \
+                dp.reductions()
             t, opt2 = _steps(dp.net, dp.engine, x, y, batches)
+            cpu_d.append((time.process_time() - d0) / a.steps)
+            ph = dp.phases()
+            if len({len(p) for p in ph}) == 1:
+                own = cpu_d[-1] - (sum(ph[0]) / a.steps if in_process else 0.0)
+                crit.append((sum(map(max, zip(*ph))) / a.steps, own))
             sim_share.append((dp.sim_seconds() - s0) / sum(t))
             cpu_w.append([(c1 - c) / a.steps for c, c1 in zip(c0, dp.cpu_seconds())])
-            cpu_d.append((time.process_time() - d0) / a.steps)
+            reds.append(_per_step(r0, dp.reductions(), a.steps))
+            g1 = dp.query(0, "guesses")
+            guesses = [guesses[0] + g1[0] - g0[0][0], guesses[1] + g1[1] - g0[0][1]]
             par += t
             same = all(np.array_equal(p, q) for p, q in zip(n1.params(), dp.master.params()))
             print(f"  round {r + 1}: median step one process {1e3 * np.median(one[-a.steps:]):.0f} ms "
                   f"(BLAS default threads), {1e3 * np.median(one1[-a.steps:]):.0f} ms (1 thread); "
                   f"{a.workers} workers {1e3 * np.median(par[-a.steps:]):.0f} ms; weights after "
-                  f"the steps {'bit-identical' if same else 'DIFFERENT'}; load {_load()}",
+                  f"the steps {'bit-identical' if same else 'DIFFERENT'}{rnote}; load {_load()}",
                   flush=True)
             if not same:
                 print("ERROR: the data-parallel weights differ from the one-device run")
@@ -133,22 +252,43 @@ def _run(a) -> int:
     best = min(m1, m11)
     print(f"\nmedian training step over {len(par)} steps: one process {1e3 * m1:.0f} ms "
           f"(default BLAS threads) / {1e3 * m11:.0f} ms (1 thread), {a.workers} workers "
-          f"{1e3 * mp:.0f} ms")
+          f"{1e3 * mp:.0f} ms" + (f"; --ref {a.workers} workers {1e3 * float(np.median(ref)):.0f} ms"
+                                  if ref else ""))
     print(f"data-parallel speedup on {a.workers} workers: {best / mp:.2f}x (against the faster "
-          f"one-process run; {m1 / mp:.2f}x against default threads)")
+          f"one-process run; {m1 / mp:.2f}x against default threads)" +
+          (f"; --ref: {best / float(np.median(ref)):.2f}x" if ref else ""))
     print(f"a worker's step: {100 * float(np.mean(sim_share)):.0f}% inside its simulator")
     # CPU time is not shared out by the load: what each process itself spent per step
-    cw = np.median(np.array(cpu_w), axis=0)
-    cd = float(np.median(cpu_d))
     c1 = min(float(np.median(cpu1)), float(np.median(cpu11)))
     print(f"CPU time per step: one process {1e3 * float(np.median(cpu1)):.0f} ms (default BLAS "
-          f"threads) / {1e3 * float(np.median(cpu11)):.0f} ms (1 thread); workers "
-          f"{', '.join(f'{1e3 * v:.0f}' for v in cw)} ms, driver {1e3 * cd:.0f} ms "
-          f"(total {1e3 * (cw.sum() + cd):.0f} ms, {100 * (cw.sum() + cd) / c1 - 100:+.0f}% against "
-          f"the smaller one-process figure)")
-    print(f"  idle-machine bound from CPU time (not a measurement, and optimistic: a worker also "
-          f"waits for the other at each reduction): one process / (slowest worker + driver) = "
-          f"{c1 / (cw.max() + cd):.2f}x")
+          f"threads) / {1e3 * float(np.median(cpu11)):.0f} ms (1 thread)")
+    for label, w, d, inproc in [("this checkout", cpu_w, cpu_d, in_process)] + \
+            ([("--ref", ref_w, ref_d, False)] if ref else []):
+        cw, cd = np.median(np.array(w), axis=0), float(np.median(d))
+        if inproc:    # worker 0 is the driver's process: its CPU time is the driver's too
+            cd = 0.0
+        print(f"  {label}: workers {', '.join(f'{1e3 * v:.0f}' for v in cw)} ms"
+              f"{' (worker 0 in the driver process, with the driver)' if inproc else ''}, "
+              f"driver {'included' if inproc else f'{1e3 * cd:.0f} ms'} "
+              f"(total {1e3 * (cw.sum() + cd):.0f} ms, "
+              f"{100 * (cw.sum() + cd) / c1 - 100:+.0f}% against the smaller one-process figure); "
+              f"idle-machine bound (not a measurement, and optimistic: a worker also waits for "
+              f"the others at each reduction): one process / (slowest worker + driver) = "
+              f"{c1 / (cw.max() + cd):.2f}x")
+    if crit:
+        cp, own = (float(np.median(v)) for v in zip(*crit))
+        print(f"  this checkout, the step's critical path in CPU time (an estimate for an idle "
+              f"machine, one core per worker, without wake-up latency; not a measurement): "
+              f"the slowest worker's CPU between each two reductions, summed, {1e3 * cp:.0f} ms, "
+              f"+ the driver's own work {1e3 * own:.0f} ms = {1e3 * (cp + own):.0f} ms: one process "
+              f"/ that = {c1 / (cp + own):.2f}x")
+    for label, rr in [("this checkout", reds)] + ([("--ref", ref_reds)] if ref_reds else []):
+        rr = np.median(np.array(rr), axis=0)
+        print(f"  {label}: {rr[0][0]:.1f} reductions per step; a worker waits in them "
+              f"{', '.join(f'{1e3 * v:.0f}' for v in rr[:, 1])} ms per step (the other workers, "
+              f"the driver, the machine's other jobs)")
+    print(f"  sharded quantizations with one reduction (guessed scales and bound attempts): "
+          f"{guesses[0]} of {sum(guesses)}")
     print(f"load average at the end: {_load()}")
     return 0
 

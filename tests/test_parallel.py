@@ -34,8 +34,11 @@ def _one_device(cfg, stochastic, seed):
                               seed=seed)
 
 
-def _lockstep(net_name, bits, stochastic, workers, split, digits, batches):
-    """Train one device and ``workers`` devices side by side; compare after every step."""
+def _lockstep(net_name, bits, stochastic, workers, split, digits, batches, scales=None,
+              in_process=None):
+    """Train one device and ``workers`` devices side by side; compare after every step.
+    ``scales``: per batch, a factor per sample (the inputs' scale varies between steps and
+    shards).  Returns the one-device engine and the workers' guesses (right, wrong)."""
     cfg = CFGS[bits]
     x, y = digits[0], digits[1]
     ref = L.build(net_name, (1, 8, 8), seed=2, channels=4)
@@ -44,12 +47,15 @@ def _lockstep(net_name, bits, stochastic, workers, split, digits, batches):
     o1, o2 = SGD(ref.params(), 0.1, 0.9), SGD(net.params(), 0.1, 0.9)
     try:
         with DataParallel(net, cfg, workers=workers, stochastic=stochastic, seed=7,
-                          split_features=split) as dp:
+                          split_features=split, in_process=in_process) as dp:
             assert dp.workers == workers
-            for i0, b in batches:
+            assert len(dp.pool.procs) == workers - (in_process is not False)
+            for i, (i0, b) in enumerate(batches):
                 idx = np.arange(i0, i0 + b)
-                l1, c1 = ref.forward(be, x[idx])
-                l2, c2 = dp.net.forward(dp.engine, x[idx])
+                xb = x[idx] if scales is None else \
+                    (x[idx] * scales[i].reshape(-1, 1, 1, 1)).astype(x.dtype)
+                l1, c1 = ref.forward(be, xb)
+                l2, c2 = dp.net.forward(dp.engine, xb)
                 assert np.array_equal(l1, l2)
                 loss1, d1 = softmax_ce(l1, y[idx])
                 loss2, d2 = softmax_ce(l2, y[idx])
@@ -68,9 +74,10 @@ def _lockstep(net_name, bits, stochastic, workers, split, digits, batches):
             rep = dp.report
             # every GEMM layer ran on the devices, in all its passes
             assert {(r.layer, r.pass_) for r in rep} == {(r.layer, r.pass_) for r in be.s.report}
+            guesses = dp.query(0, "guesses")
     finally:
         dev.close()
-    return be
+    return be, guesses
 
 
 @pytest.mark.parametrize("net_name,bits,stochastic,workers,split", [
@@ -87,27 +94,66 @@ def test_weights_bit_identical_to_one_device(net_name, bits, stochastic, workers
     _lockstep(net_name, bits, stochastic, workers, split, digits, batches)
 
 
+@pytest.mark.parametrize("in_process", [True, False], ids=["worker0-in-driver", "all-processes"])
+def test_a_worker_that_sat_out_a_step_catches_up(in_process, digits):
+    """A batch of 2 on 3 workers leaves worker 2 out of a step; in the next ones it takes
+    worker 0's stochastic-rounding generator and guesses, so the run stays the one-device
+    run (before, its generator was a step behind)."""
+    _lockstep("lenet", 8, True, 3, True, digits, [(0, 32), (32, 2), (34, 32), (66, 31)],
+              in_process=in_process)
+
+
+def test_every_shard_in_a_worker_process_gives_the_same(digits):
+    """in_process=False: shard 0 in a worker process too (as Ray runs every shard)."""
+    _lockstep("lenet", 8, True, 2, True, digits, [(0, 32), (32, 31)], in_process=False)
+
+
+@pytest.mark.parametrize("bits,stochastic", [(8, True), (16, False)],
+                         ids=["int8-stochastic", "int16"])
+def test_wrong_guesses_give_the_one_device_run(bits, stochastic, digits):
+    """A sharded quantization guesses its scales and bound attempts from the step before
+    and reduces once (intergrad.parallel.ShardEngine._guess); the inputs here change scale
+    between steps and between the shards (one shard 16x the other, then the other way,
+    zeros in one shard), so guesses fail, and then the one-device run is still met bit for
+    bit; both kinds occur."""
+    b = 32
+    one = np.ones(b, np.float32)
+    half = np.r_[np.ones(b // 2), np.full(b // 2, 16.0)].astype(np.float32)
+    zero = np.r_[np.zeros(b // 2), np.ones(b // 2)].astype(np.float32)
+    scales = [one, one, half, half[::-1], one / 64, zero, zero[::-1], one * 8]
+    batches = [(32 * i, b) for i in range(len(scales))]
+    be, (right, wrong) = _lockstep("lenet", bits, stochastic, 2, False, digits, batches, scales)
+    assert right > 0 and wrong > 0
+
+
 @pytest.mark.parametrize("bits", [16, 8], ids=["int16", "int8"])
 def test_lenet5_bit_identical(bits):
-    """The largest network (conv 5x5 without padding, avg-pools, three FC layers); on the
-    int8 build its long reductions make the accumulator bound drop magnitude bits, so the
-    bounds reduced over the workers (sums of the shards' dW bounds) decide them."""
+    """The largest network (conv 5x5 without padding, avg-pools, three FC layers), three
+    steps; on the int8 build its long reductions make the accumulator bound drop magnitude
+    bits, so the bounds reduced over the workers (sums of the shards' dW bounds) decide
+    them, and from the second step on the workers guess those attempts."""
     from intergrad.data import fit_images
     d = load_digits_split(0)
-    x = fit_images(d[0][:24], (32, 32))
+    x = fit_images(d[0][:72], (32, 32))
     cfg = CFGS[bits]
     ref = L.build("lenet5", (1, 32, 32), seed=0)
     net = ref.copy()
     dev, be = _one_device(cfg, bits == 8, 0)
     try:
         with DataParallel(net, cfg, workers=2, stochastic=bits == 8) as dp:
-            l1, c1 = ref.forward(be, x)
-            l2, c2 = dp.forward(x)
-            assert np.array_equal(l1, l2)
-            _, dl = softmax_ce(l1, d[1][:24])
-            for a, c in zip(ref.backward(be, c1, dl), dp.backward(c2, dl)):
-                assert np.array_equal(a, c)
+            for s in range(3):
+                xs, ys = x[24 * s:24 * (s + 1)], d[1][24 * s:24 * (s + 1)]
+                l1, c1 = ref.forward(be, xs)
+                l2, c2 = dp.forward(xs)
+                assert np.array_equal(l1, l2)
+                _, dl = softmax_ce(l1, ys)
+                for p, a, c in zip(ref.params(), ref.backward(be, c1, dl), dp.backward(c2, dl)):
+                    assert np.array_equal(a, c)
+                    p -= 0.05 * a
+                dp.master.set_params(ref.params())
             assert dp.bits_used() == be.bits_used
+            right, wrong = dp.query(0, "guesses")
+            assert right > 0
     finally:
         dev.close()
     if bits == 8:
@@ -159,14 +205,29 @@ def test_a_failing_worker_is_one_line_and_the_pool_recovers(digits):
         assert msg.startswith("worker 1 (") and "ValueError" in msg and "\n" not in msg
         again, _ = dp.forward(x)                     # both workers serve the next step
         assert np.array_equal(good, again)
+        # the same with worker 0 (in this process) failing while worker 1 waits
+        msgs = {0: ("forward", 98, bad, x[:4], (0, 4, 8), (0, 2)),
+                1: ("forward", 98, params, x[4:], (4, 8, 8), (1, 2))}
+        with pytest.raises(WorkerError, match=r"^worker 0 \(.*\(this process\)\): ValueError"):
+            dp._run(msgs)
+        again, _ = dp.forward(x)
+        assert np.array_equal(good, again)
         # a diverged input is the driver's FloatingPointError (the CLI's "diverged" line)
         with pytest.raises(FloatingPointError):
             dp.forward(np.full_like(x, np.nan))
         # a worker that dies: one line naming it, no hang
-        pid = dp.pool.procs[1].pid
+        pid = dp.pool.procs[-1].pid          # worker 1's (worker 0 runs in this process)
+        assert dp.local is not None and len(dp.pool.procs) == 1
+        xs = digits[0][:256]                 # large enough for shared memory both ways
+        logits, token = dp.forward(xs)
+        dp.backward(token, softmax_ce(logits, digits[1][:256])[1])
+        segments = [s.name for c in dp.pool.conns for s in (c.shm, c.peer) if s is not None]
+        assert len(segments) == 2            # the driver's (the batch) and worker 1's (dys)
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) died \(signal 9\)"):
             dp.forward(x)
+    # no shared memory left behind, the killed worker's included
+    assert not [n for n in segments if os.path.exists(f"/dev/shm/{n}")]
 
 
 def test_cli_train_workers_gives_the_one_device_run(tmp_path, capsys):
@@ -240,3 +301,77 @@ def test_a_worker_that_cannot_start_is_one_line():
         DataParallel(net, CFGS[16], workers=2, device_kw={"no_such_option": 1})
     msg = str(e.value)
     assert msg.startswith("worker 0 could not start: TypeError") and "\n" not in msg
+
+
+def test_shm_transport_carries_arrays_exactly_and_cleans_up():
+    """The local pool's pipes (intergrad.parallel._ShmConn): large arrays travel in shared
+    memory, exactly (dtype, shape, values, non-contiguous views), small ones and the rest of
+    the message in the pickle; a larger message replaces the segment; after close() no
+    segment of either end is left."""
+    import multiprocessing
+    from intergrad.parallel import SHM_MIN_BYTES, _ShmConn
+    a, b = (_ShmConn(c) for c in multiprocessing.Pipe())
+    rng = np.random.default_rng(0)
+    big = rng.integers(-2**40, 2**40, (300, 70), dtype=np.int64)
+    msg = ("done", (big, {"fc1": 3, "conv1": -2},
+                    {"x": (rng.standard_normal((64, 6, 9, 9)).astype(np.float32), True),
+                     "y": (None, False)}),
+           big[::3, 1::2], np.arange(5, dtype=np.int16), [np.float64(1.5), "text"])
+    a.send(msg)
+    got = b.recv()
+    assert a.shm is not None and b.peer is not None and b.peer.name == a.shm.name
+    first = a.shm.name
+    assert got[0] == "done" and got[1][1] == msg[1][1] and got[1][2]["y"] == (None, False)
+    for x, y in [(got[1][0], big), (got[1][2]["x"][0], msg[1][2]["x"][0]), (got[2], big[::3, 1::2]),
+                 (got[3], msg[3])]:
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
+    assert got[4] == msg[4]
+    big[...] = 0                                   # the receiver has its own copy
+    assert got[1][0].any()
+    # the answer the other way, then a message larger than the segment: a new one
+    b.send(("resume", [np.ones(SHM_MIN_BYTES, np.uint8)]))
+    assert np.array_equal(a.recv()[1][0], np.ones(SHM_MIN_BYTES, np.uint8))
+    huge = np.full((1 << 18, 5), 7, np.int64)        # 10 MB > the first 1 MB segment
+    a.send(("x", huge))
+    assert np.array_equal(b.recv()[1], huge) and a.shm.name != first
+    names = [a.shm.name, b.shm.name]
+    a.close()
+    b.close()
+    assert not [n for n in names if os.path.exists(f"/dev/shm/{n}")]
+    assert not os.path.exists(f"/dev/shm/{first}")
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["worker0-in-driver", "all-processes"])
+def test_phases_line_up_with_the_reductions(in_process, digits):
+    """DataParallel.phases(): per worker, the CPU time of each stretch of its passes between
+    reductions; every worker has the same stretches (the benchmark's critical path)."""
+    net = L.build("lenet", (1, 8, 8), seed=0, channels=4)
+    x, y = digits[0][:32], digits[1][:32]
+    with DataParallel(net, CFGS[16], workers=2, in_process=in_process) as dp:
+        dp.phases()
+        r0 = dp.reductions()
+        logits, token = dp.forward(x)
+        dp.backward(token, softmax_ce(logits, y)[1])
+        ph, r1 = dp.phases(), dp.reductions()
+        counts = {b[0] - a[0] for a, b in zip(r0, r1)}
+        assert len(counts) == 1 and counts.pop() > 0
+        assert [len(p) for p in ph] == [r1[0][0] - r0[0][0] + 2] * 2   # + the passes' ends
+        assert all(v >= 0 for p in ph for v in p) and sum(ph[1]) > 0
+        assert dp.phases() == [[], []]
+
+
+def test_an_interrupt_in_the_driver_closes_the_workers(digits):
+    """Ctrl-C while the training process runs shard 0's pass: KeyboardInterrupt, not a
+    WorkerError, and the other workers (mid-pass) are closed, not left out of step."""
+    net = L.build("digits", (1, 8, 8), seed=0, channels=4)
+    dp = DataParallel(net, CFGS[16], workers=2)
+    procs = list(dp.pool.procs)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    dp.local.net.forward = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        dp.forward(digits[0][:8])
+    assert dp.pool.procs == [] and all(not p.is_alive() for p in procs)
+    dp.close()

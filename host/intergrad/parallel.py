@@ -37,16 +37,26 @@ as integers.  Every worker then holds the
 whole batch of the FC stack; its quantization is computed locally (identically everywhere).
 ``split_features=False`` splits every layer by batch.
 
-Protocol: a worker runs its pass in a thread; whenever it needs a reduction (a scale, a
-bound, a gather) it sends its part and waits; the driver waits for every worker's message
-(bounded by ``timeout``), reduces, and answers all.  A worker's exception ends the step on
+Protocol: whenever a worker's pass needs a reduction (a scale, a bound, a gather) it sends
+its part and waits; the driver waits for every worker's message (bounded by ``timeout``),
+reduces, and answers all.  With the local executor (``in_process``, the default there) the
+driver is worker 0 itself: it runs shard 0's pass in its own thread, and each of that
+pass's reductions receives the other workers' parts, reduces and answers them (N devices
+in N processes, not N + 1; no pipe for shard 0).  A local worker process runs its pass in
+its one thread and talks on its pipe directly, large arrays (weights, batches,
+activations, dW) in shared memory (:class:`_ShmConn`); a Ray actor runs the pass in a
+thread and answers each call with the pass's next message.  A backward pass returns the worker's integer dW partials of all
+layers as one flat int64 array: the driver's reduction is one integer sum per step.  A worker's exception ends the step on
 every worker and is raised in the driver as one line naming the worker; a worker that dies
 or does not answer in time is a :class:`WorkerError`.
 """
 from __future__ import annotations
 
+import collections
+import io
 import math
 import os
+import pickle
 import queue
 import socket
 import threading
@@ -76,6 +86,10 @@ class WorkerError(DeviceError):
 
 class _Aborted(Exception):
     """The driver ended the step (another worker failed)."""
+
+
+class _Closed(Exception):
+    """The driver closed the pool while this worker's pass waited in a reduction."""
 
 
 _ABORT = ("abort",)
@@ -159,6 +173,26 @@ def _absf(q):
     return np.abs(q).astype(np.float64)
 
 
+#: the exponent code of a zero maximum in a guess (below every float64 exponent)
+_ZERO = -4096.0
+
+
+def _exponent(m: float) -> int | None:
+    """floor(log2(m)) of a positive finite maximum (what its quantization scale depends
+    on), None for zero."""
+    return math.floor(math.log2(m)) if m > 0.0 and math.isfinite(m) else None
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """``x`` with its non-finite entries zeroed (a guess of a part that the check after
+    the reduction rejects anyway: the quantization then raises, on every worker)."""
+    return np.where(np.isfinite(x), x, 0.0)
+
+
+def _top(v) -> float:
+    return float(np.max(v)) if np.size(v) else 0.0
+
+
 class ShardEngine:
     """The GEMM engine of one worker (the layers call it as they call
     :class:`intergrad.engine.DeviceEngine`): the same fixed point, with every quantization
@@ -182,6 +216,17 @@ class ShardEngine:
         self.modes = dict(modes or {})
         self._plans: dict[int, dict] = {}     # workers -> feature_plan
         self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
+        #: (layer, pass) -> (scale exponent per tensor, bit widths of the bound attempts)
+        #: of the last sharded quantization: the next one's guess
+        self._last: dict[tuple[str, str], tuple[dict, list]] = {}
+        #: (layer, pass) -> the whole tensors' largest magnitudes of the last quantization
+        self.maxima: dict[tuple[str, str], dict[str, float]] = {}
+        self.guesses = {True: 0, False: 0}    # sharded quantizations guessed right, wrong
+        self._inputs: dict[str, tuple[np.ndarray, float]] = {}   # layer -> (input, its max)
+        #: this thread's CPU seconds of each stretch of a pass between reductions (every
+        #: worker's stretches line up: the same reductions in the same order)
+        self.phases: collections.deque = collections.deque(maxlen=1 << 14)
+        self._mark = time.thread_time()
         self.begin((0, 1, 1), (0, 1))
 
     def begin(self, rows: tuple[int, int, int], part: tuple[int, int]) -> None:
@@ -196,7 +241,11 @@ class ShardEngine:
     def _allreduce(self, tag: str, values: list, ops: list) -> list:
         if self.part[1] == 1:
             return [np.asarray(v) if op == "max" else v for v, op in zip(values, ops)]
-        return self.comm.allreduce(tag, values, ops)
+        self.phases.append(time.thread_time() - self._mark)
+        try:
+            return self.comm.allreduce(tag, values, ops)
+        finally:
+            self._mark = time.thread_time()
 
     def _noise(self, t: np.ndarray, sharded: bool) -> np.ndarray:
         """The uniform draws of the one-device run for the part ``t`` of a tensor."""
@@ -206,48 +255,147 @@ class ShardEngine:
         return self.rng.random((B,) + t.shape[1:])[b0:b1]
 
     def _quantize(self, layer, pass_, tensors: dict, products: list, sharded=(),
-                  grads=("dY",)):
+                  grads=("dY",), known=None):
         """As DeviceEngine._quantize, over the whole batch: ``sharded`` names the tensors
         of which this worker has its rows; products: (a, b, fn(|qa|, |qb|), kind) with kind
         "max" (fn's largest entry is a per-row bound) or "sum" (fn's entries are sums over
-        the rows, to be summed over the workers before their largest is taken)."""
+        the rows, to be summed over the workers before their largest is taken); ``known``:
+        name -> the whole tensor's largest magnitude where already reduced (a conv's input
+        in its backward pass, from the forward).
+
+        A sharded call takes one reduction when its guess holds (:meth:`_guess`), else one
+        per bound attempt after it, the first such reduction carrying the tensors'
+        maxima (as many as the unguessed protocol: one for the maxima, one per attempt)."""
         names = list(tensors)
-        red = bool(sharded)
         local = [float(np.max(np.abs(tensors[n]))) if tensors[n].size else 0.0 for n in names]
-        if red:
-            local = [float(v) for v in self._allreduce(f"{layer}/{pass_}/scale", local,
-                                                       ["max"] * len(names))]
-        m = dict(zip(names, local))
+        if not sharded or self.part[1] == 1:
+            m = dict(zip(names, local))
+            return self._fit(layer, pass_, tensors, products, m, self._draws(tensors, m, sharded,
+                             grads), {n: self.max_bits for n in names}, False)
+        return self._guess(layer, pass_, tensors, products, sharded, grads, dict(zip(names, local)),
+                           known or {})
+
+    def _guess(self, layer, pass_, tensors, products, sharded, grads, local, known):
+        """The scale and bound reductions of a sharded quantization in one: every worker
+        guesses each tensor's scale exponent (``known`` maxima exactly; the unsharded ones
+        from its own copy; a sharded one as the larger of its rows' and the whole tensor's
+        at this layer and pass the step before) and the bit widths the bound attempts
+        tried the step before, quantizes its part that way and sends the attempts' bounds
+        with its maxima and guesses.  If every worker guessed every exponent right, the
+        quantized parts are exactly those of the one-device run and the attempts' bounds
+        its bounds: the decision replays the attempts (bits dropped as the one-device
+        rule drops them) while they are the ones guessed, then goes on one reduction per
+        attempt.  A wrong guess costs nothing but the guessed bounds' host work: the
+        draws of stochastic rounding are made again as the true maxima decide, and the
+        attempts run from the first with the maxima reduced."""
+        names = list(tensors)
+        key = (layer, pass_)
+        prev_e, seq = self._last.get(key, ({}, [{n: self.max_bits for n in names}]))
+        guess, parts = {}, dict(tensors)
+        for n in names:
+            if not np.isfinite(local[n]):     # the check below fails: raised on every worker
+                parts[n], guess[n] = _finite(tensors[n]), 0.0
+            elif n in known:
+                guess[n] = known[n]
+            elif n not in sharded:
+                guess[n] = local[n]           # every worker's copy is the whole tensor
+            else:
+                e = [v for v in (_exponent(local[n]), prev_e.get(n)) if v is not None]
+                guess[n] = 2.0 ** max(e) if e else 0.0
+        codes = [float(_exponent(guess[n]) if _exponent(guess[n]) is not None else _ZERO)
+                 for n in names]
+        state = self.rng.bit_generator.state if self.rng is not None else None
+        noise = self._draws(tensors, guess, sharded, grads)
+        attempts, vals = [], []
+        for bits in seq:
+            q = {n: _quantize_part(parts[n], guess[n], bits[n], noise.get(n)) for n in names}
+            v, ops = self._bounds(q, products, True)
+            attempts.append((bits, q))
+            vals += v
+        k = len(names)
+        red = self._allreduce(f"{layer}/{pass_}/guess", [local[n] for n in names] + codes +
+                              [-c for c in codes] + vals,
+                              ["max"] * (3 * k) + ops * len(seq))
+        m = {n: float(red[i]) for i, n in enumerate(names)}
+        hit = all(np.isfinite(m[n]) and float(red[k + i]) == -float(red[2 * k + i]) ==
+                  (_exponent(m[n]) if _exponent(m[n]) is not None else _ZERO)
+                  for i, n in enumerate(names))
+        self.guesses[hit] += 1
+        tried: list[dict] = []
+        bits = {n: self.max_bits for n in names}
+        attempt = 0
+        if hit:
+            P = len(products)
+            for i, (b, q) in enumerate(attempts):
+                if b != bits:
+                    break
+                tried.append(dict(bits))
+                over = _overflows(products, [_top(v) for v in red[3 * k + i * P:3 * k + (i + 1) * P]],
+                                  self.limit)
+                if not over:
+                    self._done(key, bits, m, tried)
+                    return q
+                _drop_bits(bits, over)
+                if min(bits.values()) < 1:
+                    self._raise_overflow(layer, pass_)
+                attempt += 1
+        else:
+            if state is not None:     # the draws as the true maxima decide them
+                self.rng.bit_generator.state = state
+            noise = self._draws(tensors, m, sharded, grads)
+        return self._fit(layer, pass_, tensors, products, m, noise, bits, True, attempt, tried)
+
+    def _draws(self, tensors, m, sharded, grads) -> dict:
+        """The stochastic rounding draws of the tensors to quantize (made once: every retry
+        uses the same), as the one-device run makes them: of the nonzero gradients."""
         noise = {}
-        if self.rng is not None:         # drawn once: every retry uses the same draws
-            for n in names:
+        if self.rng is not None:
+            for n in tensors:
                 if n in grads and np.isfinite(m[n]) and m[n] != 0.0:
                     noise[n] = self._noise(tensors[n], n in sharded)
-        bits = {n: self.max_bits for n in names}
-        for attempt in range(4 * self.max_bits + 4):
+        return noise
+
+    def _bounds(self, q, products, red) -> tuple[list, list]:
+        vals, ops = [], []
+        for a, b, fn, kind in products:
+            v = fn(_absf(q[a][0]), _absf(q[b][0]))
+            if kind == "max" or not red:
+                vals.append(float(np.max(v)) if np.size(v) else 0.0)
+                ops.append("max")
+            else:
+                vals.append(np.asarray(v, dtype=np.float64))
+                ops.append("sum")
+        return vals, ops
+
+    def _fit(self, layer, pass_, tensors, products, m, noise, bits, red, attempt=0, tried=None):
+        """The bound attempts from ``attempt`` on, one reduction each (``red``)."""
+        names = list(tensors)
+        tried = [] if tried is None else tried
+        while attempt < 4 * self.max_bits + 4:
             q = {n: _quantize_part(tensors[n], m[n], bits[n], noise.get(n)) for n in names}
-            vals, ops = [], []
-            for a, b, fn, kind in products:
-                v = fn(_absf(q[a][0]), _absf(q[b][0]))
-                if kind == "max" or not red:
-                    vals.append(float(np.max(v)) if np.size(v) else 0.0)
-                    ops.append("max")
-                else:
-                    vals.append(np.asarray(v, dtype=np.float64))
-                    ops.append("sum")
+            vals, ops = self._bounds(q, products, red)
             if red:
                 vals = self._allreduce(f"{layer}/{pass_}/bound{attempt}", vals, ops)
-            over = _overflows(products, [float(np.max(v)) if np.size(v) else 0.0 for v in vals],
-                              self.limit)
+            tried.append(dict(bits))
+            over = _overflows(products, [_top(v) for v in vals], self.limit)
             if not over:
-                used = self.bits_used.setdefault((layer, pass_), dict(bits))
-                used.update({n: min(used.get(n, b), b) for n, b in bits.items()})
+                self._done((layer, pass_), bits, m, tried)
                 return q
             _drop_bits(bits, over)
             if min(bits.values()) < 1:
                 break
+            attempt += 1
+        self._raise_overflow(layer, pass_)
+
+    def _raise_overflow(self, layer, pass_):
         raise OverflowError(f"{layer}: {pass_} cannot fit the {self.cfg.acc_w}-bit accumulator "
                             f"even with 1-bit operands (reduction too long)")
+
+    def _done(self, key, bits, m, tried) -> None:
+        used = self.bits_used.setdefault(key, dict(bits))
+        used.update({n: min(used.get(n, b), b) for n, b in bits.items()})
+        self._last[key] = ({n: _exponent(v) for n, v in m.items()}, tried)
+        self.maxima[key] = m
 
     def _gemm(self, fn, *args, **kw):
         with warnings.catch_warnings():   # the exact bound above rules out wrap-around
@@ -264,6 +412,7 @@ class ShardEngine:
             return self._fc_forward_features(X, W, layer)
         q = self._quantize(layer, "fwd", {"X": X, "W": W},
                            [("X", "W", lambda a, b: a @ b, "max")], sharded=("X",))
+        self._remember_input(layer, X)
         (qx, fx), (qw, fw) = q["X"], q["W"]
         Y = self._gemm(self.s.fc_forward, qx, qw, layer)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
@@ -272,7 +421,7 @@ class ShardEngine:
         if self.modes.get(layer) == "features":
             return self._fc_backward_features(X, W, dY, layer, need_dx)
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, _fc_bwd_products(need_dx),
-                           sharded=("X", "dY"))
+                           sharded=("X", "dY"), known=self._known_input(layer, X))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
         dX, dW = self._gemm(self.s.fc_backward, qx, qw, qd, layer, schedule=self.schedule,
                             need_dx=need_dx)
@@ -280,6 +429,15 @@ class ShardEngine:
         if dX is not None:
             dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
         return BackwardResult(dX, np.zeros(W.shape, np.float32))
+
+    def _remember_input(self, layer, x) -> None:
+        self._inputs[layer] = (x, self.maxima[(layer, "fwd")]["X"])
+
+    def _known_input(self, layer, x) -> dict:
+        """The whole input's largest magnitude, reduced in the forward pass (the backward
+        pass quantizes the same tensor)."""
+        seen = self._inputs.get(layer)
+        return {"X": seen[1]} if seen is not None and seen[0] is x else {}
 
     def _cols(self, layer, M):
         k, n = self.part
@@ -330,6 +488,7 @@ class ShardEngine:
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [
             ("X", "W", lambda a, b: im2col(a, kh, kw, stride, pad) @ conv_weight_matrix(b),
              "max")], sharded=("X",))
+        self._remember_input(layer, x)
         (qx, fx), (qw, fw) = q["X"], q["W"]
         y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad)
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
@@ -341,7 +500,7 @@ class ShardEngine:
             prods.append(("dY", "W", lambda a, b: col2im(grad_matrix(a) @ conv_weight_matrix(b).T,
                                                          x.shape, kh, kw, stride, pad), "max"))
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods,
-                           sharded=("X", "dY"))
+                           sharded=("X", "dY"), known=self._known_input(layer, x))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
         dx, dw = self._gemm(self.s.conv_backward, qx, qw, qd, layer, stride=stride, pad=pad,
                             schedule=self.schedule, need_dx=need_dx)
@@ -387,17 +546,152 @@ class _Comm:
 
     def __init__(self, outq: queue.Queue, inq: queue.Queue, timeout: float):
         self.outq, self.inq, self.timeout = outq, inq, timeout
+        self.count, self.wait = 0, 0.0     # reductions, wall seconds from send to answer
 
     def allreduce(self, tag, values, ops):
+        t = time.perf_counter()
         self.outq.put(("allreduce", tag, values, ops))
         try:
             r = self.inq.get(timeout=self.timeout)
         except queue.Empty:
             raise TimeoutError(f"no answer from the driver within {self.timeout:.0f} s "
                                f"({tag})") from None
+        self.count += 1
+        self.wait += time.perf_counter() - t
         if r is _ABORT:
             raise _Aborted()
         return r
+
+
+class _PipeComm:
+    """A local worker's side of the reductions: its pass (in the process's one thread)
+    sends its part on the pipe and reads the driver's answer from it."""
+
+    def __init__(self, conn, timeout: float):
+        self.conn, self.timeout = conn, timeout
+        self.count, self.wait = 0, 0.0     # reductions, wall seconds from send to answer
+
+    def allreduce(self, tag, values, ops):
+        t = time.perf_counter()
+        self.conn.send(("allreduce", tag, values, ops))
+        if not self.conn.poll(self.timeout):
+            raise TimeoutError(f"no answer from the driver within {self.timeout:.0f} s ({tag})")
+        r = self.conn.recv()
+        self.count += 1
+        self.wait += time.perf_counter() - t
+        if r[0] == "abort":
+            raise _Aborted()
+        if r[0] == "close":
+            raise _Closed()
+        if r[0] != "resume":
+            raise RuntimeError(f"message {r[0]!r} from the driver inside a reduction ({tag})")
+        return r[1]
+
+
+# ------------------------------------------------------------------------------ transport
+
+#: arrays of at least this many bytes travel in shared memory, smaller ones in the pickle
+SHM_MIN_BYTES = 1 << 14
+_SHM_KINDS = frozenset("biufc")
+
+
+class _ShmConn:
+    """One end of a local worker's pipe whose messages carry their large numpy arrays in
+    shared memory (:data:`SHM_MIN_BYTES` and up), the rest pickled as before: one
+    ``send_bytes`` per message (the segment's name, then the pickle, in which each large
+    array is an (offset, dtype, shape) reference).  Each end owns the one segment its sent
+    arrays go into (replaced by a larger one when a message needs more); the receiver copies
+    them out as it unpickles, and a pipe carries one message at a time each way (the
+    driver and a worker alternate), so the segment is free again when the next message is
+    written.  Saves pickling every array into the pipe and the many small pipe writes of
+    a large message (weights, activations, dW partials: MBs per step)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.shm = None                       # the segment this end sends in
+        self.peer = None                      # the other end's, as attached here
+
+    def poll(self, timeout=0.0) -> bool:
+        return self.conn.poll(timeout)
+
+    def send(self, msg) -> None:
+        arrays, size = [], 0
+
+        def ref(obj):
+            nonlocal size
+            if type(obj) is np.ndarray and obj.nbytes >= SHM_MIN_BYTES \
+                    and obj.dtype.kind in _SHM_KINDS:
+                off = size
+                arrays.append((off, obj))
+                size += -(-obj.nbytes // 64) * 64
+                return (off, obj.dtype.str, obj.shape)
+            return None
+
+        buf = io.BytesIO()
+        pk = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
+        pk.persistent_id = ref
+        pk.dump(msg)
+        name = b""
+        if arrays:
+            shm = self._segment(size)
+            for off, a in arrays:
+                np.ndarray(a.shape, a.dtype, buffer=shm.buf, offset=off)[...] = a
+            name = shm.name.encode()
+        self.conn.send_bytes(name + b"\0" + buf.getbuffer())
+
+    def recv(self):
+        data = self.conn.recv_bytes()
+        i = data.index(b"\0")
+        up = pickle.Unpickler(io.BytesIO(memoryview(data)[i + 1:]))
+        if i:
+            shm = self._attach(data[:i].decode())
+
+            def load(r):
+                off, dt, shape = r
+                return np.ndarray(shape, np.dtype(dt), buffer=shm.buf, offset=off).copy()
+
+            up.persistent_load = load
+        return up.load()
+
+    def _segment(self, size: int):
+        from multiprocessing import shared_memory
+        if self.shm is None or self.shm.size < size:
+            self._drop_own()
+            self.shm = shared_memory.SharedMemory(create=True,
+                                                  size=1 << max(20, (size - 1).bit_length()))
+        return self.shm
+
+    def _attach(self, name: str):
+        from multiprocessing import shared_memory
+        if self.peer is None or self.peer.name != name:
+            if self.peer is not None:
+                self.peer.close()
+            self.peer = shared_memory.SharedMemory(name=name)
+        return self.peer
+
+    def _drop_own(self) -> None:
+        if self.shm is not None:
+            self.shm.close()
+            try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
+            self.shm = None
+
+    def unlink_peer(self) -> None:
+        """Remove the other end's segment (a worker that was killed could not)."""
+        if self.peer is not None:
+            try:
+                self.peer.unlink()
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        self._drop_own()
+        if self.peer is not None:
+            self.peer.close()
+            self.peer = None
+        self.conn.close()
 
 
 class ShardWorker:
@@ -426,6 +720,14 @@ class ShardWorker:
                                   modes=modes, net=self.net)
         if rng_state is not None and self.engine.rng is not None:
             self.engine.rng.bit_generator.state = rng_state
+        #: layer -> (offset, shape) of its dW in the flat integer partials of a backward pass
+        self.layout: dict[str, tuple[int, tuple]] = {}
+        off = 0
+        for layer in self.net.layers:
+            if layer.params():
+                self.layout[layer.name] = (off, layer.w.shape)
+                off += layer.w.size
+        self.flat_size = off
         self.cache = None
         self.thread: threading.Thread | None = None
 
@@ -459,29 +761,96 @@ class ShardWorker:
         except queue.Empty:
             return ("error", "TimeoutError", f"no progress within {self.timeout:.0f} s")
 
+    def serve(self, conn) -> None:
+        """A local worker: the passes run in this thread, their reductions on ``conn``."""
+        self.engine.comm = _PipeComm(conn, self.timeout)
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == "close":
+                break
+            if kind in ("forward", "backward"):
+                try:
+                    out = self._step(msg)
+                except _Closed:
+                    break
+            elif kind == "abort":          # no pass waiting in a reduction: nothing to end
+                out = ("aborted",)
+            elif kind == "query":
+                try:
+                    out = ("done", self._query(msg[1]))
+                except Exception as e:     # noqa: BLE001 - reported to the driver
+                    out = ("error", type(e).__name__, _one_line(e))
+            else:
+                out = ("error", "ValueError", f"unknown message {kind!r} outside a pass")
+            try:
+                conn.send(out)
+            except (EOFError, OSError):
+                break
+
     def _pass(self, msg) -> None:
+        self.outq.put(self._step(msg))
+
+    def _step(self, msg):
+        """One pass; its last message for the driver: ("done", result), ("aborted",) or
+        ("error", type, text).  A backward pass's result: (dW, exps, dys): ``dW`` every
+        layer's integer dW partial in one flat int64 array (:attr:`layout`; a layer split
+        by output features has zeros outside this worker's columns), ``exps`` layer -> its
+        scale exponent, ``dys`` layer -> (upstream gradient, sharded); one that every
+        worker holds whole (the FC stack split by features) comes from worker 0 only."""
+        self.engine._mark = time.thread_time()
+        try:
+            return self._pass_result(msg)
+        finally:
+            self.engine.phases.append(time.thread_time() - self.engine._mark)
+
+    def _pass_result(self, msg):
         try:
             if msg[0] == "forward":
-                _, token, params, x, rows, part = msg
+                _, token, params, x, rows, part = msg[:6]
+                if len(msg) > 6 and msg[6] is not None:
+                    self._set_state(msg[6])
                 self.net.set_params(params)
                 self.engine.begin(rows, part)
                 logits, cache = self.net.forward(self.engine, x)
                 self.cache = (token, cache, self.engine.gathered)
-                out = logits
-            else:
-                _, token, dlogits = msg
-                if self.cache is None or self.cache[0] != token:
-                    raise RuntimeError("backward pass of another forward pass than the last")
-                eng = self.engine
-                eng.begin(eng.rows, eng.part)
-                eng.gathered = self.cache[2]
-                self.net.backward(eng, self.cache[1], dlogits)
-                out = (eng.partials, eng.dys)
-            self.outq.put(("done", out))
+                return ("done", logits)
+            _, token, dlogits = msg
+            if self.cache is None or self.cache[0] != token:
+                raise RuntimeError("backward pass of another forward pass than the last")
+            eng = self.engine
+            eng.begin(eng.rows, eng.part)
+            eng.gathered = self.cache[2]
+            self.net.backward(eng, self.cache[1], dlogits)
+            flat = np.zeros(self.flat_size, np.int64)
+            exps = {}
+            for name, (p, e, c0) in eng.partials.items():
+                off, shape = self.layout[name]
+                dst = flat[off:off + int(np.prod(shape))].reshape(shape)
+                if c0 is None:
+                    dst[...] = p
+                else:                          # this worker's columns
+                    dst[:, c0:c0 + p.shape[1]] = p
+                exps[name] = e
+            first = eng.part[0] == 0
+            dys = {name: (dy if sharded or first else None, sharded)
+                   for name, (dy, sharded) in eng.dys.items()}
+            return ("done", (flat, exps, dys))
         except _Aborted:
-            self.outq.put(("aborted",))
+            return ("aborted",)
+        except (_Closed, KeyboardInterrupt):
+            raise                        # (an interrupt: the in-process shard's, Ctrl-C)
         except BaseException as e:       # noqa: BLE001 - reported to the driver
-            self.outq.put(("error", type(e).__name__, _one_line(e)))
+            return ("error", type(e).__name__, _one_line(e))
+
+    def _set_state(self, state) -> None:
+        rng, last = state
+        if self.engine.rng is not None and rng is not None:
+            self.engine.rng.bit_generator.state = rng
+        self.engine._last = {k: (dict(e), [dict(b) for b in seq]) for k, (e, seq) in last.items()}
 
     def _query(self, what):
         if what == "describe":
@@ -496,6 +865,18 @@ class ShardWorker:
             return float(getattr(self.dev, "sim_seconds", 0.0))
         if what == "cpu_seconds":       # this process's CPU time, all its threads
             return time.process_time()
+        if what == "reductions":        # (reductions so far, wall seconds spent in them)
+            c = self.engine.comm
+            return (c.count, c.wait)
+        if what == "guesses":           # sharded quantizations guessed (right, wrong)
+            return (self.engine.guesses[True], self.engine.guesses[False])
+        if what == "state":             # what another worker takes over (_set_state)
+            return (None if self.engine.rng is None else self.engine.rng.bit_generator.state,
+                    self.engine._last)
+        if what == "phases":            # the CPU seconds between reductions since the last call
+            out = list(self.engine.phases)
+            self.engine.phases.clear()
+            return out
         raise ValueError(f"unknown query {what!r}")
 
     def close(self) -> None:
@@ -516,6 +897,7 @@ def _worker_main(conn, init: dict) -> None:
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's
     _limit_threads()
+    conn = _ShmConn(conn)
     try:
         w = ShardWorker(**init)
         conn.send(("ready", w.describe()))
@@ -523,29 +905,24 @@ def _worker_main(conn, init: dict) -> None:
         conn.send(("error", type(e).__name__, _one_line(e)))
         return
     try:
-        while True:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                break
-            if msg[0] == "close":
-                break
-            conn.send(w.handle(msg))
+        w.serve(conn)
     finally:
         w.close()
+        conn.close()
 
 
 # ------------------------------------------------------------------------------ pools
 
 class _LocalPool:
-    """Worker processes on this machine, one pipe each."""
+    """Worker processes on this machine, one pipe each: shards ``first`` on (the driver
+    runs the ones before in its own process); ``send`` / ``recv`` take the shard index."""
 
     kind = "local"
 
-    def __init__(self, inits: list[dict], timeout: float):
+    def __init__(self, inits: list[dict], timeout: float, first: int = 0):
         from .sweep import mp_context
         ctx = mp_context()
-        self.timeout = timeout
+        self.timeout, self.first = timeout, first
         self.procs, self.conns = [], []
         for init in inits:
             parent, child = ctx.Pipe()
@@ -554,10 +931,10 @@ class _LocalPool:
             p.start()
             child.close()
             self.procs.append(p)
-            self.conns.append(parent)
+            self.conns.append(_ShmConn(parent))
         self.names = []
         try:
-            for k in range(len(inits)):
+            for k in range(first, first + len(inits)):
                 r = self.recv(k, max(timeout, START_TIMEOUT))
                 if r[0] != "ready":
                     raise WorkerError(f"worker {k} could not start: {r[1]}: {r[2]}")
@@ -568,12 +945,12 @@ class _LocalPool:
 
     def send(self, k, msg) -> None:
         try:
-            self.conns[k].send(msg)
+            self.conns[k - self.first].send(msg)
         except (OSError, ValueError):
             raise WorkerError(self._dead(k)) from None
 
     def _dead(self, k) -> str:
-        p = self.procs[k]
+        p = self.procs[k - self.first]
         p.join(1.0)
         code = p.exitcode
         how = f"exit status {code}" if code is None or code >= 0 else f"signal {-code}"
@@ -582,7 +959,7 @@ class _LocalPool:
     def recv(self, k, timeout):
         # a worker that dies closes its end of the pipe: poll() is then true and recv()
         # raises EOFError (only the worker holds that end)
-        conn, p = self.conns[k], self.procs[k]
+        conn, p = self.conns[k - self.first], self.procs[k - self.first]
         try:
             if not conn.poll(timeout):
                 raise WorkerError(f"worker {k} (pid {p.pid}) sent nothing for {timeout:.0f} s")
@@ -601,7 +978,9 @@ class _LocalPool:
             if p.is_alive():
                 p.terminate()
                 p.join(5.0)
-        for conn in self.conns:
+        for p, conn in zip(self.procs, self.conns):
+            if p.exitcode is not None and p.exitcode < 0:   # killed: its segment is left
+                conn.unlink_peer()
             conn.close()
         self.procs, self.conns = [], []
 
@@ -674,11 +1053,46 @@ class _RayPool:
         self.ex.close()
 
 
-def _close_pool(pool) -> None:
-    try:
-        pool.close()
-    except Exception:   # noqa: BLE001 - at exit: best effort
-        pass
+def _close_pool(pool, local=None) -> None:
+    for c in (pool, local):
+        try:
+            if c is not None:
+                c.close()
+        except Exception:   # noqa: BLE001 - at exit: best effort
+            pass
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS runs one thread (the in-process shard shares the
+    cores with the workers), or nothing without threadpoolctl."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS = ThreadpoolController()
+        except ImportError:
+            _BLAS = False
+    import contextlib
+    return _BLAS.limit(limits=1) if _BLAS else contextlib.nullcontext()
+
+
+_BLAS = None
+
+
+class _DriverComm:
+    """The in-process shard's side of the reductions: the driver's own (it receives the
+    other workers' parts, reduces and answers them, in the thread that runs the pass)."""
+
+    def __init__(self, dp: "DataParallel"):
+        self.dp = weakref.ref(dp)
+        self.count, self.wait = 0, 0.0
+
+    def allreduce(self, tag, values, ops):
+        t = time.perf_counter()
+        r = self.dp()._local_allreduce(tag, values, ops)
+        self.count += 1
+        self.wait += time.perf_counter() - t
+        return r
 
 
 # ------------------------------------------------------------------------------ driver
@@ -744,6 +1158,9 @@ class DataParallel:
     actors with ``resources={"pynq_board": 1}``, docs/cluster.md).  ``schedule``,
     ``stochastic``, ``seed``, ``max_bits`` as for :class:`intergrad.engine.DeviceEngine`;
     ``rng_state``: the stochastic-rounding generator's state to start from (a checkpoint).
+    ``in_process``: shard 0 runs in this process (its device opened here, its reductions
+    served by the pass itself, numpy's BLAS at one thread during it); default: with the
+    local executor and the sim backend.
 
     ``net`` stays the master copy: its parameters are the weights the optimizer updates.
     Train with ``nn.train(dp.net, dp.engine, ...)``; :attr:`report` is every worker's
@@ -754,7 +1171,7 @@ class DataParallel:
                  seed: int = 0, max_bits: int | None = None, split_features: bool = True,
                  rng_state=None, backend: str = "sim", device_kw: dict | None = None,
                  address: str | None = None, resources: dict | None = None,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, in_process: bool | None = None):
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
         n = int(workers) if workers else (os.cpu_count() or 1)
@@ -776,9 +1193,30 @@ class DataParallel:
                       max_bits=max_bits, modes=self.modes, rng_state=rng_state, backend=backend,
                       device_kw=device_kw, library=library, timeout=timeout, index=k)
                  for k in range(n)]
-        self.pool = _LocalPool(inits, timeout) if executor == "local" else \
-            _RayPool(inits, timeout, address, resources)
-        self._finalizer = weakref.finalize(self, _close_pool, self.pool)
+        if in_process is None:
+            in_process = executor == "local" and backend == "sim"
+        #: shard 0's worker in this process (``in_process``), its reductions this thread's
+        self.local: ShardWorker | None = None
+        if in_process:
+            try:
+                self.local = ShardWorker(**inits[0])
+            except Exception as e:   # noqa: BLE001 - as a worker process reports it
+                raise WorkerError(f"worker 0 could not start: {type(e).__name__}: "
+                                  f"{_one_line(e)}") from None
+            self.local.engine.comm = _DriverComm(self)
+        first = 1 if in_process else 0
+        try:
+            self.pool = _LocalPool(inits[first:], timeout, first) if executor == "local" else \
+                _RayPool(inits, timeout, address, resources)
+        except BaseException:
+            if self.local is not None:
+                self.local.close()
+            raise
+        self._finalizer = weakref.finalize(self, _close_pool, self.pool, self.local)
+        self.names = ([f"{self.local.describe()} (this process)"] if self.local else []) + \
+            list(self.pool.names)
+        self._failed = None
+        self._stale: set[int] = set()    # workers whose state is to be worker 0's
         self.net = ParallelNet(self)
         self.engine = _EngineView(self)
         self._token = 0
@@ -793,9 +1231,16 @@ class DataParallel:
         cuts = [int(c) for c in np.linspace(0, B, n + 1).round()]
         params = self.master.params()
         self._token += 1
+        # a worker that sat out a pass (a batch smaller than the workers) or was in a failed
+        # one takes worker 0's state (in every pass, so the one-device history): the
+        # generator's, and the guesses' (they must be the same on every worker)
+        sync = self.query(0, "state") if self._stale & set(range(1, n)) else None
         msgs = {k: ("forward", self._token, params, x[cuts[k]:cuts[k + 1]],
-                    (cuts[k], cuts[k + 1], B), (k, n)) for k in range(n)}
-        outs = self._run(msgs)
+                    (cuts[k], cuts[k + 1], B), (k, n), sync if k in self._stale else None)
+                for k in range(n)}
+        self._stale -= set(range(n))
+        self._stale |= set(range(n, self.workers))
+        outs = self._run_marking(msgs)
         full = outs[0].shape[0] == B
         logits = outs[0] if full else np.concatenate(outs)
         self._last = (self._token, cuts, full)
@@ -808,68 +1253,125 @@ class DataParallel:
         _, cuts, full = self._last
         n = len(cuts) - 1
         dlogits = np.asarray(dlogits)
-        outs = self._run({k: ("backward", token, dlogits if full else
-                              dlogits[cuts[k]:cuts[k + 1]]) for k in range(n)})
-        grads = []
+        outs = self._run_marking({k: ("backward", token, dlogits if full else
+                                      dlogits[cuts[k]:cuts[k + 1]]) for k in range(n)})
+        exps = outs[0][1]
+        for k, o in enumerate(outs[1:], 1):
+            if o[1] != exps:
+                bad = sorted(l for l in exps if o[1].get(l) != exps[l])
+                raise RuntimeError(f"{', '.join(bad)}: the workers scaled dW differently "
+                                   f"(worker 0: {[exps[l] for l in bad]}, worker {k}: "
+                                   f"{[o[1].get(l) for l in bad]})")
+        total = outs[0][0] if n == 1 else np.add.reduce([o[0] for o in outs])  # exact integers
+        grads, off = [], 0
         for layer in self.master.layers:
             if not layer.params():
                 continue
-            parts = [o[0][layer.name] for o in outs]
-            exps = {e for _, e, _ in parts}
-            if len(exps) != 1:
-                raise RuntimeError(f"{layer.name}: the workers scaled dW differently ({exps})")
-            total = np.zeros(layer.w.shape, np.int64)
-            for p, _, c0 in parts:
-                if c0 is None:
-                    total += p
-                else:                          # an FC worker's columns
-                    total[:, c0:c0 + p.shape[1]] += p
-            dW = wrap(total, self.cfg.acc_w) * 2.0 ** -exps.pop()
-            dys = [o[1][layer.name] for o in outs]
+            size = layer.w.size
+            dW = wrap(total[off:off + size].reshape(layer.w.shape), self.cfg.acc_w) \
+                * 2.0 ** -exps[layer.name]
+            off += size
+            dys = [o[2][layer.name] for o in outs]
             dy = np.concatenate([d for d, _ in dys]) if dys[0][1] else dys[0][0]
             grads += layer.backward(_Replay(dW.astype(np.float32)), None, dy, False)[1]
         return grads
 
+    def _run_marking(self, msgs: dict) -> list:
+        try:
+            return self._run(msgs)
+        except BaseException:
+            self._stale |= set(range(1, self.workers))   # a failed pass: resync from worker 0
+            raise
+
     def _run(self, msgs: dict) -> list:
-        """Send each worker its message, serve the reductions, return the results."""
+        """Send each worker its message, serve the reductions, return the results (the
+        in-process shard's pass runs here, its reductions serving the others')."""
         ks = sorted(msgs)
-        for k in ks:
+        local = self.local is not None and 0 in msgs
+        remote = [k for k in ks if not (local and k == 0)]
+        for k in remote:
             self.pool.send(k, msgs[k])
+        if local:
+            self._failed, self._remote = None, remote
+            try:
+                with _one_blas_thread():
+                    r0 = self.local._step(msgs[0])
+            except KeyboardInterrupt:    # the other workers are mid-pass: end them
+                self.close()
+                raise
+            if self._failed is not None:        # a reduction found another worker failing
+                failed, self._failed = self._failed, None
+                if isinstance(failed, BaseException):
+                    raise failed
+                self._fail(failed)
+            rep = {k: self.pool.recv(k, self.timeout) for k in remote}
+            rep[0] = r0
+            if {r[0] for r in rep.values()} == {"done"}:
+                return [rep[k][1] for k in ks]
+            self._fail(rep)
         while True:
             rep = {k: self.pool.recv(k, self.timeout) for k in ks}
-            kinds = {r[0] for r in rep.values()}
-            if kinds == {"done"}:
+            if {r[0] for r in rep.values()} == {"done"}:
                 return [rep[k][1] for k in ks]
-            if kinds == {"allreduce"}:
-                tags = {r[1] for r in rep.values()}
-                if len(tags) != 1:
-                    self._abort(rep)
-                    raise WorkerError(f"workers out of step: {sorted(tags)}")
-                ops = rep[ks[0]][3]
-                red = [_reduce(op, [rep[k][2][i] for k in ks]) for i, op in enumerate(ops)]
-                for k in ks:
-                    self.pool.send(k, ("resume", red))
-                continue
-            self._abort(rep)
-            bad = [(k, r) for k, r in rep.items() if r[0] == "error"]
-            if not bad:
-                raise WorkerError(f"workers out of step: {sorted(kinds)}")
-            k, (_, tname, text) = bad[0]
-            where = self.pool.names[k] if k < len(self.pool.names) else ""
-            if tname in ("FloatingPointError", "OverflowError"):
-                raise {"FloatingPointError": FloatingPointError,
-                       "OverflowError": OverflowError}[tname](text)
-            raise WorkerError(f"worker {k} ({where}): {tname}: {text}")
+            if not self._reducible(rep):
+                self._fail(rep)
+            red = self._reduced(rep)
+            for k in ks:
+                self.pool.send(k, ("resume", red))
+
+    def _reducible(self, rep: dict) -> bool:
+        return {r[0] for r in rep.values()} == {"allreduce"} and \
+            len({r[1] for r in rep.values()}) == 1
+
+    @staticmethod
+    def _reduced(rep: dict) -> list:
+        ks = sorted(rep)
+        return [_reduce(op, [rep[k][2][i] for k in ks]) for i, op in enumerate(rep[ks[0]][3])]
+
+    def _local_allreduce(self, tag, values, ops) -> list:
+        """A reduction of the in-process shard's pass: the other workers' parts, reduced
+        with its own, answered; when another worker failed, the pass ends (_Aborted) and
+        :meth:`_run` reports it."""
+        try:
+            rep = {k: self.pool.recv(k, self.timeout) for k in self._remote}
+        except WorkerError as e:
+            self._failed = e
+            raise _Aborted() from None
+        rep[0] = ("allreduce", tag, values, ops)
+        if not self._reducible(rep):
+            self._failed = rep
+            raise _Aborted()
+        red = self._reduced(rep)
+        for k in self._remote:
+            self.pool.send(k, ("resume", red))
+        return red
+
+    def _fail(self, rep: dict):
+        """End the pass on the workers still waiting in a reduction; raise the failure."""
+        self._abort(rep)
+        bad = [(k, r) for k, r in sorted(rep.items()) if r[0] == "error"]
+        if not bad:
+            tags = sorted({str(r[1]) if r[0] == "allreduce" else r[0] for r in rep.values()})
+            raise WorkerError(f"workers out of step: {tags}")
+        k, (_, tname, text) = bad[0]
+        where = self.names[k] if k < len(self.names) else ""
+        if tname in ("FloatingPointError", "OverflowError"):
+            raise {"FloatingPointError": FloatingPointError,
+                   "OverflowError": OverflowError}[tname](text)
+        raise WorkerError(f"worker {k} ({where}): {tname}: {text}")
 
     def _abort(self, rep: dict) -> None:
-        """End the pass on the workers still waiting in a reduction."""
+        """End the pass on the workers still waiting in a reduction (not this process's:
+        its pass has ended)."""
         for k, r in rep.items():
-            if r[0] == "allreduce":
+            if r[0] == "allreduce" and not (self.local is not None and k == 0):
                 self.pool.send(k, _ABORT)
                 self.pool.recv(k, self.timeout)
 
     # -- what the workers know ---------------------------------------------------------
     def query(self, k: int, what: str):
+        if k == 0 and self.local is not None:
+            return self.local._query(what)
         self.pool.send(k, ("query", what))
         r = self.pool.recv(k, self.timeout)
         if r[0] != "done":
@@ -896,12 +1398,24 @@ class DataParallel:
         """Each worker process's CPU time so far."""
         return [self.query(k, "cpu_seconds") for k in range(self.workers)]
 
+    def phases(self) -> list[list[float]]:
+        """Each worker's CPU seconds (its pass's thread) of every stretch between two
+        reductions (and from a pass's start / to its end) since the last call: the same
+        stretches on every worker, so sum(max over the workers) is the CPU time on the
+        step's critical path (an idle machine, one core per worker, no wake-up latency)."""
+        return [self.query(k, "phases") for k in range(self.workers)]
+
+    def reductions(self) -> list[tuple[int, float]]:
+        """Each worker's reductions so far and the wall seconds it spent in them (from
+        sending its part to the answer: waiting for the other workers and the driver)."""
+        return [tuple(self.query(k, "reductions")) for k in range(self.workers)]
+
     def describe(self) -> str:
         split = [n for n, m in self.modes.items() if m == "features"]
         how = "every layer split by batch" if not split else \
             f"split by batch, {', '.join(split)} by output features"
         where = "processes" if self.executor == "local" else "Ray actors"
-        return f"{self.workers} workers ({where}: {'; '.join(self.pool.names)}), {how}"
+        return f"{self.workers} workers ({where}: {'; '.join(self.names)}), {how}"
 
     def close(self) -> None:
         self._finalizer()
