@@ -188,12 +188,11 @@ function [KMAX-1:0] diag_bits;
     end
 endfunction
 
-reg shape_q;   // the shape was latched in the cycle before: load diag_k
+// the shape was latched in the cycle before: load diag_k.  Not reset: a shape latched in a
+// reset cycle loads its counts too (they follow every shape_ld one cycle later)
+reg shape_q;
 always @(posedge clk) begin
     shape_q <= shape_ld;
-    if (rst) begin
-        shape_q <= 1'b0;
-    end
 end
 
 wire [ND*KW-1:0] diag_k;
