@@ -181,6 +181,28 @@ class _Lowered:
         return self._get(q, True)
 
 
+def bits_over(bound: float, limit: float) -> int:
+    """The operand bits a product must drop when its accumulator bound reaches ``limit``."""
+    return math.ceil(math.log2(bound / limit) + 1e-9)
+
+
+def drop_bits(bits: dict, over: list) -> None:
+    """The quantization retry rule (one place: DeviceEngine and the data-parallel shards):
+    for every product (a, b, need) over the bound, drop the bits it needs from the wider
+    operand first, alternately."""
+    cut: dict = {}
+    for a, b, need in over:
+        ba, bb = bits[a] - cut.get(a, 0), bits[b] - cut.get(b, 0)
+        for _ in range(max(need, 1)):
+            if ba >= bb:
+                ba -= 1
+            else:
+                bb -= 1
+        cut[a], cut[b] = bits[a] - ba, bits[b] - bb
+    for n, c in cut.items():
+        bits[n] -= c
+
+
 class DeviceEngine:
     """GEMMs on the array through a :class:`Scheduler` (fixed point, host requantization).
 
@@ -247,25 +269,13 @@ class DeviceEngine:
                     qa, qb = q[a][0], q[b][0]
                     bound = bounds[key] = float(fn(qa, qb)) if qa.size and qb.size else 0.0
                 if bound >= self.limit:
-                    over.append((a, b, math.ceil(math.log2(bound / self.limit) + 1e-9)))
+                    over.append((a, b, bits_over(bound, self.limit)))
             if not over:
                 rec = self.bits_used.setdefault((layer, pass_), dict(bits))
                 for n, v in bits.items():
                     rec[n] = min(rec.get(n, v), v)
                 return q
-            cut = {}
-            for a, b, need in over:     # drop bits from the wider operand first, alternately
-                need = max(need, 1)
-                ba, bb = bits[a] - cut.get(a, 0), bits[b] - cut.get(b, 0)
-                for i in range(need):
-                    if ba >= bb:
-                        ba -= 1
-                    else:
-                        bb -= 1
-                cut[a] = bits[a] - ba
-                cut[b] = bits[b] - bb
-            for n, c in cut.items():
-                bits[n] -= c
+            drop_bits(bits, over)
             if min(bits.values()) < 1:
                 break
         raise OverflowError(f"{layer}: {pass_} cannot fit the {self.cfg.acc_w}-bit accumulator "

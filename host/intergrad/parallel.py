@@ -69,7 +69,7 @@ import numpy as np
 from .device.base import DeviceError
 from .conv import col2im, conv_weight_matrix, grad_matrix, im2col
 from .core import wrap
-from .engine import BackwardResult
+from .engine import BackwardResult, bits_over, drop_bits
 from .scheduler import Report, Scheduler
 from .spec import ArrayConfig
 
@@ -335,7 +335,7 @@ class ShardEngine:
                 if not over:
                     self._done(key, bits, m, tried)
                     return q
-                _drop_bits(bits, over)
+                drop_bits(bits, over)
                 if min(bits.values()) < 1:
                     self._raise_overflow(layer, pass_)
                 attempt += 1
@@ -381,7 +381,7 @@ class ShardEngine:
             if not over:
                 self._done((layer, pass_), bits, m, tried)
                 return q
-            _drop_bits(bits, over)
+            drop_bits(bits, over)
             if min(bits.values()) < 1:
                 break
             attempt += 1
@@ -519,24 +519,7 @@ def _fc_bwd_products(need_dx):
 
 def _overflows(products, bounds, limit) -> list:
     """(a, b, bits to drop) of every product whose accumulator bound reaches ``limit``."""
-    return [(p[0], p[1], math.ceil(math.log2(v / limit) + 1e-9))
-            for p, v in zip(products, bounds) if v >= limit]
-
-
-def _drop_bits(bits: dict, over: list) -> None:
-    """DeviceEngine's rule: for every product over the bound, drop the bits it needs from
-    the wider operand first, alternately."""
-    cut: dict = {}
-    for a, b, need in over:
-        ba, bb = bits[a] - cut.get(a, 0), bits[b] - cut.get(b, 0)
-        for _ in range(max(need, 1)):
-            if ba >= bb:
-                ba -= 1
-            else:
-                bb -= 1
-        cut[a], cut[b] = bits[a] - ba, bits[b] - bb
-    for n, c in cut.items():
-        bits[n] -= c
+    return [(p[0], p[1], bits_over(v, limit)) for p, v in zip(products, bounds) if v >= limit]
 
 
 # ------------------------------------------------------------------------------ worker
