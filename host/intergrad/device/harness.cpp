@@ -36,6 +36,21 @@ extern bool Vintergrad_top___024root___eval_phase__act(Vintergrad_top___024root*
 extern bool Vintergrad_top___024root___eval_phase__nba(Vintergrad_top___024root* vlSelf)
     __attribute__((weak));
 
+// One level further in: the regions' bodies and their trigger computations.  Weak as above;
+// the direct cycle below also needs the trigger members (detected at compile time) and a
+// trigger layout that a probe at device creation confirms, else it is not used.
+extern void Vintergrad_top___024root___eval_ico(Vintergrad_top___024root* vlSelf)
+    __attribute__((weak));
+extern void Vintergrad_top___024root___eval_nba(Vintergrad_top___024root* vlSelf)
+    __attribute__((weak));
+extern void Vintergrad_top___024root___eval_triggers_vec__ico(Vintergrad_top___024root* vlSelf)
+    __attribute__((weak));
+extern void Vintergrad_top___024root___eval_triggers_vec__act(Vintergrad_top___024root* vlSelf)
+    __attribute__((weak));
+// present only if the design had logic in the active region (then the direct cycle is off)
+extern void Vintergrad_top___024root___eval_act(Vintergrad_top___024root* vlSelf)
+    __attribute__((weak));
+
 namespace {
 
 // Whether the generated root class has eval()'s "first iteration" flag of the ico region
@@ -46,13 +61,102 @@ template <typename R>
 struct has_ico_first<R, std::void_t<decltype(std::declval<R&>().__VicoFirstIteration)>>
     : std::true_type {};
 
+// ... and the trigger vectors and the clock's previous value that the direct cycle sets
+template <typename R, typename = void>
+struct has_triggers : std::false_type {};
+template <typename R>
+struct has_triggers<R, std::void_t<decltype(std::declval<R&>().__VicoTriggered[0]),
+                                   decltype(std::declval<R&>().__VactTriggered[0]),
+                                   decltype(std::declval<R&>().__VnbaTriggered[0]),
+                                   decltype(std::declval<R&>().__Vtrigprevexpr___TOP__clk__0),
+                                   decltype(std::declval<R&>().__VicoFirstIteration)>>
+    : std::true_type {};
+
 // INTERGRAD_SIM_FULL_EVAL=1 (read when a device is created): every evaluation is the
 // generated eval(), the reference the region-by-region path below is tested against.
 bool g_full_eval = false;
 
+// The direct cycle (see direct_probe), when the probe of the first device confirmed it;
+// INTERGRAD_SIM_REGIONS=1 (read when a device is created) keeps the region-by-region cycle.
+bool g_direct = false;
+
 inline bool regions_ok() {
     return !g_full_eval && Vintergrad_top___024root___eval_phase__ico &&
            Vintergrad_top___024root___eval_phase__act && Vintergrad_top___024root___eval_phase__nba;
+}
+
+// The direct cycle: what the region functions below do in this design, without their
+// trigger bookkeeping.  With clk low the ico region runs its body once (its only trigger is
+// the first iteration) and the active region only records clk (no trigger: the design's
+// only trigger is clk's rising edge, as the probe checks); at the rising edge the NBA
+// region runs its body with that trigger set.
+template <typename R>
+inline bool direct_low(R* r) {
+    if constexpr (has_triggers<R>::value) {
+        r->__VicoTriggered[0] = 1;
+        Vintergrad_top___024root___eval_ico(r);
+        r->__VicoTriggered[0] = 0;
+        r->__Vtrigprevexpr___TOP__clk__0 = 0;
+        return true;
+    } else {
+        return false;
+    }
+}
+
+template <typename R>
+inline bool direct_edge(R* r) {
+    if constexpr (has_triggers<R>::value) {
+        r->__Vtrigprevexpr___TOP__clk__0 = 1;
+        r->__VnbaTriggered[0] = 1;
+        Vintergrad_top___024root___eval_nba(r);
+        r->__VnbaTriggered[0] = 0;
+        return true;
+    } else {
+        return false;
+    }
+}
+
+// Whether the direct cycle does what the regions do, for the generated model at hand: the
+// functions exist, there is no active-region logic, the ico region's trigger word is its
+// first-iteration flag alone, and the active region's trigger word is clk's rising edge
+// alone, in bit 0 (tried on all four combinations of clk and its previous value).  Run at
+// device creation on a fresh model (with clk low, before any evaluation); leaves the
+// trigger state as it found it.
+template <typename R>
+bool direct_probe(R* r, uint8_t& clk) {
+    if constexpr (has_triggers<R>::value) {
+        if (!Vintergrad_top___024root___eval_ico || !Vintergrad_top___024root___eval_nba ||
+            !Vintergrad_top___024root___eval_triggers_vec__ico ||
+            !Vintergrad_top___024root___eval_triggers_vec__act || Vintergrad_top___024root___eval_act)
+            return false;
+        const auto ico0 = r->__VicoTriggered[0], act0 = r->__VactTriggered[0];
+        const auto first0 = r->__VicoFirstIteration;
+        const auto prev0 = r->__Vtrigprevexpr___TOP__clk__0;
+        const uint8_t clk0 = clk;
+        bool ok = true;
+        for (int first = 0; first < 2; first++) {
+            r->__VicoFirstIteration = first;
+            Vintergrad_top___024root___eval_triggers_vec__ico(r);
+            ok = ok && r->__VicoTriggered[0] == static_cast<uint64_t>(first);
+        }
+        for (int c = 0; c < 2; c++) {
+            for (int p = 0; p < 2; p++) {
+                clk = c;
+                r->__Vtrigprevexpr___TOP__clk__0 = p;
+                Vintergrad_top___024root___eval_triggers_vec__act(r);
+                ok = ok && r->__VactTriggered[0] == static_cast<uint64_t>(c && !p) &&
+                     r->__Vtrigprevexpr___TOP__clk__0 == c;
+            }
+        }
+        clk = clk0;
+        r->__VicoTriggered[0] = ico0;
+        r->__VactTriggered[0] = act0;
+        r->__VicoFirstIteration = first0;
+        r->__Vtrigprevexpr___TOP__clk__0 = prev0;
+        return ok;
+    } else {
+        return false;
+    }
 }
 
 // The inputs of this cycle, with clk low.  What the generated eval() does, less two calls
@@ -78,6 +182,9 @@ inline bool eval_regions(R* r) {
 
 inline void model_eval(Vintergrad_top* top) {
 #if !VM_TRACE
+    if (g_direct && direct_low(top->rootp)) {
+        return;
+    }
     if (regions_ok() && eval_regions(top->rootp)) {
         return;
     }
@@ -98,6 +205,9 @@ inline void model_eval(Vintergrad_top* top) {
 // trigger is clk's rising edge, and clk is an input, which the NBA region cannot change.
 inline void model_edge(Vintergrad_top* top) {
 #if !VM_TRACE
+    if (g_direct && direct_edge(top->rootp)) {
+        return;
+    }
     if (regions_ok()) {
         auto* r = top->rootp;
         Vintergrad_top___024root___eval_phase__act(r);
@@ -392,11 +502,12 @@ extern "C" {
 
 // 0: every evaluation is the generated eval() (INTERGRAD_SIM_FULL_EVAL, or a Verilator
 // without the region functions, or a traced build); 1: the region-by-region cycle
+// (INTERGRAD_SIM_REGIONS, or a model the direct probe did not confirm); 2: the direct cycle
 int ig_eval_path(void) {
 #if VM_TRACE
     return 0;
 #else
-    return regions_ok() && has_ico_first<Vintergrad_top___024root>::value ? 1 : 0;
+    return g_direct ? 2 : regions_ok() && has_ico_first<Vintergrad_top___024root>::value ? 1 : 0;
 #endif
 }
 
@@ -429,6 +540,11 @@ void* ig_create(const char* vcd_path) {
     s->top->clk = 0;
     s->top->rst = 1;
     s->top->eval();  // the first evaluation runs the initial blocks and settles the model
+#if !VM_TRACE
+    const char* regions = std::getenv("INTERGRAD_SIM_REGIONS");
+    g_direct = !g_full_eval && regions_ok() && !(regions && regions[0] && std::strcmp(regions, "0") != 0) &&
+               direct_probe(s->top->rootp, s->top->clk);
+#endif
     for (int i = 0; i < 4; i++) cycle(s);
     s->top->rst = 0;
     cycle(s);
