@@ -10,7 +10,7 @@
  * Zero gating: the registered beat carries zeros in place of a bubble (no valid input) and
  * in the lanes outside the active tile, so every product a PE must not count is zero and
  * the PEs need no valid bit or enable; the partial sums of rows outside the tile are
- * masked at the output.  Abort and reset clear the data links.  A weight load writes the
+ * zero (DUAL_MAC=1: those PEs' psum operand is zero) or masked at the output (DUAL_MAC=0).  Abort and reset clear the data links.  A weight load writes the
  * PEs of the latched tile only: the lanes of a weight beat beyond it are ignored.
  *
  * For the MAC counter, all PEs on anti-diagonal d = n + m hold the same sample: one valid
@@ -292,14 +292,21 @@ generate
     end
 endgenerate
 
-// output de-skew; rows outside the active tile output zero
+// output de-skew; rows outside the active tile output zero: with DUAL_MAC=1 their PEs hold a
+// zero psum operand (w_op, gated by w_row_en at w_upd), so their partial sums are zero from
+// COLS steps after the job's first step on, and reach the output (ROWS-1-n steps later) before
+// the job's first result (step ROWS+COLS); with DUAL_MAC=0 they are masked here
 generate
     for (n = 0; n < ROWS; n = n + 1) begin : g_deskew
         wire [ACC_W-1:0] q;
         intergrad_delay #(.WIDTH(ACC_W), .DEPTH(ROWS-1-n)) u_d (
             .clk(clk), .clr(1'b0), .en(adv),
             .d(g_row[n].g_col[COLS-1].p_o), .q(q));
-        assign out_row[n*ACC_W +: ACC_W] = row_en[n] ? q : {ACC_W{1'b0}};
+        if (DUAL_MAC) begin : g_nomask
+            assign out_row[n*ACC_W +: ACC_W] = q;
+        end else begin : g_mask
+            assign out_row[n*ACC_W +: ACC_W] = row_en[n] ? q : {ACC_W{1'b0}};
+        end
     end
 endgenerate
 

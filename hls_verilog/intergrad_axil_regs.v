@@ -67,6 +67,7 @@ module intergrad_axil_regs #
     output reg  [7:0]           cols_act,
 
     // CTRL strobes, one cycle, in the cycle the CTRL write is applied
+    output reg                  fields_upd,     // the job fields changed (or reset) at the last edge
     output wire                 ctrl_start,     // START or QUEUE
     output wire                 ctrl_queue,
     output wire                 ctrl_soft_reset,
@@ -110,39 +111,44 @@ assign s_axil_bvalid = bvalid_reg;
 // simulator evaluates once per clock edge, not again on every input change)
 /* verilator lint_off BLKSEQ */
 always @(posedge clk) begin
-    awaddr_next = awaddr_reg;
-    awvalid_next = awvalid_reg;
-    wdata_next = wdata_reg;
-    wstrb_next = wstrb_reg;
-    wvalid_next = wvalid_reg;
-    bvalid_next = bvalid_reg && !s_axil_bready;
+    // an idle channel (nothing held, no response, no request) keeps every register: its
+    // valid bits are low and stay low, and the address and data registers are read only
+    // with them (a clock enable in hardware; a simulator skips the logic)
+    if (awvalid_reg || wvalid_reg || bvalid_reg || s_axil_awvalid || s_axil_wvalid) begin
+        awaddr_next = awaddr_reg;
+        awvalid_next = awvalid_reg;
+        wdata_next = wdata_reg;
+        wstrb_next = wstrb_reg;
+        wvalid_next = wvalid_reg;
+        bvalid_next = bvalid_reg && !s_axil_bready;
 
-    // the held write is applied in this cycle: free both halves, respond
-    if (wr_en_reg) begin
-        awvalid_next = 1'b0;
-        wvalid_next = 1'b0;
-        bvalid_next = 1'b1;
-    end
-    // capture each half independently while its holding register is free
-    if (!awvalid_reg) begin
-        awaddr_next = s_axil_awaddr;
-        awvalid_next = s_axil_awvalid;
-    end
-    if (!wvalid_reg) begin
-        wdata_next = s_axil_wdata;
-        wstrb_next = s_axil_wstrb;
-        wvalid_next = s_axil_wvalid;
-    end
+        // the held write is applied in this cycle: free both halves, respond
+        if (wr_en_reg) begin
+            awvalid_next = 1'b0;
+            wvalid_next = 1'b0;
+            bvalid_next = 1'b1;
+        end
+        // capture each half independently while its holding register is free
+        if (!awvalid_reg) begin
+            awaddr_next = s_axil_awaddr;
+            awvalid_next = s_axil_awvalid;
+        end
+        if (!wvalid_reg) begin
+            wdata_next = s_axil_wdata;
+            wstrb_next = s_axil_wstrb;
+            wvalid_next = s_axil_wvalid;
+        end
 
-    wr_en_next = awvalid_next && wvalid_next && !bvalid_next;
+        wr_en_next = awvalid_next && wvalid_next && !bvalid_next;
 
-    awaddr_reg <= awaddr_next;
-    awvalid_reg <= awvalid_next;
-    wdata_reg <= wdata_next;
-    wstrb_reg <= wstrb_next;
-    wvalid_reg <= wvalid_next;
-    bvalid_reg <= bvalid_next;
-    wr_en_reg <= wr_en_next;
+        awaddr_reg <= awaddr_next;
+        awvalid_reg <= awvalid_next;
+        wdata_reg <= wdata_next;
+        wstrb_reg <= wstrb_next;
+        wvalid_reg <= wvalid_next;
+        bvalid_reg <= bvalid_next;
+        wr_en_reg <= wr_en_next;
+    end
 
     if (rst) begin
         awvalid_reg <= 1'b0;
@@ -168,6 +174,7 @@ assign ctrl_cnt_snapshot = wr_ctrl && wdata_reg[IG_CTRL_CNT_SNAPSHOT_LSB];
 integer wb;
 
 always @(posedge clk) begin
+    fields_upd <= wr_en_reg || rst;
     if (wr_en_reg) begin
         case (wr_word)
             IG_REG_MODE: begin
@@ -277,29 +284,32 @@ endfunction
 
 /* verilator lint_off BLKSEQ */
 always @(posedge clk) begin
-    araddr_next = araddr_reg;
-    arvalid_next = arvalid_reg;
-    rvalid_next = rvalid_reg && !s_axil_rready;
+    // an idle channel keeps every register, as the write channel above
+    if (arvalid_reg || rvalid_reg || s_axil_arvalid) begin
+        araddr_next = araddr_reg;
+        arvalid_next = arvalid_reg;
+        rvalid_next = rvalid_reg && !s_axil_rready;
 
-    // the held address is decoded in this cycle: answer, free the address register
-    if (rd_en_reg) begin
-        arvalid_next = 1'b0;
-        rvalid_next = 1'b1;
-    end
-    if (!arvalid_reg) begin
-        araddr_next = s_axil_araddr;
-        arvalid_next = s_axil_arvalid;
-    end
+        // the held address is decoded in this cycle: answer, free the address register
+        if (rd_en_reg) begin
+            arvalid_next = 1'b0;
+            rvalid_next = 1'b1;
+        end
+        if (!arvalid_reg) begin
+            araddr_next = s_axil_araddr;
+            arvalid_next = s_axil_arvalid;
+        end
 
-    rd_en_next = arvalid_next && !rvalid_next;
+        rd_en_next = arvalid_next && !rvalid_next;
 
-    araddr_reg <= araddr_next;
-    arvalid_reg <= arvalid_next;
-    rvalid_reg <= rvalid_next;
-    rd_en_reg <= rd_en_next;
-    // RDATA is loaded with the answer and held until the next one
-    if (rd_en_reg) begin
-        rdata_reg <= read_word(araddr_reg);
+        araddr_reg <= araddr_next;
+        arvalid_reg <= arvalid_next;
+        rvalid_reg <= rvalid_next;
+        rd_en_reg <= rd_en_next;
+        // RDATA is loaded with the answer and held until the next one
+        if (rd_en_reg) begin
+            rdata_reg <= read_word(araddr_reg);
+        end
     end
 
     if (rst) begin

@@ -14,8 +14,9 @@
  * nothing stale or undefined reaches a product; the weights only by `w_clr` (hard reset):
  * an abort or soft reset leaves both banks as they are.
  * Timing: with DUAL_MAC = 1 the psum multiplier's weight operand is a register, w_op, loaded
- * on w_upd with the active bank gated to zero while psum_on is low (instead of a multiplexer
- * after the adder): the psum MAC is one DSP48E1 with its B input register (w_op), multiply,
+ * on w_upd with the active bank gated to zero while psum_on is low or the PE's row is outside
+ * the active tile (w_row_en low: that row's partial sums are then zero, so the array needs
+ * no output mask), instead of a multiplexer after the adder: the psum MAC is one DSP48E1 with its B input register (w_op), multiply,
  * post-add of p_in and P register, and no LUT in front of it.  The controller pulses w_upd
  * in the cycle after every change of the active bank, of its contents or of psum_on, before
  * the next sample reaches a PE (the PE testbench checks the register as documented here).
@@ -65,6 +66,7 @@ module intergrad_pe #
     // column w_idx of S in w_left); this PE takes its lane when the index is its row (column)
     input  wire                     w_we,
     input  wire                     w_row_en,   // this PE's row is inside the active tile
+                                                // (DUAL_MAC=1: also gates w_op, below)
     input  wire                     w_col_en,   // this PE's column is inside the active tile
     input  wire                     w_bank,
     input  wire                     w_transpose,
@@ -114,7 +116,7 @@ generate
         reg [DATA_W-1:0] w_op;
         always @(posedge clk) begin
             if (w_upd) begin
-                w_op <= psum_on ? w_act : {DATA_W{1'b0}};
+                w_op <= (psum_on && w_row_en) ? w_act : {DATA_W{1'b0}};
             end
             if (w_clr) begin
                 w_op <= {DATA_W{1'b0}};

@@ -154,6 +154,7 @@ wire [7:0]  flags_prog;
 wire [15:0] batch_prog;
 wire [7:0]  rows_act_prog;
 wire [7:0]  cols_act_prog;
+wire        fields_upd;
 wire        ctrl_start;
 wire        ctrl_queue;
 reg  [15:0] q_job;          // QUEUE.JOB: jobs of the queue completed
@@ -191,6 +192,7 @@ intergrad_axil_regs #(
     .s_axil_rready(s_axil_rready),
     .mode(mode_prog), .flags(flags_prog), .batch(batch_prog),
     .rows_act(rows_act_prog), .cols_act(cols_act_prog),
+    .fields_upd(fields_upd),
     .ctrl_start(ctrl_start), .ctrl_queue(ctrl_queue), .ctrl_soft_reset(ctrl_soft_reset),
     .ctrl_cnt_reset(ctrl_cnt_reset), .ctrl_cnt_snapshot(ctrl_cnt_snapshot),
     .st_busy(st_busy), .st_done(st_done), .st_error(err_flag),
@@ -599,16 +601,19 @@ always @(posedge clk) begin
     q_req <= ctrl_queue;
     soft_req <= ctrl_soft_reset;
     // configuration errors of the programmed job, registered (the register file changes
-    // only by writes, two or more cycles before a START strobe)
-    cfg_err_next =
-        (mode_prog > IG_MODE_IG) ? IG_ERR_BAD_MODE :
-        (batch_prog == 16'd0 || rows_act_prog == 8'd0 || rows_act_prog > ROWS[7:0] ||
-         cols_act_prog == 8'd0 || cols_act_prog > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
-        ((flags_prog[IG_FLAG_LOAD_W] && flags_prog[IG_FLAG_SWAP]) ||
-         (flags_prog[IG_FLAG_SAVE] && flags_prog[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
-        IG_ERR_NONE;
-    cfg_err <= cfg_err_next;
-    cfg_bad <= cfg_err_next != IG_ERR_NONE;
+    // only by writes, two or more cycles before a START strobe), recomputed in the cycle
+    // after a write or a reset (their only changes)
+    if (fields_upd) begin
+        cfg_err_next =
+            (mode_prog > IG_MODE_IG) ? IG_ERR_BAD_MODE :
+            (batch_prog == 16'd0 || rows_act_prog == 8'd0 || rows_act_prog > ROWS[7:0] ||
+             cols_act_prog == 8'd0 || cols_act_prog > COLS[7:0]) ? IG_ERR_BAD_SHAPE :
+            ((flags_prog[IG_FLAG_LOAD_W] && flags_prog[IG_FLAG_SWAP]) ||
+             (flags_prog[IG_FLAG_SAVE] && flags_prog[IG_FLAG_DRAIN])) ? IG_ERR_BAD_FLAGS :
+            IG_ERR_NONE;
+        cfg_err <= cfg_err_next;
+        cfg_bad <= cfg_err_next != IG_ERR_NONE;
+    end
     if (hdr_take) begin
         // the same checks on a header beat, then the queue's own: a header with TLAST ends
         // the input before the job's beats; a LAST job must produce the frame's TLAST beat
@@ -807,17 +812,27 @@ end
 reg [CNT_W-1:0] cnt [0:NCNT-1];
 reg [NCNT-1:0]  inc_q;
 
+// bit i set to b
+function [NCNT-1:0] inc_bit;
+    input integer i;
+    input b;
+    begin
+        inc_bit = {{(NCNT-1){1'b0}}, b} << i;
+    end
+endfunction
+
 always @(posedge clk) begin
-    inc_q <= {NCNT{1'b0}};
-    inc_q[IG_CNT_CYCLES] <= 1'b1;
-    inc_q[IG_CNT_BUSY_CYCLES] <= stepping || st_hdr;
-    inc_q[IG_CNT_STEPS] <= go;
-    inc_q[IG_CNT_IN_BEATS] <= take || hdr_take;
-    inc_q[IG_CNT_WLOAD_BEATS] <= is_wload;
-    inc_q[IG_CNT_OUT_BEATS] <= m_axis_tvalid && m_axis_tready;
-    inc_q[IG_CNT_STALL_IN] <= stall_in_c;
-    inc_q[IG_CNT_STALL_OUT] <= stall_out_c;
-    inc_q[IG_CNT_JOBS] <= tail_last;
+    // one bit per counter (an OR of constant shifts: a simulator folds it into a few
+    // operations, where it would insert bit by bit)
+    inc_q <= inc_bit(IG_CNT_CYCLES, 1'b1) |
+             inc_bit(IG_CNT_BUSY_CYCLES, stepping || st_hdr) |
+             inc_bit(IG_CNT_STEPS, go) |
+             inc_bit(IG_CNT_IN_BEATS, take || hdr_take) |
+             inc_bit(IG_CNT_WLOAD_BEATS, is_wload) |
+             inc_bit(IG_CNT_OUT_BEATS, m_axis_tvalid && m_axis_tready) |
+             inc_bit(IG_CNT_STALL_IN, stall_in_c) |
+             inc_bit(IG_CNT_STALL_OUT, stall_out_c) |
+             inc_bit(IG_CNT_JOBS, tail_last);
 
     for (c = 0; c < NCNT; c = c + 1) begin
         if (c == IG_CNT_MACS) begin

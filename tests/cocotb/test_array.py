@@ -19,9 +19,9 @@ saves, weight writes, bank selects, tile shapes), outputs compared every cycle w
 reference: sample t registered on a step (zeroed for a bubble and outside the tile) sits on
 anti-diagonal d = n + m of the array d steps later, where PE(n, m) sees top lane m and left
 lane n of it; p(n, m) <= p(n, m-1) + w_op * v on a step, where (DUAL_MAC=1) w_upd loads
-the PEs' registered operand w_op <= psum_on * a (DUAL_MAC=0: psum_on * a directly);
-acc += b * v on acc_go; row
-n's partial sum reaches out_row ROWS-1-n steps after leaving the last column; a weight
+the PEs' registered operand w_op <= psum_on * row_en[n] * a (DUAL_MAC=0: psum_on * a
+directly); acc += b * v on acc_go; row n's partial sum reaches out_row ROWS-1-n steps after
+leaving the last column, masked by row_en[n] only with DUAL_MAC=0; a weight
 write (plain or transposed) changes only the PEs inside the latched tile.  The MAC
 count of a cycle (active PEs on the valid diagonals, once per psum step and once per
 accumulate) appears on the registered mac_total MAC_LAT cycles later; the per-diagonal PE
@@ -288,12 +288,12 @@ class ArrayRef:
         return (nf if (i["adv"] and i["psum_on"]) else 0) + (nf if i["acc_go"] else 0)
 
     def out_row(self):
-        if self.row_en is None:
+        if self.row_en is None and not DUAL_MAC:
             return None
         out = []
         for n in range(ROWS):
             q = self.deskew[n][-1] if self.deskew[n] else self.p[n][COLS - 1]
-            out.append(0 if not self.row_en[n] else q)
+            out.append(q if DUAL_MAC or self.row_en[n] else 0)
         return out
 
     def step(self, i):
@@ -309,7 +309,10 @@ class ArrayRef:
                 v, h = self._vh(n, m)
                 wa = self.w[i["wsel"]][n][m]
                 if i["w_upd"]:
-                    new_op[n][m] = wa if i["psum_on"] else 0
+                    # the PE's row enable is the latched tile's (unknown before a shape)
+                    ren = None if self.row_en is None else self.row_en[n]
+                    new_op[n][m] = (0 if not i["psum_on"] or ren == 0 else
+                                    None if ren is None else wa)
                 if DUAL_MAC:
                     op_p, op_a = self.w_op[n][m], h
                 else:

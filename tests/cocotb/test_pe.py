@@ -8,8 +8,8 @@ clock edge.  The reference is written from the PE's documented behaviour:
 
     on adv:     p_out <= p_in + w_op * v_in (DUAL_MAC=1), p_in + (psum_on ? a * v_in : 0)
                 (DUAL_MAC=0); v_out <= v_in, h_out <= h_in
-    on w_upd:   w_op <= psum_on ? a : 0 (DUAL_MAC=1: the psum multiplier's registered
-                weight operand; w_clr clears it)
+    on w_upd:   w_op <= (psum_on && w_row_en) ? a : 0 (DUAL_MAC=1: the psum multiplier's
+                registered weight operand, zero in a row outside the tile; w_clr clears it)
     on acc_go:  acc <= acc + b * v_in       (acc_clear wins)
     on acc_save: acc_saved <= acc
     weights:    w_we with w_row_en and w_col_en (the PE's row and column are in the active
@@ -85,7 +85,7 @@ class PeModel:
         nxt["w"] = w
         w_op = self.w_op
         if i["w_upd"]:
-            w_op = (w_act if i["psum_on"] else 0)
+            w_op = (w_act if i["psum_on"] and i["w_row_en"] else 0)
         if i["w_clr"]:
             w_op = 0
         nxt["w_op"] = w_op
