@@ -30,12 +30,15 @@
  *
  * Sequencing: the job state machine is one-hot; every count that a step condition tests
  * keeps registered "is zero" / "is one" flags beside it, so the step logic (go) depends on
- * a few flag registers only.  The control registers are written in one
- * `always @(posedge clk)` with non-blocking assignments in priority order (a register
- * holds unless a condition writes it), `if (rst)` last; the step conditions (go, take,
- * ...) are wires.  (A simulator evaluates the next-state logic once per clock edge, not
- * again whenever an input changes, as it would an `always @*` block.)  The wide datapath
- * registers (the output beat) are loaded in clocked branches with enables.
+ * a few flag registers only.  The control registers, the output register and the
+ * performance counters are written in one `always @(posedge clk)` with non-blocking
+ * assignments in priority order (a register holds unless a condition writes it), `if (rst)`
+ * last.  The step conditions that only this block reads (take, abort, tail_last, ...) are
+ * blocking temporaries at its top; those the array or an output port needs (go, start_ok,
+ * s_axis_tready, ...) are wires.  (A simulator evaluates the block's logic once per clock
+ * edge, where a wire that reads a stream input is evaluated again whenever an input
+ * changes.)  The wide datapath registers (the output beat) are loaded in clocked branches
+ * with enables.
  * Performance-counter increments are registered (the counters lag by up to two cycles).
  */
 
@@ -290,7 +293,6 @@ wire [7:0]  flags_reg = st_qstart ? hdr_flags : flags_prog;
 wire [15:0] batch_reg = st_qstart ? hdr_batch : batch_prog;
 wire [7:0]  rows_act_reg = st_qstart ? hdr_rows : rows_act_prog;
 wire [7:0]  cols_act_reg = st_qstart ? hdr_cols : cols_act_prog;
-wire        hdr_take = st_hdr && s_axis_tvalid;
 
 wire f_transpose = job_flags[IG_FLAG_TRANSPOSE];
 wire f_drain = job_flags[IG_FLAG_DRAIN];
@@ -314,51 +316,43 @@ wire need_out = data_out || drain_out || pd_out;
 wire out_ok = !m_axis_tvalid || m_axis_tready;
 
 wire go = step_try && (!need_out || out_ok) && (!need_in || s_axis_tvalid);
-wire take = go && need_in;
-wire stall_out_c = step_try && need_out && !out_ok;
-wire stall_in_c = (step_try && !stall_out_c && need_in && !s_axis_tvalid) ||
-                  (st_hdr && !s_axis_tvalid);
+// the step's conditions that only this module's clocked block reads: blocking temporaries
+// computed at the top of that block (below), from the registers and this cycle's stream
+// inputs, so that a simulator evaluates them once per clock edge
+reg        take;            // an input beat is taken on this step
+reg        hdr_take;        // a queue job's header beat is taken
+reg        stall_out_c;     // a step waits for the output register
+reg        stall_in_c;      // a step (or a header) waits for an input beat
+reg        expect_last;     // this step's input beat must carry TLAST
+reg        early_tlast;
+reg        missing_tlast;
+reg        abort;           // the input beat has a wrong TLAST: the job aborts
+reg [7:0]  abort_cause;
+reg        load_beat;       // the output register takes this step's beat
+reg        beat_last;       // ... and it ends the frame
+reg        load_term;       // the output register takes the abort beat
+reg        tail_last;       // the job completes on this step
+reg [7:0]  pre_err;
+reg [7:0]  start_err;
+reg        q_first;         // CTRL.QUEUE takes the first header
+reg        start_rej;       // a START (or a queue job) is rejected
 
 assign s_axis_tready = (step_try && need_in && (!need_out || out_ok)) || st_discard || st_hdr;
 
-wire expect_last = ((st_stream && b_one && !f_preload) || (st_tail && pre_one)) && job_last;
-wire early_tlast = take && s_axis_tlast && !expect_last;
-wire missing_tlast = take && !s_axis_tlast && expect_last;
-wire abort = early_tlast || missing_tlast;
-wire [7:0] abort_cause = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;
+wire is_wload = go && need_in && (st_load || st_tail);
 
-wire is_wload = take && (st_load || st_tail);
-
-// output beat of this step (loaded on every step that has one, an aborting step too:
-// it carries results of earlier beats) and its TLAST
-wire load_beat = go && need_out;
-wire beat_last = job_last && (pd_out ? (pd_one && job_os && !f_drain) :
-                              data_out ? (dout_one && !f_drain) : drain_one);
-// abort beat into the output register
-wire load_term = term_pend && out_ok;
-
-// the job completes on this step: after it, flush, drain and preload are all done
-wire tail_last = st_tail && go && !abort &&
-                 (flush_one ? !drain_nz : (!flush_nz && (!drain_nz || drain_one))) &&
-                 (!pre_nz || pre_one);
-
-// start validation: configuration errors registered, pending-state errors now
-wire [7:0] pre_err = st_qstart ? hdr_err : cfg_err;
-wire [7:0] start_err = (pre_err != IG_ERR_NONE) ? pre_err :
-                       (flags_reg[IG_FLAG_SWAP] && !preloaded) ? IG_ERR_NO_PRELOAD :
-                       (flags_reg[IG_FLAG_DRAIN_PREV] && !saved) ? IG_ERR_NO_SAVED :
-                       IG_ERR_NONE;
 wire can_start = st_idle && !term_pend;
 wire start_take = start_req && !soft_req;     // SOFT_RESET wins over START in one write
 // CTRL.QUEUE wins over START in one write; a queue job starts in S_QSTART
-wire q_first = q_req && !soft_req && can_start;
 wire start_now = (start_take && can_start && !q_req) || (st_qstart && !soft_req);
 // the same decision as start_err != NONE, from the registered flags (one LUT level less)
 wire start_bad = (st_qstart ? hdr_bad : cfg_bad) ||
                  (flags_reg[IG_FLAG_SWAP] && !preloaded) ||
                  (flags_reg[IG_FLAG_DRAIN_PREV] && !saved);
-wire start_ok = start_now && !start_bad;
-wire start_rej = start_now && start_bad;
+// (a job starts only on a START strobe or in S_QSTART: the test is a conditional, so a
+// simulator evaluates the rest only then)
+wire start_any = start_req || st_qstart;
+wire start_ok = start_any ? start_now && !start_bad : 1'b0;
 
 wire [7:0] load_len = flags_reg[IG_FLAG_TRANSPOSE] ? cols_act_reg : rows_act_reg;
 
@@ -381,12 +375,150 @@ wire [7:0]  in_rows = hdr_word[IG_HDR_ROWS_ACT_LSB +: IG_HDR_ROWS_ACT_W];
 wire [7:0]  in_cols = hdr_word[IG_HDR_COLS_ACT_LSB +: IG_HDR_COLS_ACT_W];
 wire        in_last = hdr_word[IG_HDR_LAST_LSB];
 
-// Sequencing, one clocked block: every register of the job state machine is written with
+
+// status
+assign st_computing = !st_idle;
+assign st_out_pending = m_axis_tvalid || term_pend;
+assign st_busy = st_computing || st_out_pending || start_req || soft_req;
+assign st_done = done_flag && !st_busy;
+
+// ---------------------------------------------------------------- array
+wire [ROWS*ACC_W-1:0]      out_row;
+wire [ROWS*COLS*ACC_W-1:0] acc_flat;
+wire [ROWS*COLS*ACC_W-1:0] saved_flat;
+wire [MAC_W-1:0]           mac_total;
+
+// the accumulators are final after the last flush step: copy them then (SAVE)
+wire acc_save = go && st_tail && flush_one && f_save;
+
+intergrad_array #(
+    .ROWS(ROWS), .COLS(COLS), .DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC)
+) u_array (
+    .clk(clk), .rst(rst),
+    .adv(go),
+    .acc_go(DUAL_MAC ? (go && (job_os || job_ig)) : (job_os ? go : acc_cycle)),
+    .psum_on(job_ws || job_ig),
+    .mul_h(job_os || acc_cycle),
+    .acc_clear(start_ok && flags_reg[IG_FLAG_ACC_CLEAR]),
+    .acc_save(acc_save),
+    .pipe_clear(pipe_clear),
+    .wsel(wsel),
+    .w_upd(w_upd),
+    .shape_ld(start_ok),
+    .rows_act(rows_act_reg),
+    .cols_act(cols_act_reg),
+    // weight beats are written on the step that takes them (the dual-MAC PE registers its
+    // weight operand: a bank written on the last LOAD step is seen by the first sample)
+    .w_we(is_wload),
+    .w_bank(~wsel),
+    .w_transpose(f_transpose),
+    .w_idx(ld_idx),
+    .w_left(s_axis_tdata[ROWS*DATA_W-1:0]),
+    .w_top(s_axis_tdata[IN_W-1:ROWS*DATA_W]),
+    .in_left(s_axis_tdata[ROWS*DATA_W-1:0]),
+    .in_top(s_axis_tdata[IN_W-1:ROWS*DATA_W]),
+    // the array registers a beat only on a step (adv); in STREAM every step takes one
+    .in_valid(st_stream),
+    .out_row(out_row),
+    .acc_flat(acc_flat),
+    .saved_flat(saved_flat),
+    .mac_total(mac_total)
+);
+
+// ---------------------------------------------------------------- output register
+// a row of the accumulators (masked to the active columns), the aligned data row, or the
+// abort beat; functions evaluated only in the clocked branch that loads the register
+function [OUT_AXIS_W-1:0] drain_beat;
+    input [ROWS*COLS*ACC_W-1:0] accs;
+    input [7:0] row;
+    input [COLS-1:0] colmask;
+    integer k;
+    begin
+        drain_beat = {OUT_AXIS_W{1'b0}};
+        for (k = 0; k < COLS; k = k + 1) begin
+            if (colmask[k]) begin
+                drain_beat[k*ACC_W +: ACC_W] = accs[(row*COLS + k)*ACC_W +: ACC_W];
+            end
+        end
+    end
+endfunction
+
+// the aligned data row, zero-extended to the output beat
+wire [OUT_AXIS_W-1:0] data_word;
+generate
+    if (OUT_AXIS_W > ROWS*ACC_W) begin : g_pad
+        assign data_word = {{(OUT_AXIS_W-ROWS*ACC_W){1'b0}}, out_row};
+    end else begin : g_nopad
+        assign data_word = out_row;
+    end
+endgenerate
+
+wire [OUT_AXIS_W-1:0] abort_word =
+    {{(OUT_AXIS_W-IG_ABORT_CAUSE_W){1'b0}}, term_code[IG_ABORT_CAUSE_W-1:0]} <<
+    IG_ABORT_CAUSE_LSB;
+
+
+// ---------------------------------------------------------------- performance counters
+// increments registered one cycle, then added: a counter lags its events by two cycles
+// (macs by three: the array registers mac_total two cycles after its step)
+reg [CNT_W-1:0] cnt [0:NCNT-1];
+reg [NCNT-1:0]  inc_q;
+
+// bit i set to b
+function [NCNT-1:0] inc_bit;
+    input integer i;
+    input b;
+    begin
+        inc_bit = {{(NCNT-1){1'b0}}, b} << i;
+    end
+endfunction
+
+
+// The clocked block of this module: the job state machine, the output register and the
+// performance counters.  Every register is written with
 // non-blocking assignments in priority order (a later assignment in the block wins), so a
 // register holds unless a condition writes it; the register-file and header checks are
 // blocking temporaries (combinational logic registered in cfg_err and hdr_err).
 /* verilator lint_off BLKSEQ */
 always @(posedge clk) begin
+    // ---- the step's conditions (see their declarations), blocking temporaries
+    take = go && need_in;
+    hdr_take = st_hdr && s_axis_tvalid;
+    stall_out_c = step_try && need_out && !out_ok;
+    stall_in_c = (step_try && !stall_out_c && need_in && !s_axis_tvalid) ||
+                 (st_hdr && !s_axis_tvalid);
+    expect_last = ((st_stream && b_one && !f_preload) || (st_tail && pre_one)) && job_last;
+    early_tlast = take && s_axis_tlast && !expect_last;
+    missing_tlast = take && !s_axis_tlast && expect_last;
+    abort = early_tlast || missing_tlast;
+    abort_cause = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;
+    // output beat of this step (loaded on every step that has one, an aborting step too:
+    // it carries results of earlier beats) and its TLAST
+    load_beat = go && need_out;
+    beat_last = job_last && (pd_out ? (pd_one && job_os && !f_drain) :
+                             data_out ? (dout_one && !f_drain) : drain_one);
+    // abort beat into the output register
+    load_term = term_pend && out_ok;
+    // the job completes on this step: after it, flush, drain and preload are all done
+    tail_last = st_tail && go && !abort &&
+                (flush_one ? !drain_nz : (!flush_nz && (!drain_nz || drain_one))) &&
+                (!pre_nz || pre_one);
+    // start validation: configuration errors registered, pending-state errors now (only
+    // on a START or QUEUE strobe or in S_QSTART)
+    pre_err = IG_ERR_NONE;
+    start_err = IG_ERR_NONE;
+    q_first = 1'b0;
+    start_rej = 1'b0;
+    if (start_any || q_req) begin
+        pre_err = st_qstart ? hdr_err : cfg_err;
+        start_err = (pre_err != IG_ERR_NONE) ? pre_err :
+                    (flags_reg[IG_FLAG_SWAP] && !preloaded) ? IG_ERR_NO_PRELOAD :
+                    (flags_reg[IG_FLAG_DRAIN_PREV] && !saved) ? IG_ERR_NO_SAVED :
+                    IG_ERR_NONE;
+        q_first = q_req && !soft_req && can_start;
+        start_rej = start_now && start_bad;
+    end
+
     if (load_beat && beat_last) begin
         frame_done <= 1'b1;
     end
@@ -696,92 +828,9 @@ always @(posedge clk) begin
         job_wlen <= ROWS[7:0];
         job_colmask <= {COLS{1'b1}};
     end
-end
-/* verilator lint_on BLKSEQ */
 
-// status
-assign st_computing = !st_idle;
-assign st_out_pending = m_axis_tvalid || term_pend;
-assign st_busy = st_computing || st_out_pending || start_req || soft_req;
-assign st_done = done_flag && !st_busy;
-
-// ---------------------------------------------------------------- array
-wire [ROWS*ACC_W-1:0]      out_row;
-wire [ROWS*COLS*ACC_W-1:0] acc_flat;
-wire [ROWS*COLS*ACC_W-1:0] saved_flat;
-wire [MAC_W-1:0]           mac_total;
-
-// the accumulators are final after the last flush step: copy them then (SAVE)
-wire acc_save = go && st_tail && flush_one && f_save;
-
-intergrad_array #(
-    .ROWS(ROWS), .COLS(COLS), .DATA_W(DATA_W), .ACC_W(ACC_W), .DUAL_MAC(DUAL_MAC)
-) u_array (
-    .clk(clk), .rst(rst),
-    .adv(go),
-    .acc_go(DUAL_MAC ? (go && (job_os || job_ig)) : (job_os ? go : acc_cycle)),
-    .psum_on(job_ws || job_ig),
-    .mul_h(job_os || acc_cycle),
-    .acc_clear(start_ok && flags_reg[IG_FLAG_ACC_CLEAR]),
-    .acc_save(acc_save),
-    .pipe_clear(pipe_clear),
-    .wsel(wsel),
-    .w_upd(w_upd),
-    .shape_ld(start_ok),
-    .rows_act(rows_act_reg),
-    .cols_act(cols_act_reg),
-    // weight beats are written on the step that takes them (the dual-MAC PE registers its
-    // weight operand: a bank written on the last LOAD step is seen by the first sample)
-    .w_we(is_wload),
-    .w_bank(~wsel),
-    .w_transpose(f_transpose),
-    .w_idx(ld_idx),
-    .w_left(s_axis_tdata[ROWS*DATA_W-1:0]),
-    .w_top(s_axis_tdata[IN_W-1:ROWS*DATA_W]),
-    .in_left(s_axis_tdata[ROWS*DATA_W-1:0]),
-    .in_top(s_axis_tdata[IN_W-1:ROWS*DATA_W]),
-    // the array registers a beat only on a step (adv); in STREAM every step takes one
-    .in_valid(st_stream),
-    .out_row(out_row),
-    .acc_flat(acc_flat),
-    .saved_flat(saved_flat),
-    .mac_total(mac_total)
-);
-
-// ---------------------------------------------------------------- output register
-// a row of the accumulators (masked to the active columns), the aligned data row, or the
-// abort beat; functions evaluated only in the clocked branch that loads the register
-function [OUT_AXIS_W-1:0] drain_beat;
-    input [ROWS*COLS*ACC_W-1:0] accs;
-    input [7:0] row;
-    input [COLS-1:0] colmask;
-    integer k;
-    begin
-        drain_beat = {OUT_AXIS_W{1'b0}};
-        for (k = 0; k < COLS; k = k + 1) begin
-            if (colmask[k]) begin
-                drain_beat[k*ACC_W +: ACC_W] = accs[(row*COLS + k)*ACC_W +: ACC_W];
-            end
-        end
-    end
-endfunction
-
-// the aligned data row, zero-extended to the output beat
-wire [OUT_AXIS_W-1:0] data_word;
-generate
-    if (OUT_AXIS_W > ROWS*ACC_W) begin : g_pad
-        assign data_word = {{(OUT_AXIS_W-ROWS*ACC_W){1'b0}}, out_row};
-    end else begin : g_nopad
-        assign data_word = out_row;
-    end
-endgenerate
-
-wire [OUT_AXIS_W-1:0] abort_word =
-    {{(OUT_AXIS_W-IG_ABORT_CAUSE_W){1'b0}}, term_code[IG_ABORT_CAUSE_W-1:0]} <<
-    IG_ABORT_CAUSE_LSB;
-
-// TVALID falls only on a handshake; TDATA/TLAST change only when the register is free
-always @(posedge clk) begin
+    // ---- output register: TVALID falls only on a handshake; TDATA/TLAST change only when
+    // the register is free
     if (m_axis_tvalid && m_axis_tready) begin
         m_axis_tvalid <= 1'b0;
     end
@@ -804,24 +853,8 @@ always @(posedge clk) begin
         m_axis_tvalid <= 1'b0;
         m_axis_tlast <= 1'b0;
     end
-end
 
-// ---------------------------------------------------------------- performance counters
-// increments registered one cycle, then added: a counter lags its events by two cycles
-// (macs by three: the array registers mac_total two cycles after its step)
-reg [CNT_W-1:0] cnt [0:NCNT-1];
-reg [NCNT-1:0]  inc_q;
-
-// bit i set to b
-function [NCNT-1:0] inc_bit;
-    input integer i;
-    input b;
-    begin
-        inc_bit = {{(NCNT-1){1'b0}}, b} << i;
-    end
-endfunction
-
-always @(posedge clk) begin
+    // ---- performance counters
     // one bit per counter (an OR of constant shifts: a simulator folds it into a few
     // operations, where it would insert bit by bit)
     inc_q <= inc_bit(IG_CNT_CYCLES, 1'b1) |
@@ -858,6 +891,7 @@ always @(posedge clk) begin
         snap_flat <= {NCNT*CNT_W{1'b0}};
     end
 end
+/* verilator lint_on BLKSEQ */
 
 endmodule
 

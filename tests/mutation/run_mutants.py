@@ -242,17 +242,23 @@ TOP_MUTANTS: list[Mutant] = [
            "        b_cnt <= batch_reg + 16'd1;\n", ["top_jobs"],
            "job takes one data beat more than BATCH"),
     Mutant("abort_cause_wrong", TOP,
-           "wire [7:0] abort_cause = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;",
-           "wire [7:0] abort_cause = IG_ERR_EARLY_TLAST;", ["protocol", "top_errors"],
+           "abort_cause = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;",
+           "abort_cause = IG_ERR_EARLY_TLAST;", ["protocol", "top_errors"],
            "MISSING_TLAST reported (and carried by the abort beat) as EARLY_TLAST"),
 ]
 
 
 # job queues (in-band job descriptors)
 QUEUE_MUTANTS: list[Mutant] = [
-    Mutant("queue_tlast_every_job", TOP, "wire beat_last = job_last && (",
-           "wire beat_last = 1'b1 && (", ["queue"],
+    Mutant("queue_tlast_every_job", TOP, "beat_last = job_last && (",
+           "beat_last = 1'b1 && (", ["queue"],
            "every queue job's last output beat carries TLAST (one frame per job)"),
+    Mutant("queue_start_ungated", TOP, "wire start_any = start_req || st_qstart;",
+           "wire start_any = start_req;", ["queue"],
+           "a queue job's start is gated by the START strobe alone (S_QSTART never starts it)"),
+    Mutant("queue_first_ungated", TOP, "    if (start_any || q_req) begin\n",
+           "    if (start_any) begin\n", ["queue"],
+           "the start checks skip a QUEUE strobe (the queue's first header is never taken)"),
     Mutant("queue_no_tag_check", TOP,
            "(hdr_word[IG_HDR_TAG_LSB +: IG_HDR_TAG_W] != IG_HDR_TAG) ? IG_ERR_BAD_HEADER :",
            "1'b0 ? IG_ERR_BAD_HEADER :", ["queue"], "a header beat without the tag is taken"),
