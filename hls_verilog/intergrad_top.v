@@ -466,7 +466,7 @@ reg [NCNT-1:0]  inc_q;
 
 // bit i set to b
 function [NCNT-1:0] inc_bit;
-    input integer i;
+    input [31:0] i;   // a counter index (not `integer`: pyverilog reads this file)
     input b;
     begin
         inc_bit = {{(NCNT-1){1'b0}}, b} << i;
