@@ -331,6 +331,7 @@ reg [7:0]  abort_cause;
 reg        load_beat;       // the output register takes this step's beat
 reg        beat_last;       // ... and it ends the frame
 reg        load_term;       // the output register takes the abort beat
+reg        frame_open;      // the job's frame is still open after this step's beat
 reg        tail_last;       // the job completes on this step
 reg [7:0]  pre_err;
 reg [7:0]  start_err;
@@ -479,6 +480,11 @@ endfunction
 // non-blocking assignments in priority order (a later assignment in the block wins), so a
 // register holds unless a condition writes it; the register-file and header checks are
 // blocking temporaries (combinational logic registered in cfg_err and hdr_err).
+// Order: the counters, then the output register, then the state machine, and inside each a
+// register is read before the block writes it (the one-step flags before their counts, the
+// tail before the stream and load steps).  The hardware is the same in any order; a
+// simulator (Verilator) then needs no shadow copy of those registers, one less copy in and
+// out per register and cycle.
 /* verilator lint_off BLKSEQ */
 always @(posedge clk) begin
     // ---- the step's conditions (see their declarations), blocking temporaries
@@ -499,6 +505,8 @@ always @(posedge clk) begin
                              data_out ? (dout_one && !f_drain) : drain_one);
     // abort beat into the output register
     load_term = term_pend && out_ok;
+    // the job's frame has not ended (nor ends on this step): an abort ends it
+    frame_open = !frame_done && !(load_beat && beat_last);
     // the job completes on this step: after it, flush, drain and preload are all done
     tail_last = st_tail && go && !abort &&
                 (flush_one ? !drain_nz : (!flush_nz && (!drain_nz || drain_one))) &&
@@ -509,7 +517,7 @@ always @(posedge clk) begin
     start_err = IG_ERR_NONE;
     q_first = 1'b0;
     start_rej = 1'b0;
-    if (start_any || q_req) begin
+    if (start_any) begin            // a QUEUE strobe is a START strobe too (ctrl_start)
         pre_err = st_qstart ? hdr_err : cfg_err;
         start_err = (pre_err != IG_ERR_NONE) ? pre_err :
                     (flags_reg[IG_FLAG_SWAP] && !preloaded) ? IG_ERR_NO_PRELOAD :
@@ -519,6 +527,70 @@ always @(posedge clk) begin
         start_rej = start_now && start_bad;
     end
 
+    // ---- performance counters (first: they read the output register's TVALID, and the
+    // snapshot reads the counters, before this block writes them)
+    // the snapshot is taken at the edge that applies the CNT_SNAPSHOT write
+    if (ctrl_cnt_snapshot) begin
+        for (c = 0; c < NCNT; c = c + 1) begin
+            snap_flat[c*CNT_W +: CNT_W] <= cnt[c];
+        end
+    end
+    for (c = 0; c < NCNT; c = c + 1) begin
+        if (c == IG_CNT_MACS) begin
+            cnt[c] <= cnt[c] + {{(CNT_W-MAC_W){1'b0}}, mac_total};
+        end else begin
+            cnt[c] <= cnt[c] + {{(CNT_W-1){1'b0}}, inc_q[c]};
+        end
+    end
+
+    if (rst || ctrl_cnt_reset) begin
+        for (c = 0; c < NCNT; c = c + 1) begin
+            cnt[c] <= {CNT_W{1'b0}};
+        end
+    end
+    // one bit per counter (an OR of constant shifts: a simulator folds it into a few
+    // operations, where it would insert bit by bit)
+    inc_q <= inc_bit(IG_CNT_CYCLES, 1'b1) |
+             inc_bit(IG_CNT_BUSY_CYCLES, stepping || st_hdr) |
+             inc_bit(IG_CNT_STEPS, go) |
+             inc_bit(IG_CNT_IN_BEATS, take || hdr_take) |
+             inc_bit(IG_CNT_WLOAD_BEATS, is_wload) |
+             inc_bit(IG_CNT_OUT_BEATS, m_axis_tvalid && m_axis_tready) |
+             inc_bit(IG_CNT_STALL_IN, stall_in_c) |
+             inc_bit(IG_CNT_STALL_OUT, stall_out_c) |
+             inc_bit(IG_CNT_JOBS, tail_last);
+
+    if (rst) begin
+        inc_q <= {NCNT{1'b0}};
+        snap_flat <= {NCNT*CNT_W{1'b0}};
+    end
+
+    // ---- output register: TVALID falls only on a handshake; TDATA/TLAST change only when
+    // the register is free
+    if (m_axis_tvalid && m_axis_tready) begin
+        m_axis_tvalid <= 1'b0;
+    end
+    if (load_term) begin
+        m_axis_tvalid <= 1'b1;
+        m_axis_tdata <= abort_word;
+        m_axis_tlast <= 1'b1;
+    end else if (load_beat) begin
+        m_axis_tvalid <= 1'b1;
+        m_axis_tlast <= beat_last;
+        if (pd_out) begin
+            m_axis_tdata <= drain_beat(saved_flat, pd_idx, sh_colmask);
+        end else if (data_out) begin
+            m_axis_tdata <= data_word;
+        end else begin
+            m_axis_tdata <= drain_beat(acc_flat, drain_idx, job_colmask);
+        end
+    end
+    if (rst) begin
+        m_axis_tvalid <= 1'b0;
+        m_axis_tlast <= 1'b0;
+    end
+
+    // ---- the job state machine
     if (load_beat && beat_last) begin
         frame_done <= 1'b1;
     end
@@ -535,31 +607,41 @@ always @(posedge clk) begin
         sub <= 1'b1;
     end
     if (go && data_out) begin
-        dout_cnt <= dout_cnt - 16'd1;
         dout_one <= dout_cnt == 16'd2;
+        dout_cnt <= dout_cnt - 16'd1;
     end
     if (go && pd_out) begin
-        pd_cnt <= pd_cnt - 8'd1;
         pd_nz <= !pd_one;
         pd_one <= pd_cnt == 8'd2;
+        pd_cnt <= pd_cnt - 8'd1;
         pd_idx <= pd_idx + 8'd1;
     end
-    if (go && st_tail && flush_one && f_save) begin
+    if (acc_save) begin
         saved <= 1'b1;
     end
 
-    if (st_load && go) begin
-        ld_idx <= ld_idx + 8'd1;
-        ld_cnt <= ld_cnt - 8'd1;
-        ld_one <= ld_cnt == 8'd2;
-        if (ld_one) begin
-            wsel <= ~wsel;
-            ld_idx <= 8'd0;
+    // the tail, stream and load steps (exclusive states), in this order: every register
+    // here is read before any of these write it (a simulator then needs no shadow copy)
+    if (st_tail && go) begin
+        if (flush_nz) begin
+            flush_nz <= !flush_one;
+            flush_one <= flush_cnt == 8'd2;
+            flush_cnt <= flush_cnt - 8'd1;
+        end else if (drain_nz) begin
+            drain_nz <= !drain_one;
+            drain_one <= drain_cnt == 8'd2;
+            drain_cnt <= drain_cnt - 8'd1;
+            drain_idx <= drain_idx + 8'd1;
+        end
+        if (pre_nz) begin
+            pre_nz <= !pre_one;
+            pre_one <= pre_cnt == 8'd2;
+            pre_cnt <= pre_cnt - 8'd1;
         end
     end
     if (st_stream && go) begin
-        b_cnt <= b_cnt - 16'd1;
         b_one <= b_cnt == 16'd2;
+        b_cnt <= b_cnt - 16'd1;
         if (b_one) begin
             flush_cnt <= FLUSH[7:0];
             flush_nz <= 1'b1;
@@ -573,23 +655,17 @@ always @(posedge clk) begin
             pre_one <= f_preload && job_wlen == 8'd1;
         end
     end
-    if (st_tail && go) begin
-        if (flush_nz) begin
-            flush_cnt <= flush_cnt - 8'd1;
-            flush_nz <= !flush_one;
-            flush_one <= flush_cnt == 8'd2;
-        end else if (drain_nz) begin
-            drain_cnt <= drain_cnt - 8'd1;
-            drain_nz <= !drain_one;
-            drain_one <= drain_cnt == 8'd2;
-            drain_idx <= drain_idx + 8'd1;
-        end
-        if (pre_nz) begin
-            pre_cnt <= pre_cnt - 8'd1;
-            pre_nz <= !pre_one;
-            pre_one <= pre_cnt == 8'd2;
-            ld_idx <= ld_idx + 8'd1;
-        end
+    if (st_load && go) begin
+        ld_one <= ld_cnt == 8'd2;
+        ld_cnt <= ld_cnt - 8'd1;
+    end
+    // the weight beat index: LOAD_W beats, then the preload beats of the tail
+    if (is_wload) begin
+        ld_idx <= (st_load && ld_one) ? 8'd0 : ld_idx + 8'd1;
+    end
+    // the active bank toggles at the end of LOAD_W, and at a start with SWAP
+    if ((st_load && go && ld_one) || (start_ok && flags_reg[IG_FLAG_SWAP])) begin
+        wsel <= ~wsel;
     end
     if (tail_last) begin
         done_flag <= job_last;
@@ -617,7 +693,7 @@ always @(posedge clk) begin
         pd_nz <= 1'b0;
         pd_one <= 1'b0;
         pipe_clear <= 1'b1;
-        if (!frame_done && !(load_beat && beat_last)) begin
+        if (frame_open) begin
             term_pend <= 1'b1;
             term_code <= abort_cause;
         end
@@ -673,10 +749,7 @@ always @(posedge clk) begin
         dout_cnt <= (mode_reg == IG_MODE_OS) ? 16'd0 : batch_reg;
         dout_one <= (mode_reg != IG_MODE_OS) && batch_reg == 16'd1;
         sub <= 1'b0;
-        // the shadow bank is written by LOAD_W and PRELOAD, made active by SWAP
-        if (flags_reg[IG_FLAG_SWAP]) begin
-            wsel <= ~wsel;
-        end
+        // the shadow bank is written by LOAD_W and PRELOAD, made active by SWAP (wsel above)
         if (flags_reg[IG_FLAG_SWAP] || flags_reg[IG_FLAG_LOAD_W] ||
             flags_reg[IG_FLAG_PRELOAD]) begin
             preloaded <= 1'b0;
@@ -694,7 +767,7 @@ always @(posedge clk) begin
     // SOFT_RESET: abort a stepping job (abort beat, cause SOFT_RESET, unless its frame has
     // ended), keep a pending beat or abort beat, clear the job and status state
     if (soft_req) begin
-        if ((stepping || st_hdr || st_qstart) && !frame_done && !(load_beat && beat_last)) begin
+        if ((stepping || st_hdr || st_qstart) && frame_open) begin
             term_pend <= 1'b1;
             term_code <= IG_ERR_SOFT_RESET;
         end
@@ -729,6 +802,10 @@ always @(posedge clk) begin
     end
 
     // ---- registers without a next-state rule above
+    if (acc_save) begin
+        sh_rows <= job_rows;
+        sh_colmask <= job_colmask;
+    end
     start_req <= ctrl_start;
     q_req <= ctrl_queue;
     soft_req <= ctrl_soft_reset;
@@ -745,6 +822,19 @@ always @(posedge clk) begin
             IG_ERR_NONE;
         cfg_err <= cfg_err_next;
         cfg_bad <= cfg_err_next != IG_ERR_NONE;
+    end
+    if (start_ok) begin
+        job_last <= !st_qstart || hdr_last;
+        job_q <= st_qstart;
+        job_ws <= mode_reg == IG_MODE_WS;
+        job_os <= mode_reg == IG_MODE_OS;
+        job_ig <= mode_reg == IG_MODE_IG;
+        job_flags <= flags_reg;
+        job_rows <= rows_act_reg;
+        job_wlen <= load_len;
+        for (c = 0; c < COLS; c = c + 1) begin
+            job_colmask[c] <= c < cols_act_reg;
+        end
     end
     if (hdr_take) begin
         // the same checks on a header beat, then the queue's own: a header with TLAST ends
@@ -769,23 +859,6 @@ always @(posedge clk) begin
         hdr_rows <= in_rows;
         hdr_cols <= in_cols;
         hdr_last <= in_last;
-    end
-    if (start_ok) begin
-        job_last <= !st_qstart || hdr_last;
-        job_q <= st_qstart;
-        job_ws <= mode_reg == IG_MODE_WS;
-        job_os <= mode_reg == IG_MODE_OS;
-        job_ig <= mode_reg == IG_MODE_IG;
-        job_flags <= flags_reg;
-        job_rows <= rows_act_reg;
-        job_wlen <= load_len;
-        for (c = 0; c < COLS; c = c + 1) begin
-            job_colmask[c] <= c < cols_act_reg;
-        end
-    end
-    if (go && st_tail && flush_one && f_save) begin
-        sh_rows <= job_rows;
-        sh_colmask <= job_colmask;
     end
     // the active bank (wsel), its contents (the last LOAD_W beat) and psum_on (the job's
     // mode) change only at a job start and at the end of LOAD_W: the PEs load their psum
@@ -829,67 +902,6 @@ always @(posedge clk) begin
         job_colmask <= {COLS{1'b1}};
     end
 
-    // ---- output register: TVALID falls only on a handshake; TDATA/TLAST change only when
-    // the register is free
-    if (m_axis_tvalid && m_axis_tready) begin
-        m_axis_tvalid <= 1'b0;
-    end
-    if (load_term) begin
-        m_axis_tvalid <= 1'b1;
-        m_axis_tdata <= abort_word;
-        m_axis_tlast <= 1'b1;
-    end else if (load_beat) begin
-        m_axis_tvalid <= 1'b1;
-        m_axis_tlast <= beat_last;
-        if (pd_out) begin
-            m_axis_tdata <= drain_beat(saved_flat, pd_idx, sh_colmask);
-        end else if (data_out) begin
-            m_axis_tdata <= data_word;
-        end else begin
-            m_axis_tdata <= drain_beat(acc_flat, drain_idx, job_colmask);
-        end
-    end
-    if (rst) begin
-        m_axis_tvalid <= 1'b0;
-        m_axis_tlast <= 1'b0;
-    end
-
-    // ---- performance counters
-    // one bit per counter (an OR of constant shifts: a simulator folds it into a few
-    // operations, where it would insert bit by bit)
-    inc_q <= inc_bit(IG_CNT_CYCLES, 1'b1) |
-             inc_bit(IG_CNT_BUSY_CYCLES, stepping || st_hdr) |
-             inc_bit(IG_CNT_STEPS, go) |
-             inc_bit(IG_CNT_IN_BEATS, take || hdr_take) |
-             inc_bit(IG_CNT_WLOAD_BEATS, is_wload) |
-             inc_bit(IG_CNT_OUT_BEATS, m_axis_tvalid && m_axis_tready) |
-             inc_bit(IG_CNT_STALL_IN, stall_in_c) |
-             inc_bit(IG_CNT_STALL_OUT, stall_out_c) |
-             inc_bit(IG_CNT_JOBS, tail_last);
-
-    for (c = 0; c < NCNT; c = c + 1) begin
-        if (c == IG_CNT_MACS) begin
-            cnt[c] <= cnt[c] + {{(CNT_W-MAC_W){1'b0}}, mac_total};
-        end else begin
-            cnt[c] <= cnt[c] + {{(CNT_W-1){1'b0}}, inc_q[c]};
-        end
-    end
-
-    // the snapshot is taken at the edge that applies the CNT_SNAPSHOT write
-    if (ctrl_cnt_snapshot) begin
-        for (c = 0; c < NCNT; c = c + 1) begin
-            snap_flat[c*CNT_W +: CNT_W] <= cnt[c];
-        end
-    end
-    if (rst || ctrl_cnt_reset) begin
-        for (c = 0; c < NCNT; c = c + 1) begin
-            cnt[c] <= {CNT_W{1'b0}};
-        end
-    end
-    if (rst) begin
-        inc_q <= {NCNT{1'b0}};
-        snap_flat <= {NCNT*CNT_W{1'b0}};
-    end
 end
 /* verilator lint_on BLKSEQ */
 
