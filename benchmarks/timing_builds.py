@@ -6,20 +6,20 @@ For each build: the resource estimate (intergrad.synth, share of the xc7z020) an
 logic-depth check (intergrad.timing: worst LUT levels, worst estimated delay, the worst
 paths by name).  The default list is the default build and the largest build that fits
 the xc7z020 within 70 % of its LUTs, FFs and DSPs: 12x12 with one time-shared multiplier
-per PE (144 DSP48E1 = 65 %; a dual-multiplier 12x12 would need 288).  Writes
-benchmarks/results/timing_builds.txt.  Each uncached build takes minutes (the 12x12 about
+per PE (144 DSP48E1 = 65 %; a dual-multiplier 12x12 would need 288).  Prints the report;
+with ``--write`` also writes benchmarks/results/timing_builds.txt.  Each uncached build takes minutes (the 12x12 about
 three times the 8x8's).  Exit status 1 when a build exceeds the bound or does not fit.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from intergrad import synth, timing
 from intergrad.spec import ArrayConfig
 
-HERE = Path(__file__).resolve().parent
+from _results import add_write_option, results_file  # noqa: E402 (benchmarks/)
+
 DEFAULT_BUILDS = "8x8m1,12x12m0"
 
 
@@ -33,8 +33,13 @@ def main(argv=None) -> int:
     ap.add_argument("--builds", default=DEFAULT_BUILDS)
     ap.add_argument("--max-levels", type=int, default=timing.MAX_LEVELS)
     ap.add_argument("--paths", type=int, default=8)
-    ap.add_argument("--out", default=str(HERE / "results" / "timing_builds.txt"))
+    add_write_option(ap, "timing_builds")
     a = ap.parse_args(argv)
+    with results_file("timing_builds", a.write, argv):
+        return run(a)
+
+
+def run(a) -> int:
     out: list[str] = []
     ok = True
     rows = []
@@ -58,10 +63,7 @@ def main(argv=None) -> int:
         out.append("")
     table = ["| build | LUT | FF | DSP48E1 | worst LUT levels | worst est. delay | pairs over bound |",
              "|---|---|---|---|---|---|---|"] + rows
-    text = "\n".join(table + [""] + out)
-    print(text)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(text + "\n")
+    print("\n".join(table + [""] + out))
     return 0 if ok else 1
 
 
