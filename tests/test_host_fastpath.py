@@ -5,6 +5,9 @@
   cached run give the outputs, counters and core state of the job-by-job path; a pass the
   host check rejects is never cached and is rejected again with the same message;
 * the SimDevice's counters in one C call read what the register-by-register reads do;
+* the scheduler reuses the counter snapshot after a pass as the next pass's "before" only
+  while nothing touched the device (through the accelerator, or straight, seen by the
+  simulator's cycle count): every pass's record holds exactly its own jobs' counters;
 * :class:`intergrad.engine.DeviceEngine`'s operand quantization (retries that requantize
   only what changed, bounds in one-thread BLAS blocks, im2col reused for the GEMM) makes
   the decisions of the plain algorithm (every bound one float GEMM, everything requantized
@@ -521,3 +524,75 @@ def test_maxpool_equals_reference_bitwise(k):
         assert _bits(y) == _bits(ry), case
         assert idx.dtype == ridx.dtype and np.array_equal(idx, ridx), case
         assert _bits(dx) == _bits(rdx), case
+
+
+# ------------------------------------------------------------ counter snapshots between passes
+
+def _expected_pass_counters(cfg, rec) -> dict:
+    """A pass record's counters as the closed-form formulas give them (no stalls)."""
+    from intergrad.core import jobs_counters
+    from intergrad.plan import plan_pass
+    want = jobs_counters(cfg, [t.job for t in plan_pass(cfg, rec.pass_, rec.B, rec.N, rec.M)],
+                         queued=rec.queued)
+    return {**want, "stall_in": 0, "stall_out": 0}
+
+
+@pytest.mark.parametrize("clock", [True, False], ids=["sim-clock", "no-clock"])
+def test_counter_snapshot_reused_only_while_the_device_is_untouched(dev, monkeypatch, clock):
+    """The scheduler's counters before a pass are the snapshot after the previous one only
+    while nothing touched the device: passes back to back read the counters once per pass
+    (and once before the first); after an access through the accelerator (a counter reset,
+    a job, a status read, a recovery, a pass that failed part way) or, on a backend with a
+    cycle count, straight to the device (a counter reset, a job queue), the next pass
+    reads them again, so every pass's record holds its own jobs' counters exactly (a stale
+    snapshot would count the other job, or go negative after a reset)."""
+    from intergrad.device.base import DeviceError
+    from intergrad.scheduler import Scheduler
+    from intergrad import spec
+    reads = []
+    real = dev.counters
+    monkeypatch.setattr(dev, "counters", lambda: reads.append(1) or real())
+    if not clock:   # the simulated device without its cycle count, as a board is
+        monkeypatch.delattr(type(dev), "cycle")
+    acc = Accelerator(dev)
+    cfg = acc.cfg
+    s = Scheduler(acc)
+    rng = np.random.default_rng(7)
+    N, M = cfg.rows + 3, cfg.cols + 2
+    X, W, dY = (rng.integers(-64, 64, sh) for sh in ((5, N), (N, M), (5, M)))
+
+    def two_passes():   # fwd, then ig
+        s.fc_forward(X, W, "L")
+        s.fc_backward(X, W, dY, "L")
+        for rec in s.report.records[-2:]:
+            assert rec.counters == _expected_pass_counters(cfg, rec), rec
+
+    two_passes()
+    two_passes()
+    assert len(reads) == 4 + 1
+    job = Job("WS", 3, cfg.rows, cfg.cols, {"LOAD_W"})
+    job_lanes = np.ones((job.in_beats(), cfg.in_lanes), np.int64)
+    ctrl = spec.REG["CTRL"].offset
+
+    def failed_pass():   # stopped part way by the cycle limit: the recovery ran
+        monkeypatch.setattr(dev, "max_cycles", 40)
+        with pytest.raises(DeviceError):
+            s.fc_backward(X, W, dY, "L")
+        monkeypatch.setattr(dev, "max_cycles", 1 << 40)
+
+    touches = [acc.reset_counters, lambda: acc.run_job(job, job_lanes), acc.status,
+               acc.recover, failed_pass]
+    if clock:
+        touches.append(lambda: dev.write(ctrl, spec.pack_fields("CTRL", CNT_RESET=1)))
+        if cfg.supports_queue:
+            from intergrad.descriptor import pack_queue
+
+            def queue_straight_to_the_device():
+                dev.write(ctrl, spec.pack_fields("CTRL", QUEUE=1))
+                dev.transfer(pack_queue(cfg, [job], [job_lanes]), job.out_beats())
+            touches.append(queue_straight_to_the_device)
+    for touch in touches:
+        touch()
+        n = len(reads)
+        two_passes()
+        assert len(reads) - n == 3, touch   # the first pass read its counters before

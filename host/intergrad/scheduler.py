@@ -4,7 +4,8 @@ engine (convolutions lowered by :mod:`intergrad.conv`).
 GEMMs are tiled by :mod:`intergrad.plan` (the same job list the analytical model counts),
 padded to the array and trimmed back; partial sums along the reduction dimension are added
 on the host.  Every pass's hardware counters are read before and after it and kept as a
-:class:`PassRecord` in a :class:`Report`.
+:class:`PassRecord` in a :class:`Report` (the reading before a pass is the one after the
+previous pass when nothing touched the device in between).
 
 Fixed point: inputs must be integers that fit DATA_W bits (OverflowError otherwise, naming
 the operand); results are the exact products' sums wrapped to ACC_W bits, as the hardware
@@ -233,8 +234,16 @@ class Scheduler:
     #: jobs and results; kept for comparison)
     per_job = False
 
+    #: True: the counters before a pass are the snapshot after the previous pass when
+    #: nothing ran on the device since (:meth:`Accelerator.counters` with ``reuse``;
+    #: ``cycles`` is not among the counters a record keeps); False: always read
+    reuse_counters = True
+
+    def _counters_before(self) -> dict:
+        return self.accel.counters(reuse=self.reuse_counters)
+
     def _run_whole(self, layer, pass_, schedule, B, N, M, X, W, dY):
-        before = self.accel.counters() if self.record else None
+        before = self._counters_before() if self.record else None
         q0 = getattr(self.accel, "queued_jobs", 0)
         res, dW, lay = run_pass(self.accel, pass_, B, N, M, X, W, dY, self.double_buffer)
         if self.record:
@@ -255,7 +264,7 @@ class Scheduler:
         cfg = self.cfg
         R = cfg.rows
         jobs = plan_pass(cfg, pass_, B, N, M, self.double_buffer)
-        before = self.accel.counters() if self.record else None
+        before = self._counters_before() if self.record else None
         kind = MODES[PASS_MODE[pass_]]
         rows, cols = pass_dims(pass_, N, M)
         res = np.zeros((B, rows), dtype=np.int64) if kind.data_out else None
