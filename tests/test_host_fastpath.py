@@ -224,25 +224,29 @@ class _Recorder:
     def __init__(self, cfg):
         self.cfg, self.calls = cfg, []
 
-    def fc_forward(self, X, W, layer):
+    def fc_forward(self, X, W, layer, *, bounded):
+        assert bounded   # the engine's exact bounds rule wrap-around out
         self.calls.append((X, W))
         return np.zeros((X.shape[0], W.shape[1]), np.int64)
 
-    def fc_backward(self, X, W, dY, layer, *, need_dx, schedule):
+    def fc_backward(self, X, W, dY, layer, *, need_dx, schedule, bounded):
+        assert bounded
         self.calls.append((X, W, dY))
         return (np.zeros(X.shape, np.int64) if need_dx else None), np.zeros(W.shape, np.int64)
 
     def _cols(self, x, w, stride, pad, cols):
         assert np.array_equal(cols, _im2col_ref(x, w.shape[2], w.shape[3], stride, pad))
 
-    def conv_forward(self, x, w, layer, *, stride, pad, cols):
+    def conv_forward(self, x, w, layer, *, stride, pad, cols, bounded):
         from intergrad.conv import conv_out_size
+        assert bounded
         self._cols(x, w, stride, pad, cols)
         self.calls.append((x, w))
         ho, wo = (conv_out_size(n, k, stride, pad) for n, k in zip(x.shape[2:], w.shape[2:]))
         return np.zeros((x.shape[0], w.shape[0], ho, wo), np.int64)
 
-    def conv_backward(self, x, w, dy, layer, *, stride, pad, need_dx, schedule, cols):
+    def conv_backward(self, x, w, dy, layer, *, stride, pad, need_dx, schedule, cols, bounded):
+        assert bounded
         self._cols(x, w, stride, pad, cols)
         self.calls.append((x, w, dy))
         return (np.zeros(x.shape, np.int64) if need_dx else None), np.zeros(w.shape, np.int64)
@@ -596,3 +600,30 @@ def test_counter_snapshot_reused_only_while_the_device_is_untouched(dev, monkeyp
         n = len(reads)
         two_passes()
         assert len(reads) - n == 3, touch   # the first pass read its counters before
+
+
+def test_bounded_gemms_do_not_warn(dev):
+    """The engine's GEMMs, whose accumulators it bounded exactly, are called bounded: a
+    training step issues no headroom warning although the scheduler's worst-case rule warns
+    for the same integer operands called unbounded (every warning recorded, none
+    filtered)."""
+    import warnings
+    from intergrad import layers as L
+    from intergrad.engine import DeviceEngine
+    from intergrad.nn import gradients
+    from intergrad.scheduler import Scheduler
+    s = Scheduler(Accelerator(dev))
+    eng = DeviceEngine(s)
+    net = L.build("digits", (1, 8, 8), seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 16)
+    operands = []
+    real = s.fc_forward
+    s.fc_forward = lambda X, W, *a, **k: operands.append((X, W)) or real(X, W, *a, **k)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        gradients(net, eng, x, y)
+        assert not [w for w in got if "may exceed" in str(w.message)]
+        s.fc_forward = real
+        real(*operands[-1], "fc")
+    assert [w for w in got if "fc: X W may exceed" in str(w.message)]

@@ -24,7 +24,8 @@ magnitude) and up to DATA_W-1 magnitude bits; gradients (dY) may be rounded
 stochastically (seeded, reproducible).  Overflow is impossible by construction: the host
 computes, on the quantized operands, the exact bound max(|A|.|B|) of every accumulator
 (including the col2im sums of a conv dX) and drops a magnitude bit of the wider operand
-until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (the bounds' GEMMs
+until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (so the scheduler's
+GEMMs are called ``bounded=True``: no worst-case headroom warning; the bounds' GEMMs
 run in blocks BLAS keeps on one thread, :func:`exact_matmul`; a retry requantizes and
 re-bounds only what its dropped bits changed); the magnitude bits used per layer and pass
 are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers) are scaled back to
@@ -33,7 +34,6 @@ float32 on the host.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -281,19 +281,12 @@ class DeviceEngine:
         raise OverflowError(f"{layer}: {pass_} cannot fit the {self.cfg.acc_w}-bit accumulator "
                             f"even with 1-bit operands (reduction too long)")
 
-    def _gemm(self, fn, *args, **kw):
-        # the scheduler warns from the worst case |a|max*|b|max*K; the exact bound above
-        # already guarantees no wrap-around
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*may exceed the", category=RuntimeWarning)
-            return fn(*args, **kw)
-
     # -- fully connected -------------------------------------------------------------------
     def fc_forward(self, X, W, layer="fc"):
         q = self._quantize(layer, "fwd", {"X": X, "W": W},
                            [("X", "W", lambda a, b: _bound_max(_absf(a), _absf(b)))])
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        Y = self._gemm(self.s.fc_forward, qx, qw, layer)
+        Y = self.s.fc_forward(qx, qw, layer, bounded=True)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
@@ -301,8 +294,8 @@ class DeviceEngine:
         if need_dx:
             prods.append(("dY", "W", lambda a, b: _bound_max(_absf(a), _absf(b).T)))
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, prods)
-        dX, dW = self._gemm(self.s.fc_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
-                            need_dx=need_dx, schedule=self.schedule)
+        dX, dW = self.s.fc_backward(q["X"][0], q["W"][0], q["dY"][0], layer, need_dx=need_dx,
+                                    schedule=self.schedule, bounded=True)
         return self._unscale_backward(q, dX, dW)
 
     # -- convolution (lowered by intergrad.conv; the bounds are on the lowered operands,
@@ -316,8 +309,8 @@ class DeviceEngine:
 
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [("X", "W", bound)])
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad,
-                       cols=cols.cols(qx))
+        y = self.s.conv_forward(qx, qw, layer, stride=stride, pad=pad, cols=cols.cols(qx),
+                                bounded=True)
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
@@ -334,9 +327,9 @@ class DeviceEngine:
 
         prods = [("X", "dY", dw_bound)] + ([("dY", "W", dx_bound)] if need_dx else [])
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)
-        dx, dw = self._gemm(self.s.conv_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
-                            stride=stride, pad=pad, need_dx=need_dx, schedule=self.schedule,
-                            cols=cols.cols(q["X"][0]))
+        dx, dw = self.s.conv_backward(q["X"][0], q["W"][0], q["dY"][0], layer, stride=stride,
+                                      pad=pad, need_dx=need_dx, schedule=self.schedule,
+                                      cols=cols.cols(q["X"][0]), bounded=True)
         return self._unscale_backward(q, dx, dw)
 
     @staticmethod
