@@ -14,7 +14,12 @@
   on every retry), kept below as the reference: the same integer operands, bits and
   generator state;
   the bounds' blocked GEMM (:func:`intergrad.engine.exact_matmul`) is ``P @ Q``;
-* im2col by one cached gather is the strided-copy im2col.
+* im2col by one cached gather is the strided-copy im2col;
+* DeviceEngine's quantization memo (the weights and inputs a step quantizes again, and
+  their lowerings) is value-checked (arrays changed in place are quantized again) and
+  stays within its bounds; GEMMs it bounded exactly issue no headroom warning;
+* training with the memo and the counter snapshot reuse equals training without them,
+  bit for bit (weights, losses, gradients, every pass's counters).
 """
 from __future__ import annotations
 
@@ -627,3 +632,163 @@ def test_bounded_gemms_do_not_warn(dev):
         s.fc_forward = real
         real(*operands[-1], "fc")
     assert [w for w in got if "fc: X W may exceed" in str(w.message)]
+
+
+# ------------------------------------------------------------------ the quantization memo
+
+def _recorded(cfg, memo_bytes, calls, **kw):
+    """The integer operands a DeviceEngine hands its scheduler for ``calls`` (engine method
+    name, args, kwargs), each as a tuple of int64 copies."""
+    from intergrad.engine import DeviceEngine
+    rec = _Recorder(cfg)
+    eng = DeviceEngine(rec, memo_bytes=memo_bytes, **kw)
+    out = []
+    for step in calls:
+        if callable(step):   # a change between the calls
+            step()
+            continue
+        name, args, opts = step
+        getattr(eng, name)(*args, **opts)
+        out.append(tuple(np.array(a) for a in rec.calls[-1]))
+    return out, eng
+
+
+def test_memo_sees_arrays_changed_in_place():
+    """Weights and inputs changed in place between passes (an optimizer step, a layer that
+    writes into its input) are quantized again: the operands (and the conv lowering, which
+    _Recorder checks against the input it is given) equal a memo-less engine's, also
+    where the change keeps the largest magnitude (the scale) and touches one element;
+    unchanged operands are found in the memo."""
+    cfg = ArrayConfig(8, 8, 16, 32, 1)
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((6, 20)).astype(np.float32)
+    W = rng.standard_normal((20, 7)).astype(np.float32)
+    dY = rng.standard_normal((6, 7)).astype(np.float32)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    W0, w0, X0, x0 = W.copy(), w.copy(), X.copy(), x.copy()
+
+    def restore():
+        W[...], w[...], X[...], x[...] = W0, w0, X0, x0
+
+    def bump_one():   # one element, below the largest magnitude: the scale stays
+        i = np.argmin(np.abs(W))
+        W.flat[i] += np.float32(0.25)
+        x.flat[np.argmin(np.abs(x))] -= np.float32(0.5)
+
+    fc_f, fc_b = ("fc_forward", (X, W, "fc"), {}), ("fc_backward", (X, W, dY, "fc"), {})
+    cv_f = ("conv_forward", (x, w, "cv"), {"stride": 1, "pad": 1})
+    cv_b = ("conv_backward", (x, w, dy, "cv"), {"stride": 1, "pad": 1})
+    calls = [fc_f, fc_b, cv_f, cv_b,
+             lambda: np.multiply(W, np.float32(0.5), out=W), fc_f, fc_b,   # a step's update
+             lambda: x.__setitem__((0, 1), x[0, 1] * np.float32(-1)), cv_b, cv_f,
+             bump_one, fc_b, fc_f, cv_f, cv_b,
+             lambda: X.__setitem__(slice(None), X[::-1]), fc_f,   # same values, permuted
+             restore, fc_f, fc_b, cv_f, cv_b]
+    for stochastic in (False, True):
+        restore()
+        want, _ = _recorded(cfg, 0, calls, stochastic=stochastic, seed=2)
+        restore()
+        got, eng = _recorded(cfg, 1 << 20, calls, stochastic=stochastic, seed=2)
+        assert len(got) == len(want) == 17
+        for k, (g, r) in enumerate(zip(got, want)):
+            assert all(np.array_equal(a, b) for a, b in zip(g, r)), k
+        assert eng.memo.hits >= 8   # the backward passes' X and W, the restored operands
+    # the arrays the memo hands out again are read-only: nobody downstream can change them
+    held = [q for op in eng.memo._ops.values() for q, _ in op.quants.values()]
+    assert held and not any(q.flags.writeable for q in held)
+
+
+def test_memo_stays_within_its_bounds():
+    """A memo smaller than a step's operands: never more bytes or operands held than its
+    bounds (its byte count equal to what it holds), the same operands as without it."""
+    from intergrad import layers as L
+    from intergrad.engine import QuantMemo
+    cfg = ArrayConfig(8, 8, 16, 32, 1)
+    rng = np.random.default_rng(3)
+    net = L.build("lenet", (1, 8, 8), seed=1)
+    x = rng.random((8, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+    from intergrad.nn import gradients
+    from intergrad.engine import DeviceEngine
+    runs = {}
+    for max_bytes, max_ops in ((0, 32), (30_000, 32), (200_000, 3), (64 << 20, 32)):
+        rec = _Recorder(cfg)
+        eng = DeviceEngine(rec)
+        eng.memo = QuantMemo(max_bytes, max_ops)
+        n = net.copy()
+        sizes = []
+        real = eng.memo.quantized
+
+        def quantized(*a, memo=eng.memo, **k):
+            out = real(*a, **k)
+            held = sum(len(op.raw) + sum(q.nbytes for q, _ in op.quants.values())
+                       + sum(d.nbytes for d in op.derived.values()) for op in memo._ops.values())
+            assert memo.nbytes == held <= max_bytes and len(memo._ops) <= max_ops
+            sizes.append(held)
+            return out
+        eng.memo.quantized = quantized
+        for _ in range(3):
+            st = gradients(n, eng, x, y)
+            for p, g in zip(n.params(), st.grads):
+                p -= np.float32(0.1) * g
+        runs[max_bytes] = [tuple(np.array(a) for a in c) for c in rec.calls], max(sizes), \
+            eng.memo.hits
+    ref = runs[0][0]
+    for max_bytes, (calls, top, hits) in runs.items():
+        assert len(calls) == len(ref)
+        assert all(np.array_equal(a, b) for c, r in zip(calls, ref) for a, b in zip(c, r))
+        assert (hits > 0) == (max_bytes > 0) and top <= max_bytes
+    assert runs[30_000][1] > 20_000   # the small memo was filled, not left empty
+
+
+@pytest.mark.parametrize("schedule", ["intergrad", "baseline"])
+def test_training_bit_identical_with_and_without_fast_paths(dev, monkeypatch, schedule):
+    """A few training steps of the digits CNN (a conv layer and a FC layer; stochastic
+    rounding, momentum) on the simulated core with stalls, with the memo and the counter
+    snapshot reuse and without them (memo_bytes=0, Scheduler.reuse_counters = False):
+    the same weights, losses, logits and gradients bit for bit, the same pass records
+    (every counter, the stall counts included), bits and generator state; the fast run
+    used its memo and read the counters fewer times."""
+    from intergrad import layers as L
+    from intergrad.engine import DeviceEngine
+    from intergrad.nn import SGD, gradients
+    from intergrad.scheduler import Scheduler
+    reads = []
+    real = dev.counters
+    monkeypatch.setattr(dev, "counters", lambda: reads.append(1) or real())
+    rng = np.random.default_rng(21)
+    x = rng.random((40, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 40)
+    net0 = L.build("digits", (1, 8, 8), seed=4)
+    runs = {}
+    for fast in (True, False):
+        dev.set_stalls(0.2, 0.3, seed=9)
+        s = Scheduler(Accelerator(dev))
+        s.reuse_counters = fast
+        eng = DeviceEngine(s, schedule, stochastic=True, seed=5,
+                           memo_bytes=64 << 20 if fast else 0)
+        net = net0.copy()
+        opt = SGD(net.params(), 0.05, momentum=0.9)
+        n0 = len(reads)
+        out = []
+        for k in range(4):
+            idx = np.arange(k * 10, k * 10 + 10)
+            st = gradients(net, eng, x[idx], y[idx])
+            opt.step(st.grads)
+            out.append((st.loss, st.logits.tobytes(), [g.tobytes() for g in st.grads]))
+        logits, _ = net.forward(eng, x[:16])   # an evaluation batch: the weights again
+        runs[fast] = dict(out=out, logits=logits.tobytes(),
+                          params=[p.tobytes() for p in net.params()],
+                          report=s.report.rows(), bits=eng.bits_used,
+                          rng=eng.rng.bit_generator.state, reads=len(reads) - n0,
+                          hits=eng.memo.hits)
+    fast, slow = runs[True], runs[False]
+    for key in ("out", "logits", "params", "report", "bits", "rng"):
+        assert fast[key] == slow[key], key
+    assert sum(r["stall_in"] + r["stall_out"] for r in fast["report"]) > 0
+    assert all(r["macs"] > 0 for r in fast["report"])
+    assert slow["hits"] == 0 and fast["hits"] >= 4 * 2
+    passes = len(fast["report"])
+    assert slow["reads"] == 2 * passes and fast["reads"] == passes + 1
