@@ -449,8 +449,9 @@ def test_scheduler_operand_fast_path_equals_check_fits():
 
 def test_quantize_equals_reference():
     """engine.quantize == the first formulation: random tensors, values that round up to
-    2**bits (clipped one LSB), negatives at the top, float32 and float64, stochastic with
-    the same draws; non-finite values raise."""
+    2**bits (clipped one LSB), largest magnitudes around the clip thresholds (the clip is
+    skipped where nothing can pass lim), negatives at the top, float32 and float64,
+    stochastic with the same draws; non-finite values raise."""
     from intergrad.engine import quantize
     rng = np.random.default_rng(6)
     cases = [rng.standard_normal((7, 9)).astype(np.float32), rng.standard_normal(50) * 1e-6,
@@ -462,6 +463,21 @@ def test_quantize_equals_reference():
             a, b = np.random.default_rng(bits), np.random.default_rng(bits)
             assert _same_q(quantize(x, bits, a), _ref_quantize(x, bits, b)), (x, bits)
             assert a.bit_generator.state == b.bit_generator.state
+    # largest magnitudes at and around the clip thresholds (rint(m * 2**f) = lim + 1 to
+    # nearest, m * 2**f >= lim stochastic: the clip is skipped below them), either sign,
+    # many values near the top (the stochastic draws cross lim)
+    for bits in (1, 2, 7, 15, 23):
+        lim = (1 << bits) - 1
+        for k, t in enumerate((lim - 1, lim - 0.5, lim - 1e-6, lim, lim + 0.25,
+                               lim + 0.5 - 1e-6, lim + 0.5, lim + 0.75)):
+            for sign in (1, -1):
+                top = sign * t / 2.0 ** bits
+                x = np.concatenate([[top], -top * rng.uniform(0.9, 1, 60),
+                                    top * rng.uniform(0.9, 1, 60)])
+                for x in (x, x.astype(np.float32)):
+                    assert _same_q(quantize(x, bits), _ref_quantize(x, bits)), (bits, t)
+                    a, b = np.random.default_rng(k), np.random.default_rng(k)
+                    assert _same_q(quantize(x, bits, a), _ref_quantize(x, bits, b)), (bits, t)
     for bad in (np.array([1.0, np.nan]), np.array([np.inf]), np.array([-np.inf, 1.0])):
         with pytest.raises(FloatingPointError):
             quantize(bad, 7)

@@ -97,9 +97,13 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None
         np.floor(s, out=s)
     lim = (1 << bits) - 1
     # rounding at the top can reach 2**bits: clip one LSB (on the integral floats, exactly
-    # as on their int64 values)
-    np.maximum(s, -lim, out=s)
-    np.minimum(s, lim, out=s)
+    # as on their int64 values).  |x| * 2**f is at most m * 2**f (a power-of-two scaling is
+    # monotone), so nothing can pass lim when rint(m * 2**f) <= lim (to nearest) or
+    # m * 2**f < lim (stochastic: floor(v + u) <= floor(v) + 1 for u < 1): no clip then
+    top = m * 2.0 ** f
+    if (float(np.rint(top)) > lim) if rng is None else top >= lim:
+        np.maximum(s, -lim, out=s)
+        np.minimum(s, lim, out=s)
     return s.astype(np.int64), f
 
 
