@@ -808,3 +808,39 @@ def test_training_bit_identical_with_and_without_fast_paths(dev, monkeypatch, sc
     assert slow["hits"] == 0 and fast["hits"] >= 4 * 2
     passes = len(fast["report"])
     assert slow["reads"] == 2 * passes and fast["reads"] == passes + 1
+
+
+def _ref_unpack_beats(data, lanes, width, axis_bits):
+    """core.unpack_beats's bit-by-bit unpacking (every width) as first written."""
+    nbytes = axis_bits // 8
+    n = len(data) // nbytes
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(n, nbytes)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :lanes * width]
+    out = bits.reshape(n, lanes, width).astype(np.int64) @ (np.int64(1) << np.arange(width))
+    out -= (out >> (width - 1)) << width
+    return out
+
+
+def test_unpack_beats_equals_bitwise_reference():
+    """Output beats of lanes that are not whole bytes (e.g. ACC_W 20, 28) unpacked from
+    64-bit words: the bit-by-bit unpacking's values for random bytes (padding bits above
+    the last lane set too) at every width, lane count and beat padding, no beats included;
+    the builds' own widths through pack_beats."""
+    from intergrad.core import pack_beats, unpack_beats
+    rng = np.random.default_rng(13)
+    for width in range(1, 64):
+        for lanes in (1, 2, 3, 5, 8, 13):
+            for pad in (0, 3, 9, 40):
+                bits = -(-(lanes * width + pad) // 8) * 8
+                for n in (0, 1, 6):
+                    data = rng.integers(0, 256, n * bits // 8, dtype=np.uint8).tobytes()
+                    got, want = unpack_beats(data, lanes, width, bits), \
+                        _ref_unpack_beats(data, lanes, width, bits)
+                    assert got.dtype == np.int64 and got.shape == (n, lanes)
+                    assert np.array_equal(got, want), (width, lanes, bits, n)
+    for cfg in BUILDS:
+        lo = 1 << (cfg.acc_w - 1)
+        v = rng.integers(-lo, lo, (50, cfg.out_lanes))
+        v[0], v[1] = -lo, lo - 1
+        data = pack_beats(v, cfg.acc_w, cfg.out_axis_bits)
+        assert np.array_equal(unpack_beats(data, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits), v)
