@@ -5,13 +5,21 @@
   cached run give the outputs, counters and core state of the job-by-job path; a pass the
   host check rejects is never cached and is rejected again with the same message;
 * the SimDevice's counters in one C call read what the register-by-register reads do;
+* the scheduler reuses the counter snapshot after a pass as the next pass's "before" only
+  while nothing touched the device (through the accelerator, or straight, seen by the
+  simulator's cycle count): every pass's record holds exactly its own jobs' counters;
 * :class:`intergrad.engine.DeviceEngine`'s operand quantization (retries that requantize
   only what changed, bounds in one-thread BLAS blocks, im2col reused for the GEMM) makes
   the decisions of the plain algorithm (every bound one float GEMM, everything requantized
   on every retry), kept below as the reference: the same integer operands, bits and
   generator state;
   the bounds' blocked GEMM (:func:`intergrad.engine.exact_matmul`) is ``P @ Q``;
-* im2col by one cached gather is the strided-copy im2col.
+* im2col by one cached gather is the strided-copy im2col;
+* DeviceEngine's quantization memo (the weights and inputs a step quantizes again, and
+  their lowerings) is value-checked (arrays changed in place are quantized again) and
+  stays within its bounds; GEMMs it bounded exactly issue no headroom warning;
+* training with the memo and the counter snapshot reuse equals training without them,
+  bit for bit (weights, losses, gradients, every pass's counters).
 """
 from __future__ import annotations
 
@@ -221,25 +229,29 @@ class _Recorder:
     def __init__(self, cfg):
         self.cfg, self.calls = cfg, []
 
-    def fc_forward(self, X, W, layer):
+    def fc_forward(self, X, W, layer, *, bounded):
+        assert bounded   # the engine's exact bounds rule wrap-around out
         self.calls.append((X, W))
         return np.zeros((X.shape[0], W.shape[1]), np.int64)
 
-    def fc_backward(self, X, W, dY, layer, *, need_dx, schedule):
+    def fc_backward(self, X, W, dY, layer, *, need_dx, schedule, bounded):
+        assert bounded
         self.calls.append((X, W, dY))
         return (np.zeros(X.shape, np.int64) if need_dx else None), np.zeros(W.shape, np.int64)
 
     def _cols(self, x, w, stride, pad, cols):
         assert np.array_equal(cols, _im2col_ref(x, w.shape[2], w.shape[3], stride, pad))
 
-    def conv_forward(self, x, w, layer, *, stride, pad, cols):
+    def conv_forward(self, x, w, layer, *, stride, pad, cols, bounded):
         from intergrad.conv import conv_out_size
+        assert bounded
         self._cols(x, w, stride, pad, cols)
         self.calls.append((x, w))
         ho, wo = (conv_out_size(n, k, stride, pad) for n, k in zip(x.shape[2:], w.shape[2:]))
         return np.zeros((x.shape[0], w.shape[0], ho, wo), np.int64)
 
-    def conv_backward(self, x, w, dy, layer, *, stride, pad, need_dx, schedule, cols):
+    def conv_backward(self, x, w, dy, layer, *, stride, pad, need_dx, schedule, cols, bounded):
+        assert bounded
         self._cols(x, w, stride, pad, cols)
         self.calls.append((x, w, dy))
         return (np.zeros(x.shape, np.int64) if need_dx else None), np.zeros(w.shape, np.int64)
@@ -437,8 +449,9 @@ def test_scheduler_operand_fast_path_equals_check_fits():
 
 def test_quantize_equals_reference():
     """engine.quantize == the first formulation: random tensors, values that round up to
-    2**bits (clipped one LSB), negatives at the top, float32 and float64, stochastic with
-    the same draws; non-finite values raise."""
+    2**bits (clipped one LSB), largest magnitudes around the clip thresholds (the clip is
+    skipped where nothing can pass lim), negatives at the top, float32 and float64,
+    stochastic with the same draws; non-finite values raise."""
     from intergrad.engine import quantize
     rng = np.random.default_rng(6)
     cases = [rng.standard_normal((7, 9)).astype(np.float32), rng.standard_normal(50) * 1e-6,
@@ -450,6 +463,21 @@ def test_quantize_equals_reference():
             a, b = np.random.default_rng(bits), np.random.default_rng(bits)
             assert _same_q(quantize(x, bits, a), _ref_quantize(x, bits, b)), (x, bits)
             assert a.bit_generator.state == b.bit_generator.state
+    # largest magnitudes at and around the clip thresholds (rint(m * 2**f) = lim + 1 to
+    # nearest, m * 2**f >= lim stochastic: the clip is skipped below them), either sign,
+    # many values near the top (the stochastic draws cross lim)
+    for bits in (1, 2, 7, 15, 23):
+        lim = (1 << bits) - 1
+        for k, t in enumerate((lim - 1, lim - 0.5, lim - 1e-6, lim, lim + 0.25,
+                               lim + 0.5 - 1e-6, lim + 0.5, lim + 0.75)):
+            for sign in (1, -1):
+                top = sign * t / 2.0 ** bits
+                x = np.concatenate([[top], -top * rng.uniform(0.9, 1, 60),
+                                    top * rng.uniform(0.9, 1, 60)])
+                for x in (x, x.astype(np.float32)):
+                    assert _same_q(quantize(x, bits), _ref_quantize(x, bits)), (bits, t)
+                    a, b = np.random.default_rng(k), np.random.default_rng(k)
+                    assert _same_q(quantize(x, bits, a), _ref_quantize(x, bits, b)), (bits, t)
     for bad in (np.array([1.0, np.nan]), np.array([np.inf]), np.array([-np.inf, 1.0])):
         with pytest.raises(FloatingPointError):
             quantize(bad, 7)
@@ -521,3 +549,298 @@ def test_maxpool_equals_reference_bitwise(k):
         assert _bits(y) == _bits(ry), case
         assert idx.dtype == ridx.dtype and np.array_equal(idx, ridx), case
         assert _bits(dx) == _bits(rdx), case
+
+
+# ------------------------------------------------------------ counter snapshots between passes
+
+def _expected_pass_counters(cfg, rec) -> dict:
+    """A pass record's counters as the closed-form formulas give them (no stalls)."""
+    from intergrad.core import jobs_counters
+    from intergrad.plan import plan_pass
+    want = jobs_counters(cfg, [t.job for t in plan_pass(cfg, rec.pass_, rec.B, rec.N, rec.M)],
+                         queued=rec.queued)
+    return {**want, "stall_in": 0, "stall_out": 0}
+
+
+@pytest.mark.parametrize("clock", [True, False], ids=["sim-clock", "no-clock"])
+def test_counter_snapshot_reused_only_while_the_device_is_untouched(dev, monkeypatch, clock):
+    """The scheduler's counters before a pass are the snapshot after the previous one only
+    while nothing touched the device: passes back to back read the counters once per pass
+    (and once before the first); after an access through the accelerator (a counter reset,
+    a job, a status read, a recovery, a pass that failed part way) or, on a backend with a
+    cycle count, straight to the device (a counter reset, a job queue), the next pass
+    reads them again, so every pass's record holds its own jobs' counters exactly (a stale
+    snapshot would count the other job, or go negative after a reset)."""
+    from intergrad.device.base import DeviceError
+    from intergrad.scheduler import Scheduler
+    from intergrad import spec
+    reads = []
+    real = dev.counters
+    monkeypatch.setattr(dev, "counters", lambda: reads.append(1) or real())
+    if not clock:   # the simulated device without its cycle count, as a board is
+        monkeypatch.delattr(type(dev), "cycle")
+    acc = Accelerator(dev)
+    cfg = acc.cfg
+    s = Scheduler(acc)
+    rng = np.random.default_rng(7)
+    N, M = cfg.rows + 3, cfg.cols + 2
+    X, W, dY = (rng.integers(-64, 64, sh) for sh in ((5, N), (N, M), (5, M)))
+
+    def two_passes():   # fwd, then ig
+        s.fc_forward(X, W, "L")
+        s.fc_backward(X, W, dY, "L")
+        for rec in s.report.records[-2:]:
+            assert rec.counters == _expected_pass_counters(cfg, rec), rec
+
+    two_passes()
+    two_passes()
+    assert len(reads) == 4 + 1
+    job = Job("WS", 3, cfg.rows, cfg.cols, {"LOAD_W"})
+    job_lanes = np.ones((job.in_beats(), cfg.in_lanes), np.int64)
+    ctrl = spec.REG["CTRL"].offset
+
+    def failed_pass():   # stopped part way by the cycle limit: the recovery ran
+        monkeypatch.setattr(dev, "max_cycles", 40)
+        with pytest.raises(DeviceError):
+            s.fc_backward(X, W, dY, "L")
+        monkeypatch.setattr(dev, "max_cycles", 1 << 40)
+
+    touches = [acc.reset_counters, lambda: acc.run_job(job, job_lanes), acc.status,
+               acc.recover, failed_pass]
+    if clock:
+        touches.append(lambda: dev.write(ctrl, spec.pack_fields("CTRL", CNT_RESET=1)))
+        if cfg.supports_queue:
+            from intergrad.descriptor import pack_queue
+
+            def queue_straight_to_the_device():
+                dev.write(ctrl, spec.pack_fields("CTRL", QUEUE=1))
+                dev.transfer(pack_queue(cfg, [job], [job_lanes]), job.out_beats())
+            touches.append(queue_straight_to_the_device)
+    for touch in touches:
+        touch()
+        n = len(reads)
+        two_passes()
+        assert len(reads) - n == 3, touch   # the first pass read its counters before
+
+
+def test_bounded_gemms_do_not_warn(dev):
+    """The engine's GEMMs, whose accumulators it bounded exactly, are called bounded: a
+    training step issues no headroom warning although the scheduler's worst-case rule warns
+    for the same integer operands called unbounded (every warning recorded, none
+    filtered)."""
+    import warnings
+    from intergrad import layers as L
+    from intergrad.engine import DeviceEngine
+    from intergrad.nn import gradients
+    from intergrad.scheduler import Scheduler
+    s = Scheduler(Accelerator(dev))
+    eng = DeviceEngine(s)
+    net = L.build("digits", (1, 8, 8), seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 16)
+    operands = []
+    real = s.fc_forward
+    s.fc_forward = lambda X, W, *a, **k: operands.append((X, W)) or real(X, W, *a, **k)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        gradients(net, eng, x, y)
+        assert not [w for w in got if "may exceed" in str(w.message)]
+        s.fc_forward = real
+        real(*operands[-1], "fc")
+    assert [w for w in got if "fc: X W may exceed" in str(w.message)]
+
+
+# ------------------------------------------------------------------ the quantization memo
+
+def _recorded(cfg, memo_bytes, calls, **kw):
+    """The integer operands a DeviceEngine hands its scheduler for ``calls`` (engine method
+    name, args, kwargs), each as a tuple of int64 copies."""
+    from intergrad.engine import DeviceEngine
+    rec = _Recorder(cfg)
+    eng = DeviceEngine(rec, memo_bytes=memo_bytes, **kw)
+    out = []
+    for step in calls:
+        if callable(step):   # a change between the calls
+            step()
+            continue
+        name, args, opts = step
+        getattr(eng, name)(*args, **opts)
+        out.append(tuple(np.array(a) for a in rec.calls[-1]))
+    return out, eng
+
+
+def test_memo_sees_arrays_changed_in_place():
+    """Weights and inputs changed in place between passes (an optimizer step, a layer that
+    writes into its input) are quantized again: the operands (and the conv lowering, which
+    _Recorder checks against the input it is given) equal a memo-less engine's, also
+    where the change keeps the largest magnitude (the scale) and touches one element;
+    unchanged operands are found in the memo."""
+    cfg = ArrayConfig(8, 8, 16, 32, 1)
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((6, 20)).astype(np.float32)
+    W = rng.standard_normal((20, 7)).astype(np.float32)
+    dY = rng.standard_normal((6, 7)).astype(np.float32)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    W0, w0, X0, x0 = W.copy(), w.copy(), X.copy(), x.copy()
+
+    def restore():
+        W[...], w[...], X[...], x[...] = W0, w0, X0, x0
+
+    def bump_one():   # one element, below the largest magnitude: the scale stays
+        i = np.argmin(np.abs(W))
+        W.flat[i] += np.float32(0.25)
+        x.flat[np.argmin(np.abs(x))] -= np.float32(0.5)
+
+    fc_f, fc_b = ("fc_forward", (X, W, "fc"), {}), ("fc_backward", (X, W, dY, "fc"), {})
+    cv_f = ("conv_forward", (x, w, "cv"), {"stride": 1, "pad": 1})
+    cv_b = ("conv_backward", (x, w, dy, "cv"), {"stride": 1, "pad": 1})
+    calls = [fc_f, fc_b, cv_f, cv_b,
+             lambda: np.multiply(W, np.float32(0.5), out=W), fc_f, fc_b,   # a step's update
+             lambda: x.__setitem__((0, 1), x[0, 1] * np.float32(-1)), cv_b, cv_f,
+             bump_one, fc_b, fc_f, cv_f, cv_b,
+             lambda: X.__setitem__(slice(None), X[::-1]), fc_f,   # same values, permuted
+             restore, fc_f, fc_b, cv_f, cv_b]
+    for stochastic in (False, True):
+        restore()
+        want, _ = _recorded(cfg, 0, calls, stochastic=stochastic, seed=2)
+        restore()
+        got, eng = _recorded(cfg, 1 << 20, calls, stochastic=stochastic, seed=2)
+        assert len(got) == len(want) == 17
+        for k, (g, r) in enumerate(zip(got, want)):
+            assert all(np.array_equal(a, b) for a, b in zip(g, r)), k
+        assert eng.memo.hits >= 8   # the backward passes' X and W, the restored operands
+    # the arrays the memo hands out again are read-only: nobody downstream can change them
+    held = [q for op in eng.memo._ops.values() for q, _ in op.quants.values()]
+    assert held and not any(q.flags.writeable for q in held)
+
+
+def test_memo_stays_within_its_bounds():
+    """A memo smaller than a step's operands: never more bytes or operands held than its
+    bounds (its byte count equal to what it holds), the same operands as without it."""
+    from intergrad import layers as L
+    from intergrad.engine import QuantMemo
+    cfg = ArrayConfig(8, 8, 16, 32, 1)
+    rng = np.random.default_rng(3)
+    net = L.build("lenet", (1, 8, 8), seed=1)
+    x = rng.random((8, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+    from intergrad.nn import gradients
+    from intergrad.engine import DeviceEngine
+    runs = {}
+    for max_bytes, max_ops in ((0, 32), (30_000, 32), (200_000, 3), (64 << 20, 32)):
+        rec = _Recorder(cfg)
+        eng = DeviceEngine(rec)
+        eng.memo = QuantMemo(max_bytes, max_ops)
+        n = net.copy()
+        sizes = []
+        real = eng.memo.quantized
+
+        def quantized(*a, memo=eng.memo, **k):
+            out = real(*a, **k)
+            held = sum(len(op.raw) + sum(q.nbytes for q, _ in op.quants.values())
+                       + sum(d.nbytes for d in op.derived.values()) for op in memo._ops.values())
+            assert memo.nbytes == held <= max_bytes and len(memo._ops) <= max_ops
+            sizes.append(held)
+            return out
+        eng.memo.quantized = quantized
+        for _ in range(3):
+            st = gradients(n, eng, x, y)
+            for p, g in zip(n.params(), st.grads):
+                p -= np.float32(0.1) * g
+        runs[max_bytes] = [tuple(np.array(a) for a in c) for c in rec.calls], max(sizes), \
+            eng.memo.hits
+    ref = runs[0][0]
+    for max_bytes, (calls, top, hits) in runs.items():
+        assert len(calls) == len(ref)
+        assert all(np.array_equal(a, b) for c, r in zip(calls, ref) for a, b in zip(c, r))
+        assert (hits > 0) == (max_bytes > 0) and top <= max_bytes
+    assert runs[30_000][1] > 20_000   # the small memo was filled, not left empty
+
+
+@pytest.mark.parametrize("schedule", ["intergrad", "baseline"])
+def test_training_bit_identical_with_and_without_fast_paths(dev, monkeypatch, schedule):
+    """A few training steps of the digits CNN (a conv layer and a FC layer; stochastic
+    rounding, momentum) on the simulated core with stalls, with the memo and the counter
+    snapshot reuse and without them (memo_bytes=0, Scheduler.reuse_counters = False):
+    the same weights, losses, logits and gradients bit for bit, the same pass records
+    (every counter, the stall counts included), bits and generator state; the fast run
+    used its memo and read the counters fewer times."""
+    from intergrad import layers as L
+    from intergrad.engine import DeviceEngine
+    from intergrad.nn import SGD, gradients
+    from intergrad.scheduler import Scheduler
+    reads = []
+    real = dev.counters
+    monkeypatch.setattr(dev, "counters", lambda: reads.append(1) or real())
+    rng = np.random.default_rng(21)
+    x = rng.random((40, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 40)
+    net0 = L.build("digits", (1, 8, 8), seed=4)
+    runs = {}
+    for fast in (True, False):
+        dev.set_stalls(0.2, 0.3, seed=9)
+        s = Scheduler(Accelerator(dev))
+        s.reuse_counters = fast
+        eng = DeviceEngine(s, schedule, stochastic=True, seed=5,
+                           memo_bytes=64 << 20 if fast else 0)
+        net = net0.copy()
+        opt = SGD(net.params(), 0.05, momentum=0.9)
+        n0 = len(reads)
+        out = []
+        for k in range(4):
+            idx = np.arange(k * 10, k * 10 + 10)
+            st = gradients(net, eng, x[idx], y[idx])
+            opt.step(st.grads)
+            out.append((st.loss, st.logits.tobytes(), [g.tobytes() for g in st.grads]))
+        logits, _ = net.forward(eng, x[:16])   # an evaluation batch: the weights again
+        runs[fast] = dict(out=out, logits=logits.tobytes(),
+                          params=[p.tobytes() for p in net.params()],
+                          report=s.report.rows(), bits=eng.bits_used,
+                          rng=eng.rng.bit_generator.state, reads=len(reads) - n0,
+                          hits=eng.memo.hits)
+    fast, slow = runs[True], runs[False]
+    for key in ("out", "logits", "params", "report", "bits", "rng"):
+        assert fast[key] == slow[key], key
+    assert sum(r["stall_in"] + r["stall_out"] for r in fast["report"]) > 0
+    assert all(r["macs"] > 0 for r in fast["report"])
+    assert slow["hits"] == 0 and fast["hits"] >= 4 * 2
+    passes = len(fast["report"])
+    assert slow["reads"] == 2 * passes and fast["reads"] == passes + 1
+
+
+def _ref_unpack_beats(data, lanes, width, axis_bits):
+    """core.unpack_beats's bit-by-bit unpacking (every width) as first written."""
+    nbytes = axis_bits // 8
+    n = len(data) // nbytes
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(n, nbytes)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :lanes * width]
+    out = bits.reshape(n, lanes, width).astype(np.int64) @ (np.int64(1) << np.arange(width))
+    out -= (out >> (width - 1)) << width
+    return out
+
+
+def test_unpack_beats_equals_bitwise_reference():
+    """Output beats of lanes that are not whole bytes (e.g. ACC_W 20, 28) unpacked from
+    64-bit words: the bit-by-bit unpacking's values for random bytes (padding bits above
+    the last lane set too) at every width, lane count and beat padding, no beats included;
+    the builds' own widths through pack_beats."""
+    from intergrad.core import pack_beats, unpack_beats
+    rng = np.random.default_rng(13)
+    for width in range(1, 64):
+        for lanes in (1, 2, 3, 5, 8, 13):
+            for pad in (0, 3, 9, 40):
+                bits = -(-(lanes * width + pad) // 8) * 8
+                for n in (0, 1, 6):
+                    data = rng.integers(0, 256, n * bits // 8, dtype=np.uint8).tobytes()
+                    got, want = unpack_beats(data, lanes, width, bits), \
+                        _ref_unpack_beats(data, lanes, width, bits)
+                    assert got.dtype == np.int64 and got.shape == (n, lanes)
+                    assert np.array_equal(got, want), (width, lanes, bits, n)
+    for cfg in BUILDS:
+        lo = 1 << (cfg.acc_w - 1)
+        v = rng.integers(-lo, lo, (50, cfg.out_lanes))
+        v[0], v[1] = -lo, lo - 1
+        data = pack_beats(v, cfg.acc_w, cfg.out_axis_bits)
+        assert np.array_equal(unpack_beats(data, cfg.out_lanes, cfg.acc_w, cfg.out_axis_bits), v)

@@ -110,12 +110,12 @@ def _lowered(x, w, stride, pad, cols):
 
 
 def conv2d_forward(engine, x, w, stride: int = 1, pad: int = 0, *, layer: str = "conv",
-                   cols=None):
+                   cols=None, **options):
     """y (B, C_out, Ho, Wo) = conv(x, w) through ``engine.fc_forward`` (via im2col;
-    ``cols``: im2col(x) if the caller has it)."""
+    ``options``, e.g. ``bounded``, go to it; ``cols``: im2col(x) if the caller has it)."""
     x, w = np.asarray(x), np.asarray(w)
     Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
-    Y = engine.fc_forward(*_lowered(x, w, stride, pad, cols), layer)
+    Y = engine.fc_forward(*_lowered(x, w, stride, pad, cols), layer, **options)
     return Y.reshape(x.shape[0], Ho, Wo, w.shape[0]).transpose(0, 3, 1, 2)
 
 

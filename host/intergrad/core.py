@@ -20,6 +20,7 @@ model (it imports this module; nothing on the production path imports it).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterable
 
 import numpy as np
@@ -297,13 +298,36 @@ def unpack_beats(data: bytes, lanes: int, width: int, axis_bits: int) -> np.ndar
     n = len(data) // nbytes
     if width in _NATIVE and lanes * width == axis_bits:
         return np.frombuffer(data, dtype=_NATIVE[width]).reshape(n, lanes).astype(np.int64)
-    # any other width: unpack the bits of every beat at once (no per-element Python loop)
-    raw = np.frombuffer(data, dtype=np.uint8).reshape(n, nbytes)
-    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :lanes * width]
-    weights = (np.int64(1) << np.arange(width, dtype=np.int64))
-    out = bits.reshape(n, lanes, width).astype(np.int64) @ weights
+    if width <= 57:
+        # lane i is bits [i*width, (i+1)*width) of its beat: the 64-bit little-endian word
+        # at the byte its first bit is in (read unaligned, the data padded by a word),
+        # shifted by that bit's place in the byte and masked
+        byte, shift, mask = _lane_words(lanes, width)
+        buf = np.zeros(len(data) + 8, dtype=np.uint8)
+        buf[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+        words = np.ndarray((n, nbytes), dtype="<u8", buffer=buf, strides=(nbytes, 1))
+        out = words[:, byte]
+        out >>= shift
+        out &= mask
+        out = out.astype(np.int64)
+    else:   # unpack the bits of every beat at once
+        raw = np.frombuffer(data, dtype=np.uint8).reshape(n, nbytes)
+        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :lanes * width]
+        weights = (np.int64(1) << np.arange(width, dtype=np.int64))
+        out = bits.reshape(n, lanes, width).astype(np.int64) @ weights
     out -= (out >> (width - 1)) << width  # two's complement: subtract 2**width when negative
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _lane_words(lanes: int, width: int) -> tuple[np.ndarray, np.ndarray, np.uint64]:
+    """unpack_beats' word of each lane: its first byte, the shift of its first bit in
+    that byte (as uint64) and the lane mask."""
+    first = np.arange(lanes) * width
+    byte, shift = first // 8, (first % 8).astype(np.uint64)
+    byte.setflags(write=False)
+    shift.setflags(write=False)
+    return byte, shift, np.uint64((1 << width) - 1)
 
 
 # --------------------------------------------------------------------------- lanes

@@ -48,21 +48,29 @@ class Accelerator:
         #: jobs sent in job queues so far (each with a header beat): a pass's share tells
         #: the counter formulas (core.expected_counters(queued=...)) how it ran
         self.queued_jobs = 0  # the core's pending preload / saved accumulators
+        #: device accesses made through this accelerator other than counter reads (a job,
+        #: a register write, a reset, a status read, a recovery): :meth:`counters` with
+        #: ``reuse`` compares it with the count at its last snapshot
+        self.touches = 0
+        self._snapshot: tuple | None = None   # (touches, device cycle, counters) of the last read
         self.recover()  # whatever a previous user left: the core and the DMA start idle
 
     # -- registers --------------------------------------------------------------------
     def _wr(self, name: str, value: int, cache: bool = True) -> None:
         if cache and self._shadow.get(name) == value:
             return
+        self.touches += 1
         self.device.write(spec.REG[name].offset, value)
         self._shadow[name] = value
 
     def soft_reset(self) -> None:
+        self.touches += 1
         self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", SOFT_RESET=1))
         self._forget()
 
     def recover(self) -> None:
         """The backend's full recovery sequence (soft reset, DMA reset, drain, idle check)."""
+        self.touches += 1
         self.device.recover()
         self._forget()
 
@@ -71,12 +79,29 @@ class Accelerator:
         self._shadow.clear()  # rewrite every job register after a reset
 
     def reset_counters(self) -> None:
+        self.touches += 1
         self.device.write(spec.REG["CTRL"].offset, spec.pack_fields("CTRL", CNT_RESET=1))
 
-    def counters(self) -> dict[str, int]:
-        return self.device.counters()
+    def counters(self, *, reuse: bool = False) -> dict[str, int]:
+        """All performance counters, snapshotted at one instant.
+
+        ``reuse``: when nothing can have changed them since the last snapshot read here, that
+        snapshot (no AXI-Lite reads): no device access went through this accelerator since
+        (:attr:`touches`) and, on a backend with a cycle count (the simulator), no clock
+        cycle passed, so an access made straight to the device is seen too.  Every counter
+        but ``cycles`` (which counts on regardless) has the value a read would give: for
+        differences of the others, e.g. a pass's counters (the scheduler's ``before``)."""
+        snap = self._snapshot
+        if reuse and snap is not None and snap[0] == self.touches \
+                and snap[1] == getattr(self.device, "cycle", None):
+            return dict(snap[2])
+        self._snapshot = None   # a read that raises leaves no snapshot
+        c = self.device.counters()
+        self._snapshot = (self.touches, getattr(self.device, "cycle", None), dict(c))
+        return c
 
     def status(self) -> dict[str, int]:
+        self.touches += 1
         return self.device.status()
 
     # -- jobs ---------------------------------------------------------------------------
@@ -113,6 +138,7 @@ class Accelerator:
         """Write CTRL (START or QUEUE), stream ``data`` in and ``out_beats`` out, check STATUS.
         Raises DeviceError (a CoreError for an error the core reported) after the backend's
         recovery sequence."""
+        self.touches += 1
         self.device.write(_CTRL, ctrl)
         raw = self.device.transfer(data, out_beats, self.timeout if timeout is None else timeout)
         word = self.device.read(_STATUS)

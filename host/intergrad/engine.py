@@ -24,16 +24,19 @@ magnitude) and up to DATA_W-1 magnitude bits; gradients (dY) may be rounded
 stochastically (seeded, reproducible).  Overflow is impossible by construction: the host
 computes, on the quantized operands, the exact bound max(|A|.|B|) of every accumulator
 (including the col2im sums of a conv dX) and drops a magnitude bit of the wider operand
-until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (the bounds' GEMMs
+until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (so the scheduler's
+GEMMs are called ``bounded=True``: no worst-case headroom warning; the bounds' GEMMs
 run in blocks BLAS keeps on one thread, :func:`exact_matmul`; a retry requantizes and
 re-bounds only what its dropped bits changed); the magnitude bits used per layer and pass
 are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers) are scaled back to
-float32 on the host.
+float32 on the host.  The quantizations of a step's weights and inputs, which its backward
+passes (and an evaluation's batches) quantize again, are kept in a bounded, value-checked
+memo (:class:`QuantMemo`) with their lowerings.
 """
 from __future__ import annotations
 
+import collections
 import math
-import warnings
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -94,9 +97,13 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None
         np.floor(s, out=s)
     lim = (1 << bits) - 1
     # rounding at the top can reach 2**bits: clip one LSB (on the integral floats, exactly
-    # as on their int64 values)
-    np.maximum(s, -lim, out=s)
-    np.minimum(s, lim, out=s)
+    # as on their int64 values).  |x| * 2**f is at most m * 2**f (a power-of-two scaling is
+    # monotone), so nothing can pass lim when rint(m * 2**f) <= lim (to nearest) or
+    # m * 2**f < lim (stochastic: floor(v + u) <= floor(v) + 1 for u < 1): no clip then
+    top = m * 2.0 ** f
+    if (float(np.rint(top)) > lim) if rng is None else top >= lim:
+        np.maximum(s, -lim, out=s)
+        np.minimum(s, lim, out=s)
     return s.astype(np.int64), f
 
 
@@ -158,20 +165,132 @@ def _bound_max(P, Q) -> float:
     return float(exact_matmul(P, Q).max())
 
 
+class _Operand:
+    """One operand the memo holds: its bytes, shape and dtype when its entries were made,
+    its quantizations (bits -> (q, f)) and what was derived from them ((id(q), key) -> array)."""
+
+    __slots__ = ("key", "shape", "dtype", "raw", "quants", "derived")
+
+    def __init__(self, x: np.ndarray, raw: bytes):
+        self.key, self.shape, self.dtype, self.raw = id(x), x.shape, x.dtype, raw
+        self.quants: dict[int, tuple[np.ndarray, int]] = {}
+        self.derived: dict[tuple, np.ndarray] = {}
+
+
+class QuantMemo:
+    """Quantizations of the operands a training step quantizes again (a layer's weights and
+    input: in its forward and in its backward pass; the weights in every batch of an
+    evaluation), with what is derived from them (|q| as float64, im2col of q and of |q|).
+
+    Value-checked: an operand is found by its id, but its entries are used only while its
+    bytes, shape and dtype are those they were made from; an array changed in place (the
+    weights after an optimizer step) or a new array at a reused id starts afresh.  Bounded:
+    at most ``max_operands`` operands and ``max_bytes`` bytes held (the operands' copies,
+    the quantized and the derived arrays), the least recently used operands dropped first;
+    what does not fit is computed and not kept.  The arrays it keeps are made read-only (they
+    are handed out again).  Only deterministic quantizations belong here (no random draws)."""
+
+    def __init__(self, max_bytes: int = 64 << 20, max_operands: int = 32):
+        self.max_bytes, self.max_operands = max_bytes, max_operands
+        self._ops: collections.OrderedDict[int, _Operand] = collections.OrderedDict()
+        self._of_q: dict[int, _Operand] = {}   # id(q) -> its operand, for every q held
+        self.nbytes = 0
+        self.hits = 0   # quantizations found
+
+    def operand(self, x: np.ndarray) -> _Operand | None:
+        """The entry of ``x`` as it is now (an empty one if it changed or is new), or None
+        when it cannot be kept."""
+        if not isinstance(x, np.ndarray) or 2 * x.nbytes > self.max_bytes:
+            return None
+        raw = x.tobytes()
+        op = self._ops.get(id(x))
+        if op is not None:
+            if op.raw == raw and op.shape == x.shape and op.dtype == x.dtype:
+                self._ops.move_to_end(id(x))
+                return op
+            self._drop(id(x))
+        if not self._room(len(raw), None):
+            return None
+        op = self._ops[id(x)] = _Operand(x, raw)
+        self.nbytes += len(raw)
+        while len(self._ops) > self.max_operands:
+            self._drop(next(iter(self._ops)))
+        return op
+
+    def quantized(self, op: _Operand | None, bits: int, make) -> tuple[np.ndarray, int]:
+        """``op``'s quantization to ``bits`` magnitude bits: the one held, else ``make()``
+        (kept if it fits)."""
+        if op is None:
+            return make()
+        hit = op.quants.get(bits)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        q, f = make()
+        if self._owner(op) and self._room(q.nbytes, op):
+            q.setflags(write=False)
+            op.quants[bits] = (q, f)
+            self._of_q[id(q)] = op
+            self.nbytes += q.nbytes
+        return q, f
+
+    def derived(self, q: np.ndarray, key, make) -> np.ndarray:
+        """``make()``, a function of the quantized array ``q`` alone: the one held for
+        (q, key) when q is held here, else computed (and kept, if it fits)."""
+        op = self._of_q.get(id(q))
+        if op is None:
+            return make()
+        k = (id(q), key)
+        a = op.derived.get(k)
+        if a is None:
+            a = make()
+            if self._room(a.nbytes, op):
+                a.setflags(write=False)
+                op.derived[k] = a
+                self.nbytes += a.nbytes
+        return a
+
+    def _owner(self, op: _Operand) -> bool:
+        """``op`` is still held (another operand's entry may have pushed it out)."""
+        return self._ops.get(op.key) is op
+
+    def _room(self, n: int, keep: _Operand | None) -> bool:
+        """Drop the least recently used operands (not ``keep``) until n more bytes fit."""
+        if self.nbytes + n <= self.max_bytes:
+            return True
+        for k in [k for k, v in self._ops.items() if v is not keep]:
+            if self.nbytes + n <= self.max_bytes:
+                break
+            self._drop(k)
+        return self.nbytes + n <= self.max_bytes
+
+    def _drop(self, key: int) -> None:
+        op = self._ops.pop(key)
+        self.nbytes -= len(op.raw) + sum(q.nbytes for q, _ in op.quants.values()) + \
+            sum(a.nbytes for a in op.derived.values())
+        for q, _ in op.quants.values():
+            del self._of_q[id(q)]
+
+
 class _Lowered:
     """im2col of the quantized inputs a convolution's bounds and its GEMM use, computed
     once per quantized array (an operand requantized with other bits is another array):
     ``cols(q)`` for the GEMM, ``abs_cols(q)`` = |im2col(q)| as float64 for the bounds
-    (im2col of |q|: the magnitudes of the input, not of its kh*kw times larger lowering)."""
+    (im2col of |q|: the magnitudes of the input, not of its kh*kw times larger lowering).
+    Kept in ``memo`` for the arrays it holds (the forward pass's lowering serves the
+    backward pass), here for the others."""
 
-    def __init__(self, kh, kw, stride, pad):
+    def __init__(self, kh, kw, stride, pad, memo: QuantMemo):
         self.args = (kh, kw, stride, pad)
+        self.memo = memo
         self._cols: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
 
     def _get(self, q: np.ndarray, absf: bool) -> np.ndarray:
         hit = self._cols.get((id(q), absf))
         if hit is None or hit[0] is not q:
-            hit = self._cols[(id(q), absf)] = (q, im2col(_absf(q) if absf else q, *self.args))
+            a = self.memo.derived(q, ("im2col", absf, self.args),
+                                  lambda: im2col(_absf(q) if absf else q, *self.args))
+            hit = self._cols[(id(q), absf)] = (q, a)
         return hit[1]
 
     def cols(self, q: np.ndarray) -> np.ndarray:
@@ -208,13 +327,16 @@ class DeviceEngine:
 
     ``stochastic``: round the gradients (dY) stochastically from a generator seeded with
     ``seed`` (its state is ``self.rng``; a checkpoint keeps it).  ``max_bits``: fewer
-    magnitude bits than DATA_W-1 (for experiments)."""
+    magnitude bits than DATA_W-1 (for experiments).  ``memo_bytes``: the size of
+    :attr:`memo`, the quantizations of the weights and inputs (and their lowerings) kept
+    for the passes that quantize the same values again (0: none kept)."""
 
     name = "device"
     acc_w = None      # results are scaled back to float32
 
     def __init__(self, scheduler: Scheduler, schedule: str = "intergrad", *,
-                 stochastic: bool = False, seed: int = 0, max_bits: int | None = None):
+                 stochastic: bool = False, seed: int = 0, max_bits: int | None = None,
+                 memo_bytes: int = 64 << 20):
         self.s = scheduler
         self.cfg = scheduler.cfg
         self.schedule = schedule
@@ -224,6 +346,7 @@ class DeviceEngine:
         self.limit = float(1 << (self.cfg.acc_w - 1))
         #: (layer, pass) -> smallest magnitude bits used per operand so far
         self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
+        self.memo = QuantMemo(memo_bytes)
 
     # -- operand quantization with an exact accumulator bound ---------------------------
     def _quantize(self, layer, pass_, tensors: dict, products: list, grads=("dY",)):
@@ -239,6 +362,7 @@ class DeviceEngine:
         the generator ends in the state one try leaves."""
         bits = {n: self.max_bits for n in tensors}
         rng = self.rng if any(n in grads for n in tensors) else None
+        held = {n: self.memo.operand(t) for n, t in tensors.items() if n not in grads}
         quant: dict = {}    # (name, bits) -> (q, f)
         bounds: dict = {}   # (a, bits[a], b, bits[b]) -> bound
         before: dict = {}   # gradient name -> generator state before its draws
@@ -254,7 +378,10 @@ class DeviceEngine:
                             g.bit_generator.state = before[n]
                         else:
                             before[n] = g.bit_generator.state
-                    quant[key] = quantize(t, bits[n], g)
+                        quant[key] = quantize(t, bits[n], g)
+                    else:   # deterministic: the memo's, if it holds it
+                        quant[key] = self.memo.quantized(held.get(n), bits[n],
+                                                         lambda: quantize(t, bits[n]))
                 q[n] = quant[key]
             if rng is not None:
                 if end is None:
@@ -281,62 +408,63 @@ class DeviceEngine:
         raise OverflowError(f"{layer}: {pass_} cannot fit the {self.cfg.acc_w}-bit accumulator "
                             f"even with 1-bit operands (reduction too long)")
 
-    def _gemm(self, fn, *args, **kw):
-        # the scheduler warns from the worst case |a|max*|b|max*K; the exact bound above
-        # already guarantees no wrap-around
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*may exceed the", category=RuntimeWarning)
-            return fn(*args, **kw)
+    def _abs(self, q: np.ndarray) -> np.ndarray:
+        """|q| as float64 (the memo's, for a quantization it holds)."""
+        return self.memo.derived(q, "abs", lambda: _absf(q))
+
+    def _abs_weights(self, q: np.ndarray) -> np.ndarray:
+        """|conv_weight_matrix(q)| as float64 (the memo's, for a quantization it holds)."""
+        return self.memo.derived(q, "abs_weights", lambda: _absf(conv_weight_matrix(q)))
 
     # -- fully connected -------------------------------------------------------------------
     def fc_forward(self, X, W, layer="fc"):
         q = self._quantize(layer, "fwd", {"X": X, "W": W},
-                           [("X", "W", lambda a, b: _bound_max(_absf(a), _absf(b)))])
+                           [("X", "W", lambda a, b: _bound_max(self._abs(a), self._abs(b)))])
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        Y = self._gemm(self.s.fc_forward, qx, qw, layer)
+        Y = self.s.fc_forward(qx, qw, layer, bounded=True)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
-        prods = [("X", "dY", lambda a, b: _bound_max(_absf(a).T, _absf(b)))]
+        prods = [("X", "dY", lambda a, b: _bound_max(self._abs(a).T, _absf(b)))]
         if need_dx:
-            prods.append(("dY", "W", lambda a, b: _bound_max(_absf(a), _absf(b).T)))
+            prods.append(("dY", "W", lambda a, b: _bound_max(_absf(a), self._abs(b).T)))
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, prods)
-        dX, dW = self._gemm(self.s.fc_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
-                            need_dx=need_dx, schedule=self.schedule)
+        dX, dW = self.s.fc_backward(q["X"][0], q["W"][0], q["dY"][0], layer, need_dx=need_dx,
+                                    schedule=self.schedule, bounded=True)
         return self._unscale_backward(q, dX, dW)
 
     # -- convolution (lowered by intergrad.conv; the bounds are on the lowered operands,
     #    and the lowered input of the last try is the GEMM's) ------------------------------
     def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
         check_conv(layer, np.shape(x), np.shape(w), stride, pad)
-        cols = _Lowered(w.shape[2], w.shape[3], stride, pad)
+        cols = _Lowered(w.shape[2], w.shape[3], stride, pad, self.memo)
 
         def bound(a, b):
-            return _bound_max(cols.abs_cols(a), _absf(conv_weight_matrix(b)))
+            return _bound_max(cols.abs_cols(a), self._abs_weights(b))
 
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [("X", "W", bound)])
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad,
-                       cols=cols.cols(qx))
+        y = self.s.conv_forward(qx, qw, layer, stride=stride, pad=pad, cols=cols.cols(qx),
+                                bounded=True)
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
         check_conv(layer, np.shape(x), np.shape(w), stride, pad)
         kh, kw = w.shape[2:]
-        cols = _Lowered(kh, kw, stride, pad)
+        cols = _Lowered(kh, kw, stride, pad, self.memo)
 
         def dw_bound(a, b):
             return _bound_max(cols.abs_cols(a).T, grad_matrix(_absf(b)))
 
         def dx_bound(a, b):   # dX = col2im(dY W^T): the col2im sums must fit too
-            d = exact_matmul(grad_matrix(_absf(a)), _absf(conv_weight_matrix(b)).T)
+            d = exact_matmul(grad_matrix(_absf(a)), self._abs_weights(b).T)
             return col2im(d, x.shape, kh, kw, stride, pad).max()
 
         prods = [("X", "dY", dw_bound)] + ([("dY", "W", dx_bound)] if need_dx else [])
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)
-        dx, dw = self._gemm(self.s.conv_backward, q["X"][0], q["W"][0], q["dY"][0], layer,
-                            stride=stride, pad=pad, need_dx=need_dx, schedule=self.schedule,
-                            cols=cols.cols(q["X"][0]))
+        dx, dw = self.s.conv_backward(q["X"][0], q["W"][0], q["dY"][0], layer, stride=stride,
+                                      pad=pad, need_dx=need_dx, schedule=self.schedule,
+                                      cols=cols.cols(q["X"][0]), bounded=True)
         return self._unscale_backward(q, dx, dw)
 
     @staticmethod

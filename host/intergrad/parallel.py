@@ -61,7 +61,6 @@ import queue
 import socket
 import threading
 import time
-import warnings
 import weakref
 
 import numpy as np
@@ -397,11 +396,6 @@ class ShardEngine:
         self._last[key] = ({n: _exponent(v) for n, v in m.items()}, tried)
         self.maxima[key] = m
 
-    def _gemm(self, fn, *args, **kw):
-        with warnings.catch_warnings():   # the exact bound above rules out wrap-around
-            warnings.filterwarnings("ignore", message=".*may exceed the", category=RuntimeWarning)
-            return fn(*args, **kw)
-
     def _keep(self, layer, dW_int, e, dy, sharded, c0=None) -> None:
         self.partials[layer] = (np.asarray(dW_int, dtype=np.int64), int(e), c0)
         self.dys[layer] = (dy, sharded)
@@ -414,7 +408,7 @@ class ShardEngine:
                            [("X", "W", lambda a, b: a @ b, "max")], sharded=("X",))
         self._remember_input(layer, X)
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        Y = self._gemm(self.s.fc_forward, qx, qw, layer)
+        Y = self.s.fc_forward(qx, qw, layer, bounded=True)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
@@ -423,8 +417,8 @@ class ShardEngine:
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, _fc_bwd_products(need_dx),
                            sharded=("X", "dY"), known=self._known_input(layer, X))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
-        dX, dW = self._gemm(self.s.fc_backward, qx, qw, qd, layer, schedule=self.schedule,
-                            need_dx=need_dx)
+        dX, dW = self.s.fc_backward(qx, qw, qd, layer, schedule=self.schedule, need_dx=need_dx,
+                                    bounded=True)
         self._keep(layer, dW, fx + fd, dY, True)
         if dX is not None:
             dX = (dX * 2.0 ** -(fd + fw)).astype(np.float32)
@@ -455,7 +449,7 @@ class ShardEngine:
         c0, c1 = self._cols(layer, W.shape[1])
         Y = np.zeros((X.shape[0], W.shape[1]), np.int64)
         if c1 > c0:
-            Y[:, c0:c1] = self._gemm(self.s.fc_forward, qx, qw[:, c0:c1], layer)
+            Y[:, c0:c1] = self.s.fc_forward(qx, qw[:, c0:c1], layer, bounded=True)
         Y = self._allreduce(f"{layer}/fwd/out", [Y], ["sum"])[0]   # disjoint columns
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
@@ -469,8 +463,8 @@ class ShardEngine:
         c0, c1 = self._cols(layer, M)
         dXk, dWk = None, np.zeros((N, 0), np.int64)
         if c1 > c0:
-            dXk, dWk = self._gemm(self.s.fc_backward, qx, qw[:, c0:c1], qd[:, c0:c1], layer,
-                                  schedule=self.schedule, need_dx=need_dx)
+            dXk, dWk = self.s.fc_backward(qx, qw[:, c0:c1], qd[:, c0:c1], layer,
+                                          schedule=self.schedule, need_dx=need_dx, bounded=True)
         self._keep(layer, dWk, fx + fd, dY, False, c0)     # its columns c0:c1 of dW
         dX = None
         if need_dx:
@@ -490,7 +484,7 @@ class ShardEngine:
              "max")], sharded=("X",))
         self._remember_input(layer, x)
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        y = self._gemm(self.s.conv_forward, qx, qw, layer, stride=stride, pad=pad)
+        y = self.s.conv_forward(qx, qw, layer, stride=stride, pad=pad, bounded=True)
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
@@ -502,8 +496,8 @@ class ShardEngine:
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods,
                            sharded=("X", "dY"), known=self._known_input(layer, x))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
-        dx, dw = self._gemm(self.s.conv_backward, qx, qw, qd, layer, stride=stride, pad=pad,
-                            schedule=self.schedule, need_dx=need_dx)
+        dx, dw = self.s.conv_backward(qx, qw, qd, layer, stride=stride, pad=pad,
+                                      schedule=self.schedule, need_dx=need_dx, bounded=True)
         self._keep(layer, dw, fx + fd, dy, True)
         if dx is not None:
             dx = (dx * 2.0 ** -(fd + fw)).astype(np.float32)

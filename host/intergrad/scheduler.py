@@ -4,7 +4,8 @@ engine (convolutions lowered by :mod:`intergrad.conv`).
 GEMMs are tiled by :mod:`intergrad.plan` (the same job list the analytical model counts),
 padded to the array and trimmed back; partial sums along the reduction dimension are added
 on the host.  Every pass's hardware counters are read before and after it and kept as a
-:class:`PassRecord` in a :class:`Report`.
+:class:`PassRecord` in a :class:`Report` (the reading before a pass is the one after the
+previous pass when nothing touched the device in between).
 
 Fixed point: inputs must be integers that fit DATA_W bits (OverflowError otherwise, naming
 the operand); results are the exact products' sums wrapped to ACC_W bits, as the hardware
@@ -220,7 +221,9 @@ class Scheduler:
         return arr, top
 
     def _headroom(self, a_top: int, b_top: int, k: int, layer: str, what: str) -> None:
-        """Warn when |a|max*|b|max*K (the operands' largest magnitudes) may not fit ACC_W."""
+        """Warn when |a|max*|b|max*K (the operands' largest magnitudes) may not fit ACC_W
+        (a GEMM call with ``bounded=True`` skips this: its caller's exact bound rules
+        wrap-around out, e.g. :class:`~intergrad.engine.DeviceEngine`'s)."""
         bound = a_top * b_top * k
         if bound >= (1 << (self.cfg.acc_w - 1)):
             warnings.warn(f"{layer}: {what} may exceed the {self.cfg.acc_w}-bit accumulator "
@@ -233,8 +236,16 @@ class Scheduler:
     #: jobs and results; kept for comparison)
     per_job = False
 
+    #: True: the counters before a pass are the snapshot after the previous pass when
+    #: nothing ran on the device since (:meth:`Accelerator.counters` with ``reuse``;
+    #: ``cycles`` is not among the counters a record keeps); False: always read
+    reuse_counters = True
+
+    def _counters_before(self) -> dict:
+        return self.accel.counters(reuse=self.reuse_counters)
+
     def _run_whole(self, layer, pass_, schedule, B, N, M, X, W, dY):
-        before = self.accel.counters() if self.record else None
+        before = self._counters_before() if self.record else None
         q0 = getattr(self.accel, "queued_jobs", 0)
         res, dW, lay = run_pass(self.accel, pass_, B, N, M, X, W, dY, self.double_buffer)
         if self.record:
@@ -255,7 +266,7 @@ class Scheduler:
         cfg = self.cfg
         R = cfg.rows
         jobs = plan_pass(cfg, pass_, B, N, M, self.double_buffer)
-        before = self.accel.counters() if self.record else None
+        before = self._counters_before() if self.record else None
         kind = MODES[PASS_MODE[pass_]]
         rows, cols = pass_dims(pass_, N, M)
         res = np.zeros((B, rows), dtype=np.int64) if kind.data_out else None
@@ -309,21 +320,24 @@ class Scheduler:
         """Results are integers wrapped to this many bits (the hardware's ACC_W)."""
         return self.cfg.acc_w
 
-    def fc_forward(self, X, W, layer: str = "fc", *, schedule: str = "-") -> np.ndarray:
-        """Y = X W on the array (WS, weights loaded transposed).  X (B, N), W (N, M)."""
+    def fc_forward(self, X, W, layer: str = "fc", *, schedule: str = "-",
+                   bounded: bool = False) -> np.ndarray:
+        """Y = X W on the array (WS, weights loaded transposed).  X (B, N), W (N, M).
+        ``bounded``: the caller bounded every accumulator exactly (no headroom warning)."""
         W, wt = self._operand(W, "W", layer)
         X, xt = self._operand(X, "X", layer, (None, W.shape[0]))
-        self._headroom(xt, wt, W.shape[0], layer, "X W")
+        if not bounded:
+            self._headroom(xt, wt, W.shape[0], layer, "X W")
         B, N = X.shape
         M = W.shape[1]
         Y, _ = self._run(layer, "fwd", schedule, B, N, M, X=X, W=W)
         return Y
 
     def fc_backward(self, X, W, dY, layer: str = "fc", *, need_dx: bool = True,
-                    schedule: str = "intergrad") -> BackwardResult:
+                    schedule: str = "intergrad", bounded: bool = False) -> BackwardResult:
         """(dX, dW) of Y = X W given dY, as separate WS + OS passes ('baseline') or one
         InterGrad pass ('intergrad').  With ``need_dx=False`` (a first layer) both schedules
-        run the OS pass alone and dX is None."""
+        run the OS pass alone and dX is None.  ``bounded``: as for :meth:`fc_forward`."""
         if schedule not in SCHEDULES:
             raise ValueError(f"{layer}: unknown schedule {schedule!r}; choose one of "
                              f"{', '.join(SCHEDULES)}")
@@ -332,9 +346,10 @@ class Scheduler:
         X, xt = self._operand(X, "X", layer, (None, N))
         B = X.shape[0]
         dY, dt = self._operand(dY, "dY", layer, (B, M))
-        self._headroom(xt, dt, B, layer, "X^T dY")
-        if need_dx:
-            self._headroom(dt, wt, M, layer, "dY W^T")
+        if not bounded:
+            self._headroom(xt, dt, B, layer, "X^T dY")
+            if need_dx:
+                self._headroom(dt, wt, M, layer, "dY W^T")
         dX = None
         if not need_dx:  # only dW: one OS pass in either schedule
             _, dW = self._run(layer, "dw", schedule, B, N, M, X=X, dY=dY)
@@ -346,18 +361,21 @@ class Scheduler:
         return BackwardResult(dX, dW)
 
     def conv_forward(self, x, w, layer: str = "conv", *, stride: int = 1,
-                     pad: int = 0, cols=None) -> np.ndarray:
+                     pad: int = 0, cols=None, bounded: bool = False) -> np.ndarray:
         """y = conv(x, w) on the array, lowered by :func:`intergrad.conv.conv2d_forward`
-        (``cols``: im2col(x), if the caller computed it)."""
-        return conv2d_forward(self, x, w, stride, pad, layer=layer, cols=cols)
+        (``cols``: im2col(x), if the caller computed it; ``bounded``: as for
+        :meth:`fc_forward`)."""
+        return conv2d_forward(self, x, w, stride, pad, layer=layer, cols=cols, bounded=bounded)
 
     def conv_backward(self, x, w, dy, layer: str = "conv", *, stride: int = 1, pad: int = 0,
                       need_dx: bool = True, schedule: str = "intergrad",
-                      cols=None) -> BackwardResult:
+                      cols=None, bounded: bool = False) -> BackwardResult:
         """(dx, dw) of a convolution, lowered by :func:`intergrad.conv.conv2d_backward`
-        (``cols``: im2col(x), if the caller computed it)."""
+        (``cols``: im2col(x), if the caller computed it; ``bounded``: as for
+        :meth:`fc_forward`)."""
         return BackwardResult(*conv2d_backward(self, x, w, dy, stride, pad, layer=layer,
-                                               need_dx=need_dx, schedule=schedule, cols=cols))
+                                               need_dx=need_dx, schedule=schedule, cols=cols,
+                                               bounded=bounded))
 
 
 def gemm_reference(a: np.ndarray, b: np.ndarray, acc_w: int) -> np.ndarray:
