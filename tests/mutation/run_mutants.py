@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -339,13 +340,18 @@ def run_suite(copy_root: Path, suite: str, seed: str, timeout: float, log) -> st
     # the copy's own script runs the worker (edits to the tree meanwhile do not matter)
     script = copy_root / "tests" / "mutation" / Path(__file__).name
     cmd = [sys.executable, str(script), "--worker", str(copy_root), suite]
+    # its own process group: on a timeout the simulator the worker started goes too (killing
+    # the worker alone left the simulator running, a core busy long after the run)
+    p = subprocess.Popen(cmd, env=env, cwd=copy_root, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        p = subprocess.run(cmd, env=env, cwd=copy_root, capture_output=True, text=True,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        log.write(f"--- suite {suite}: TIMEOUT after {timeout} s\n{e.stdout or ''}\n")
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        log.write(f"--- suite {suite}: TIMEOUT after {timeout} s\n{out[-20000:]}\n")
         return "fail"
-    log.write(f"--- suite {suite}: exit {p.returncode}\n{p.stdout[-20000:]}\n{p.stderr[-20000:]}\n")
+    log.write(f"--- suite {suite}: exit {p.returncode}\n{out[-20000:]}\n{err[-20000:]}\n")
     return {0: "pass", 1: "fail"}.get(p.returncode, "invalid")
 
 
