@@ -170,3 +170,38 @@ def test_cli_train_option_errors(argv, msg, capsys):
     assert cli.main(["train", "--backend", "sim"] + argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and msg in err, err
+
+
+def test_digits_read_directly_equal_scikit_learn():
+    """The digits read from scikit-learn's CSV without importing scikit-learn are exactly
+    what ``sklearn.datasets.load_digits`` returns; without the file, the loader falls back
+    to scikit-learn and returns the same."""
+    from sklearn.datasets import load_digits
+
+    from intergrad import nn
+
+    assert nn._sklearn_digits_file() is not None, "scikit-learn's digits.csv.gz not found"
+    images, target = nn.load_digits_raw()
+    ref = load_digits()
+    assert images.shape == (1797, 8, 8) and images.dtype == ref.images.dtype
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
+    orig = nn._sklearn_digits_file
+    try:
+        nn._sklearn_digits_file = lambda: None
+        images2, target2 = nn.load_digits_raw()
+    finally:
+        nn._sklearn_digits_file = orig
+    assert np.array_equal(images2, ref.images) and np.array_equal(target2, ref.target)
+
+
+def test_train_command_does_not_import_scikit_learn():
+    """`intergrad train`'s data loading reads the digits without importing scikit-learn
+    (seconds of imports before the first step)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from intergrad import nn; nn.load_digits_split(); "
+            "print('sklearn' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

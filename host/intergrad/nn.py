@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -41,13 +42,38 @@ def softmax_ce(logits: np.ndarray, y: np.ndarray):
     return loss, (d / B).astype(np.float32)
 
 
+def _sklearn_digits_file():
+    """scikit-learn's bundled digits CSV, found without importing scikit-learn (its
+    ``sklearn.datasets`` import takes seconds: scipy and more); None if not there."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        f = Path(loc) / "datasets" / "data" / "digits.csv.gz"
+        if f.is_file():
+            return f
+    return None
+
+
+def load_digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 8x8 digits (pixel values 0..16, float64) and their labels, as
+    ``sklearn.datasets.load_digits`` returns them: read from its CSV directly, or through
+    scikit-learn where the file is not where it keeps it."""
+    f = _sklearn_digits_file()
+    if f is None:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return d.images, d.target
+    data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
 def load_digits_split(seed: int = 0, test_fraction: float = 0.2):
     """scikit-learn's bundled digits (no download), scaled to [0, 1], shuffled split."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-    y = d.target.astype(np.int64)
+    images, target = load_digits_raw()
+    x = (images.astype(np.float32) / 16.0)[:, None, :, :]
+    y = target.astype(np.int64)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(y))
     n_test = int(round(len(y) * test_fraction))
