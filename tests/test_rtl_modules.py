@@ -48,9 +48,8 @@ def run_module(sim: str, toplevel: str, params: dict, build_dir: Path, test_modu
     if str(COCOTB_DIR) not in sys.path:
         sys.path.insert(0, str(COCOTB_DIR))
     runner = get_runner(sim)
-    runner.build(sources=srcs, includes=[d], hdl_toplevel=toplevel, parameters=params,
-                 build_dir=build_dir, build_args=build_args, timescale=("1ns", "1ps"),
-                 always=False)
+    rtl.cocotb_build(runner, sim, srcs, [d], build_dir, hdl_toplevel=toplevel,
+                     parameters=params, build_args=build_args, timescale=("1ns", "1ps"))
     env = {"MOD_PARAMS": json.dumps(params),
            "INTERGRAD_SEED": os.environ.get("INTERGRAD_SEED", "1")}
     env.update(extra_env or {})
@@ -131,3 +130,65 @@ def test_protocol_top_icarus():
     _check(*rtl.run_cocotb("icarus", ArrayConfig(3, 4, 16, 32, 1), BUILD / "icarus_protocol",
                            "test_protocol", COCOTB_DIR,
                            extra_env={"INTERGRAD_SEED": str(seed), "IG_SEED": str(seed)}))
+
+
+def test_build_dir_from_another_venv_is_rebuilt(tmp_path):
+    """A cocotb build directory in the shared cache that another checkout's venv made (its
+    Makefile and dependency files name that venv's cocotb ``verilator.cpp``, which is gone)
+    is emptied and rebuilt, not handed to make ("No rule to make target ... verilator.cpp",
+    the CI failure of 2026-12-03); a directory this toolchain built is kept."""
+    from cocotb_tools.runner import get_runner
+
+    rtl.check_build_tools()
+    rtl.ensure_verilator_on_path()
+    d = rtl.rtl_dir()
+    srcs = [d / "intergrad_delay.v"]
+    build = tmp_path / "delay"
+    kw = dict(hdl_toplevel="intergrad_delay", parameters={"WIDTH": 4, "DEPTH": 2},
+              build_args=["-Wno-fatal"], timescale=("1ns", "1ps"))
+    runner = get_runner("verilator")
+    rtl.cocotb_build(runner, "verilator", srcs, [d], build, **kw)
+    stamp = rtl.build_toolchain_stamp("verilator", srcs, [d])
+    assert json.loads((build / rtl.BUILD_STAMP).read_text()) == stamp
+    marker = build / "kept.marker"
+    marker.write_text("x")
+    rtl.cocotb_build(runner, "verilator", srcs, [d], build, **kw)
+    assert marker.exists(), "a build directory of this toolchain was emptied"
+
+    # make the directory look as another venv left it: every path to this cocotb install
+    # in make's inputs points at one that does not exist, and the stamp says so too
+    real = stamp["cocotb"]
+    gone = str(tmp_path / "gone-venv" / "cocotb")
+    n = 0
+    for f in build.rglob("*"):
+        if f.is_file() and f.suffix in (".d", ".mk", ".dat"):
+            t = f.read_text(errors="replace")
+            if real in t:
+                f.write_text(t.replace(real, gone))
+                n += 1
+    assert n, "no make input names cocotb's install: the reproduction does not reproduce"
+    (build / rtl.BUILD_STAMP).write_text(json.dumps(dict(stamp, cocotb=gone)))
+    with pytest.raises(RuntimeError):   # what an unguarded build does with this directory
+        runner.build(sources=srcs, includes=[d], build_dir=build, always=False, **kw)
+    rtl.cocotb_build(runner, "verilator", srcs, [d], build, **kw)
+    assert not marker.exists()
+    assert json.loads((build / rtl.BUILD_STAMP).read_text()) == stamp
+    assert rtl.prepare_build_dir(build, stamp) is False
+
+
+def test_prepare_build_dir_rules(tmp_path):
+    st = {"sim": "verilator", "cocotb": "/a"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert rtl.prepare_build_dir(empty, st) is False and empty.exists()
+    assert rtl.prepare_build_dir(tmp_path / "missing", st) is False
+    unstamped = tmp_path / "unstamped"
+    unstamped.mkdir()
+    (unstamped / "Vtop.mk").write_text("x")
+    assert rtl.prepare_build_dir(unstamped, st) is True and not unstamped.exists()
+    other = tmp_path / "other"
+    rtl.write_build_stamp(other, dict(st, cocotb="/b"))
+    assert rtl.prepare_build_dir(other, st) is True and not other.exists()
+    same = tmp_path / "same"
+    rtl.write_build_stamp(same, st)
+    assert rtl.prepare_build_dir(same, st) is False and (same / rtl.BUILD_STAMP).exists()

@@ -7,6 +7,7 @@ binary so nobody has to set anything by hand.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -115,6 +116,65 @@ def iverilog_bin() -> Path | None:
     return Path(found) if found else None
 
 
+#: the file in a cocotb build directory that records which toolchain and sources built it
+BUILD_STAMP = "intergrad_build.json"
+
+
+def build_toolchain_stamp(sim: str, srcs, includes) -> dict:
+    """What a cocotb build directory depends on besides file contents: absolute paths.
+
+    The Makefile and dependency files Verilator writes name cocotb's own
+    ``verilator.cpp`` and every source by absolute path; make then fails ("No rule to make
+    target") once that venv or checkout is gone, though the build directory (in the shared
+    cache) is still there.  Recording the paths lets a build directory made by another
+    checkout or venv be recognised and rebuilt from scratch.
+    """
+    import cocotb
+
+    st = {"sim": sim, "cocotb": str(Path(cocotb.__file__).resolve().parent),
+          "cocotb_version": getattr(cocotb, "__version__", "?"),
+          "python": sys.executable,
+          "sources": [str(Path(s).resolve()) for s in srcs],
+          "includes": [str(Path(d).resolve()) for d in includes]}
+    if sim == "verilator":
+        st["verilator"] = str(verilator_bin())
+    return st
+
+
+def prepare_build_dir(build_dir: Path, stamp: dict) -> bool:
+    """Empty ``build_dir`` if it was built with another toolchain or checkout (its stamp
+    differs or is missing while the directory is not empty); True if it was emptied."""
+    build_dir = Path(build_dir)
+    f = build_dir / BUILD_STAMP
+    if not build_dir.exists():
+        return False
+    try:
+        old = json.loads(f.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old == stamp:
+        return False
+    if old is None and not any(build_dir.iterdir()):
+        return False
+    shutil.rmtree(build_dir)
+    return True
+
+
+def write_build_stamp(build_dir: Path, stamp: dict) -> None:
+    Path(build_dir).mkdir(parents=True, exist_ok=True)
+    (Path(build_dir) / BUILD_STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
+
+
+def cocotb_build(runner, sim: str, srcs, includes, build_dir: Path, **kw) -> None:
+    """``runner.build(..., always=False)`` into ``build_dir``, first emptying it when another
+    checkout or venv built it (see :func:`build_toolchain_stamp`)."""
+    stamp = build_toolchain_stamp(sim, srcs, includes)
+    prepare_build_dir(build_dir, stamp)
+    runner.build(sources=list(srcs), includes=list(includes), build_dir=build_dir,
+                 always=False, **kw)
+    write_build_stamp(build_dir, stamp)
+
+
 def run_cocotb(sim: str, cfg, build_dir: Path, test_module: str, module_dir: Path,
                testcase=None, extra_env: dict | None = None) -> tuple[int, int]:
     """Build intergrad_top for ``cfg`` with cocotb_tools.runner and run a cocotb module.
@@ -139,9 +199,8 @@ def run_cocotb(sim: str, cfg, build_dir: Path, test_module: str, module_dir: Pat
     if str(module_dir) not in _sys.path:
         _sys.path.insert(0, str(module_dir))
     runner = get_runner(sim)
-    runner.build(sources=sources(), includes=[rtl_dir()], hdl_toplevel=TOP,
-                 parameters=cfg.params(), build_dir=build_dir, build_args=build_args,
-                 timescale=("1ns", "1ps"), always=False)
+    cocotb_build(runner, sim, sources(), [rtl_dir()], build_dir, hdl_toplevel=TOP,
+                 parameters=cfg.params(), build_args=build_args, timescale=("1ns", "1ps"))
     env = {"IG_ROWS": str(cfg.rows), "IG_COLS": str(cfg.cols), "IG_DATA_W": str(cfg.data_w),
            "IG_ACC_W": str(cfg.acc_w), "IG_DUAL_MAC": str(cfg.dual_mac)}
     env.update(extra_env or {})
