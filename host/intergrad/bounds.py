@@ -168,15 +168,20 @@ class ConvDXBound(_Problem):
         return kh * kw * _top(self.A.sum(axis=1)), _top(self.B.sum(axis=(0, 2, 3)))
 
 
-def fit_bound(prob: _Problem, limit: float) -> float:
+def fit_bound(prob: _Problem, limit: float, tiers: bool = True) -> float:
     """The exact bound E when E >= limit, else a value U with E <= U < limit: the first
-    cheap tier below ``limit`` (none tried under :data:`EXACT_ONLY` or where the integers
-    might not be exact in float64), else E."""
-    if not EXACT_ONLY and prob.ints_exact:
+    cheap tier below ``limit`` (none tried without ``tiers``, under :data:`EXACT_ONLY` or
+    where the integers might not be exact in float64), else E."""
+    if tiers and not EXACT_ONLY and prob.ints_exact:
         for u in prob.tiers():
             if u < limit:
                 return u
     return prob.exact()
+
+
+#: a product whose bound was this many times the limit the last time (at the same layer,
+#: pass and bits) skips the cheap tiers (they would not get below it): cost only
+HOPELESS = 2.0
 
 
 def _slack(d: int) -> int:
@@ -206,12 +211,15 @@ def retry_bound(prev: _Problem, upper: float, da: int, db: int, limit: float) ->
     return float(r) if (n < int(limit) << (da + db)) else None
 
 
-def product_bound(state: dict, i, make, qa, qb, ba: int, bb: int, limit: float) -> float:
+def product_bound(state: dict, i, make, qa, qb, ba: int, bb: int, limit: float,
+                  seen: dict | None = None, key=None) -> float:
     """Product ``i``'s bound on a try with ``ba``, ``bb`` magnitude bits (the one rule of
     DeviceEngine and the data-parallel shards): exact when it reaches ``limit``, else an
     upper bound below it.  On a retry first :func:`retry_bound` from the product's previous
     try (``state[i]``, kept here), then :func:`fit_bound` of ``make(qa, qb)`` (the problem of
-    the quantized operands; nothing of it computed until a tier asks)."""
+    the quantized operands; nothing of it computed until a tier asks).  ``seen``: ``key``
+    (layer, pass, product, bits) -> its bound last time; one of :data:`HOPELESS` times the
+    limit or more goes straight to the exact bound (a cost choice: the value is the same)."""
     if not (qa.size and qb.size):
         return 0.0
     prob = make(qa, qb)
@@ -220,6 +228,9 @@ def product_bound(state: dict, i, make, qa, qb, ba: int, bb: int, limit: float) 
         pa, pb, prev, upper = state[i]
         bound = retry_bound(prev, upper, pa - ba, pb - bb, limit)
     if bound is None:
-        bound = fit_bound(prob, limit)
+        last = seen.get(key, 0.0) if seen is not None else 0.0
+        bound = fit_bound(prob, limit, tiers=last < HOPELESS * limit)
     state[i] = (ba, bb, prob, bound)
+    if seen is not None:
+        seen[key] = bound
     return bound

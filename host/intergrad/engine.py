@@ -352,6 +352,7 @@ class DeviceEngine:
         #: (layer, pass) -> smallest magnitude bits used per operand so far
         self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
         self.memo = QuantMemo(memo_bytes)
+        self._seen: dict = {}   # product_bound's last bounds (which tries skip cheap bounds)
 
     # -- operand quantization with an exact accumulator bound ---------------------------
     def _quantize(self, layer, pass_, tensors: dict, products: list, grads=("dY",)):
@@ -401,8 +402,9 @@ class DeviceEngine:
                 key = (a, bits[a], b, bits[b])
                 bound = bounds.get(key)
                 if bound is None:
-                    bound = bounds[key] = product_bound(last, i, make, q[a][0], q[b][0],
-                                                        bits[a], bits[b], self.limit)
+                    bound = bounds[key] = product_bound(
+                        last, i, make, q[a][0], q[b][0], bits[a], bits[b], self.limit,
+                        self._seen, (layer, pass_) + key)
                 if bound >= self.limit:
                     over.append((a, b, bits_over(bound, self.limit)))
             if not over:

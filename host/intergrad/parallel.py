@@ -225,6 +225,7 @@ class ShardEngine:
         self.maxima: dict[tuple[str, str], dict[str, float]] = {}
         self.guesses = {True: 0, False: 0}    # sharded quantizations guessed right, wrong
         self._inputs: dict[str, tuple[np.ndarray, float]] = {}   # layer -> (input, its max)
+        self._seen: dict = {}   # product_bound's last bounds (which tries skip cheap bounds)
         #: this thread's CPU seconds of each stretch of a pass between reductions (every
         #: worker's stretches line up: the same reductions in the same order)
         self.phases: collections.deque = collections.deque(maxlen=1 << 14)
@@ -314,7 +315,7 @@ class ShardEngine:
         attempts, vals, tries = [], [], {}
         for bits in seq:
             q = {n: _quantize_part(parts[n], guess[n], bits[n], noise.get(n)) for n in names}
-            v, ops = self._bounds(q, bits, products, True, tries)
+            v, ops = self._bounds(q, bits, products, True, tries, key)
             attempts.append((bits, q))
             vals += v
         k = len(names)
@@ -360,7 +361,7 @@ class ShardEngine:
                     noise[n] = self._noise(tensors[n], n in sharded)
         return noise
 
-    def _bounds(self, q, bits, products, red, tries: dict) -> tuple[list, list]:
+    def _bounds(self, q, bits, products, red, tries: dict, where) -> tuple[list, list]:
         """This worker's part of every product's bound on a try with ``bits``: a "sum"
         product's matrix when reduced (``red``), else a value reduced by max (or not at all):
         :func:`intergrad.bounds.product_bound` of its part, the exact bound when it reaches
@@ -368,7 +369,7 @@ class ShardEngine:
         the limit exactly when every part's exact bound is, and else is the largest exact
         part (the parts below the limit are smaller): the value the exact parts give.
         ``tries``: product_bound's state over this sequence of tries (the same maxima and
-        draws)."""
+        draws); ``where``: (layer, pass)."""
         vals, ops = [], []
         for i, (a, b, fn, kind, make) in enumerate(products):
             qa, qb = q[a][0], q[b][0]
@@ -376,7 +377,8 @@ class ShardEngine:
                 vals.append(np.asarray(fn(_absf(qa), _absf(qb)), dtype=np.float64))
                 ops.append("sum")
             else:
-                vals.append(product_bound(tries, i, make, qa, qb, bits[a], bits[b], self.limit))
+                vals.append(product_bound(tries, i, make, qa, qb, bits[a], bits[b], self.limit,
+                                          self._seen, where + (i, bits[a], bits[b])))
                 ops.append("max")
         return vals, ops
 
@@ -387,7 +389,7 @@ class ShardEngine:
         tries: dict = {}
         while attempt < 4 * self.max_bits + 4:
             q = {n: _quantize_part(tensors[n], m[n], bits[n], noise.get(n)) for n in names}
-            vals, ops = self._bounds(q, bits, products, red, tries)
+            vals, ops = self._bounds(q, bits, products, red, tries, (layer, pass_))
             if red:
                 vals = self._allreduce(f"{layer}/{pass_}/bound{attempt}", vals, ops)
             tried.append(dict(bits))
