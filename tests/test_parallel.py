@@ -35,10 +35,11 @@ def _one_device(cfg, stochastic, seed):
 
 
 def _lockstep(net_name, bits, stochastic, workers, split, digits, batches, scales=None,
-              in_process=None):
+              in_process=None, started=None):
     """Train one device and ``workers`` devices side by side; compare after every step.
     ``scales``: per batch, a factor per sample (the inputs' scale varies between steps and
-    shards).  Returns the one-device engine and the workers' guesses (right, wrong)."""
+    shards); ``started()``: called once the workers run.  Returns the one-device engine
+    and the workers' guesses (right, wrong)."""
     cfg = CFGS[bits]
     x, y = digits[0], digits[1]
     ref = L.build(net_name, (1, 8, 8), seed=2, channels=4)
@@ -50,6 +51,8 @@ def _lockstep(net_name, bits, stochastic, workers, split, digits, batches, scale
                           split_features=split, in_process=in_process) as dp:
             assert dp.workers == workers
             assert len(dp.pool.procs) == workers - (in_process is not False)
+            if started is not None:
+                started()
             for i, (i0, b) in enumerate(batches):
                 idx = np.arange(i0, i0 + b)
                 xb = x[idx] if scales is None else \
@@ -92,6 +95,18 @@ def test_weights_bit_identical_to_one_device(net_name, bits, stochastic, workers
     # uneven shards (a batch of 31 over 3 workers), and a batch smaller than the workers
     batches = [(0, 32), (32, 31), (63, 32), (95, 2)]
     _lockstep(net_name, bits, stochastic, workers, split, digits, batches)
+
+
+@pytest.mark.parametrize("bits,stochastic", [(16, True), (8, False)], ids=["int16-stochastic",
+                                                                          "int8"])
+def test_shards_cheap_bounds_give_the_exact_bounds_run(monkeypatch, bits, stochastic, digits):
+    """The bound cascade off (intergrad.bounds.EXACT_ONLY) in this process, the one-device
+    run's and worker 0's, after the other workers started with it on: each shard's bound,
+    cheap or exact, reduces to the exact bounds' decisions (the same weights bit for bit)."""
+    from intergrad import bounds
+    batches = [(0, 32), (32, 31), (63, 32)]
+    _lockstep("lenet", bits, stochastic, 3, True, digits, batches, in_process=True,
+              started=lambda: monkeypatch.setattr(bounds, "EXACT_ONLY", True))
 
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["worker0-in-driver", "all-processes"])

@@ -27,11 +27,15 @@ computes, on the quantized operands, the exact bound max(|A|.|B|) of every accum
 until the bound is below 2**(ACC_W-1), so nothing saturates or wraps (so the scheduler's
 GEMMs are called ``bounded=True``: no worst-case headroom warning; the bounds' GEMMs
 run in blocks BLAS keeps on one thread, :func:`exact_matmul`; a retry requantizes and
-re-bounds only what its dropped bits changed); the magnitude bits used per layer and pass
-are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers) are scaled back to
-float32 on the host.  The quantizations of a step's weights and inputs, which its backward
-passes (and an evaluation's batches) quantize again, are kept in a bounded, value-checked
-memo (:class:`QuantMemo`) with their lowerings.
+re-bounds only what its dropped bits changed).  Cheaper proven upper bounds of that exact
+bound decide first (:mod:`intergrad.bounds`: matrix-vector and per-channel bounds, and on a
+retry one from the previous try's bound): one below the limit accepts the try, as the
+exact bound would; the exact bound is computed only where they reach it (it decides the
+bits to drop), so every decision is the exact bound's.  The magnitude bits used per
+layer and pass are kept in ``DeviceEngine.bits_used``.  Results (ACC_W integers) are
+scaled back to float32 on the host.  The quantizations of a step's weights and inputs,
+which its backward passes (and an evaluation's batches) quantize again, are kept in a
+bounded, value-checked memo (:class:`QuantMemo`) with their lowerings.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from .bounds import ConvDWBound, ConvDXBound, ConvFwdBound, MatBound, product_bound
 from .conv import (check_conv, col2im, conv2d_backward, conv2d_forward, conv_weight_matrix,
                    grad_matrix, im2col)
 
@@ -347,13 +352,16 @@ class DeviceEngine:
         #: (layer, pass) -> smallest magnitude bits used per operand so far
         self.bits_used: dict[tuple[str, str], dict[str, int]] = {}
         self.memo = QuantMemo(memo_bytes)
+        self._seen: dict = {}   # product_bound's last bounds (which tries skip cheap bounds)
 
     # -- operand quantization with an exact accumulator bound ---------------------------
     def _quantize(self, layer, pass_, tensors: dict, products: list, grads=("dY",)):
-        """tensors: name -> float array; products: (a, b, bound_fn(qa, qb)) with qa, qb the
-        quantized (int64) operands, returning max(|A|.|B|) of the product's accumulators
-        (exactly: :func:`exact_matmul`).  Returns name -> (q, f) with every bound
-        < 2**(ACC_W-1).
+        """tensors: name -> float array; products: (a, b, make(qa, qb)) with qa, qb the
+        quantized (int64) operands and ``make`` the product's bound problem
+        (:mod:`intergrad.bounds`), whose exact bound is max(|A|.|B|) of its accumulators
+        (:func:`exact_matmul`).  Returns name -> (q, f) with every bound < 2**(ACC_W-1).
+        Cheap upper bounds decide a try first; the exact one only where they reach the
+        limit (the same decisions: :mod:`intergrad.bounds`).
 
         A retry requantizes only the operands whose bits changed and re-bounds only the
         products of those (the others are the same arrays and values); the random draws of
@@ -365,6 +373,7 @@ class DeviceEngine:
         held = {n: self.memo.operand(t) for n, t in tensors.items() if n not in grads}
         quant: dict = {}    # (name, bits) -> (q, f)
         bounds: dict = {}   # (a, bits[a], b, bits[b]) -> bound
+        last: dict = {}     # product_bound's state: each product's last try
         before: dict = {}   # gradient name -> generator state before its draws
         end = None          # the generator state after one try
         for _ in range(4 * self.max_bits + 4):
@@ -389,12 +398,13 @@ class DeviceEngine:
                 else:
                     rng.bit_generator.state = end
             over = []
-            for a, b, fn in products:
+            for i, (a, b, make) in enumerate(products):
                 key = (a, bits[a], b, bits[b])
                 bound = bounds.get(key)
                 if bound is None:
-                    qa, qb = q[a][0], q[b][0]
-                    bound = bounds[key] = float(fn(qa, qb)) if qa.size and qb.size else 0.0
+                    bound = bounds[key] = product_bound(
+                        last, i, make, q[a][0], q[b][0], bits[a], bits[b], self.limit,
+                        self._seen, (layer, pass_) + key)
                 if bound >= self.limit:
                     over.append((a, b, bits_over(bound, self.limit)))
             if not over:
@@ -419,15 +429,17 @@ class DeviceEngine:
     # -- fully connected -------------------------------------------------------------------
     def fc_forward(self, X, W, layer="fc"):
         q = self._quantize(layer, "fwd", {"X": X, "W": W},
-                           [("X", "W", lambda a, b: _bound_max(self._abs(a), self._abs(b)))])
+                           [("X", "W", lambda a, b: MatBound(self._abs(a), self._abs(b),
+                                                             _bound_max))])
         (qx, fx), (qw, fw) = q["X"], q["W"]
         Y = self.s.fc_forward(qx, qw, layer, bounded=True)
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def fc_backward(self, X, W, dY, layer="fc", *, need_dx=True):
-        prods = [("X", "dY", lambda a, b: _bound_max(self._abs(a).T, _absf(b)))]
+        prods = [("X", "dY", lambda a, b: MatBound(self._abs(a).T, _absf(b), _bound_max))]
         if need_dx:
-            prods.append(("dY", "W", lambda a, b: _bound_max(_absf(a), self._abs(b).T)))
+            prods.append(("dY", "W", lambda a, b: MatBound(_absf(a), self._abs(b).T,
+                                                           _bound_max)))
         q = self._quantize(layer, "bwd", {"X": X, "W": W, "dY": dY}, prods)
         dX, dW = self.s.fc_backward(q["X"][0], q["W"][0], q["dY"][0], layer, need_dx=need_dx,
                                     schedule=self.schedule, bounded=True)
@@ -439,8 +451,11 @@ class DeviceEngine:
         check_conv(layer, np.shape(x), np.shape(w), stride, pad)
         cols = _Lowered(w.shape[2], w.shape[3], stride, pad, self.memo)
 
-        def bound(a, b):
+        def exact(a, b):
             return _bound_max(cols.abs_cols(a), self._abs_weights(b))
+
+        def bound(a, b):
+            return ConvFwdBound(a, b, exact, self._abs(a))
 
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [("X", "W", bound)])
         (qx, fx), (qw, fw) = q["X"], q["W"]
@@ -453,12 +468,18 @@ class DeviceEngine:
         kh, kw = w.shape[2:]
         cols = _Lowered(kh, kw, stride, pad, self.memo)
 
-        def dw_bound(a, b):
+        def dw_exact(a, b):
             return _bound_max(cols.abs_cols(a).T, grad_matrix(_absf(b)))
 
-        def dx_bound(a, b):   # dX = col2im(dY W^T): the col2im sums must fit too
+        def dx_exact(a, b):   # dX = col2im(dY W^T): the col2im sums must fit too
             d = exact_matmul(grad_matrix(_absf(a)), self._abs_weights(b).T)
             return col2im(d, x.shape, kh, kw, stride, pad).max()
+
+        def dw_bound(a, b):
+            return ConvDWBound(a, b, dw_exact, self._abs(a))
+
+        def dx_bound(a, b):
+            return ConvDXBound(a, b, x.shape, stride, pad, dx_exact)
 
         prods = [("X", "dY", dw_bound)] + ([("dY", "W", dx_bound)] if need_dx else [])
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)

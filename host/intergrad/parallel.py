@@ -15,7 +15,9 @@ that a one-device run computes over the whole batch is computed over a shard:
   magnitude over the whole batch (a max-reduction of the shards' maxima), and the
   accumulator bound that picks the magnitude bits is reduced too: per-sample bounds (the
   forward pass's and dX's accumulators) by max, the dW accumulators (sums over the batch)
-  by summing the shards' bound matrices, exactly (integers below 2**53 in float64);
+  by summing the shards' bound matrices, exactly (integers below 2**53 in float64); a
+  bound reduced by max is each shard's cheap bound where that is below the limit, else
+  its exact one (:meth:`ShardEngine._bounds`): the same decisions;
 * **stochastic rounding**: every worker draws the random numbers of the whole tensor from
   the same generator state and uses its own rows, so the draws and the generator state
   after them are those of the one-device run;
@@ -68,6 +70,7 @@ import numpy as np
 from .device.base import DeviceError
 from .conv import col2im, conv_weight_matrix, grad_matrix, im2col
 from .core import wrap
+from .bounds import ConvDWBound, ConvDXBound, ConvFwdBound, MatBound, product_bound
 from .engine import BackwardResult, bits_over, drop_bits
 from .scheduler import Report, Scheduler
 from .spec import ArrayConfig
@@ -222,6 +225,7 @@ class ShardEngine:
         self.maxima: dict[tuple[str, str], dict[str, float]] = {}
         self.guesses = {True: 0, False: 0}    # sharded quantizations guessed right, wrong
         self._inputs: dict[str, tuple[np.ndarray, float]] = {}   # layer -> (input, its max)
+        self._seen: dict = {}   # product_bound's last bounds (which tries skip cheap bounds)
         #: this thread's CPU seconds of each stretch of a pass between reductions (every
         #: worker's stretches line up: the same reductions in the same order)
         self.phases: collections.deque = collections.deque(maxlen=1 << 14)
@@ -256,9 +260,12 @@ class ShardEngine:
     def _quantize(self, layer, pass_, tensors: dict, products: list, sharded=(),
                   grads=("dY",), known=None):
         """As DeviceEngine._quantize, over the whole batch: ``sharded`` names the tensors
-        of which this worker has its rows; products: (a, b, fn(|qa|, |qb|), kind) with kind
-        "max" (fn's largest entry is a per-row bound) or "sum" (fn's entries are sums over
-        the rows, to be summed over the workers before their largest is taken); ``known``:
+        of which this worker has its rows; products: (a, b, fn(|qa|, |qb|), kind, make) with
+        kind "max" (fn's largest entry is a per-row bound) or "sum" (fn's entries are sums
+        over the rows, to be summed over the workers before their largest is taken) and
+        ``make(qa, qb)`` the product's bound problem (:mod:`intergrad.bounds`, exact bound
+        fn's largest entry; the cheap bounds of a "max" product, or of any product
+        not reduced, :meth:`_bounds`); ``known``:
         name -> the whole tensor's largest magnitude where already reduced (a conv's input
         in its backward pass, from the forward).
 
@@ -305,10 +312,10 @@ class ShardEngine:
                  for n in names]
         state = self.rng.bit_generator.state if self.rng is not None else None
         noise = self._draws(tensors, guess, sharded, grads)
-        attempts, vals = [], []
+        attempts, vals, tries = [], [], {}
         for bits in seq:
             q = {n: _quantize_part(parts[n], guess[n], bits[n], noise.get(n)) for n in names}
-            v, ops = self._bounds(q, products, True)
+            v, ops = self._bounds(q, bits, products, True, tries, key)
             attempts.append((bits, q))
             vals += v
         k = len(names)
@@ -354,25 +361,35 @@ class ShardEngine:
                     noise[n] = self._noise(tensors[n], n in sharded)
         return noise
 
-    def _bounds(self, q, products, red) -> tuple[list, list]:
+    def _bounds(self, q, bits, products, red, tries: dict, where) -> tuple[list, list]:
+        """This worker's part of every product's bound on a try with ``bits``: a "sum"
+        product's matrix when reduced (``red``), else a value reduced by max (or not at all):
+        :func:`intergrad.bounds.product_bound` of its part, the exact bound when it reaches
+        the limit, else an upper bound below it.  So the largest over the workers is below
+        the limit exactly when every part's exact bound is, and else is the largest exact
+        part (the parts below the limit are smaller): the value the exact parts give.
+        ``tries``: product_bound's state over this sequence of tries (the same maxima and
+        draws); ``where``: (layer, pass)."""
         vals, ops = [], []
-        for a, b, fn, kind in products:
-            v = fn(_absf(q[a][0]), _absf(q[b][0]))
-            if kind == "max" or not red:
-                vals.append(float(np.max(v)) if np.size(v) else 0.0)
-                ops.append("max")
-            else:
-                vals.append(np.asarray(v, dtype=np.float64))
+        for i, (a, b, fn, kind, make) in enumerate(products):
+            qa, qb = q[a][0], q[b][0]
+            if kind == "sum" and red:
+                vals.append(np.asarray(fn(_absf(qa), _absf(qb)), dtype=np.float64))
                 ops.append("sum")
+            else:
+                vals.append(product_bound(tries, i, make, qa, qb, bits[a], bits[b], self.limit,
+                                          self._seen, where + (i, bits[a], bits[b])))
+                ops.append("max")
         return vals, ops
 
     def _fit(self, layer, pass_, tensors, products, m, noise, bits, red, attempt=0, tried=None):
         """The bound attempts from ``attempt`` on, one reduction each (``red``)."""
         names = list(tensors)
         tried = [] if tried is None else tried
+        tries: dict = {}
         while attempt < 4 * self.max_bits + 4:
             q = {n: _quantize_part(tensors[n], m[n], bits[n], noise.get(n)) for n in names}
-            vals, ops = self._bounds(q, products, red)
+            vals, ops = self._bounds(q, bits, products, red, tries, (layer, pass_))
             if red:
                 vals = self._allreduce(f"{layer}/{pass_}/bound{attempt}", vals, ops)
             tried.append(dict(bits))
@@ -404,8 +421,7 @@ class ShardEngine:
     def fc_forward(self, X, W, layer="fc"):
         if self.modes.get(layer) == "features":
             return self._fc_forward_features(X, W, layer)
-        q = self._quantize(layer, "fwd", {"X": X, "W": W},
-                           [("X", "W", lambda a, b: a @ b, "max")], sharded=("X",))
+        q = self._quantize(layer, "fwd", {"X": X, "W": W}, _fc_fwd_products(), sharded=("X",))
         self._remember_input(layer, X)
         (qx, fx), (qw, fw) = q["X"], q["W"]
         Y = self.s.fc_forward(qx, qw, layer, bounded=True)
@@ -444,7 +460,7 @@ class ShardEngine:
         if X.shape[0] != B:                  # the first layer split by features
             X = self._allreduce(f"{layer}/fwd/gather", [X], ["cat0"])[0]
             self.gathered = (layer, X)
-        q = self._quantize(layer, "fwd", {"X": X, "W": W}, [("X", "W", lambda a, b: a @ b, "max")])
+        q = self._quantize(layer, "fwd", {"X": X, "W": W}, _fc_fwd_products())
         (qx, fx), (qw, fw) = q["X"], q["W"]
         c0, c1 = self._cols(layer, W.shape[1])
         Y = np.zeros((X.shape[0], W.shape[1]), np.int64)
@@ -479,9 +495,12 @@ class ShardEngine:
     # -- convolution (split by batch) ------------------------------------------------------
     def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
         kh, kw = w.shape[2:]
+
+        def fn(a, b):
+            return im2col(a, kh, kw, stride, pad) @ conv_weight_matrix(b)
+
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [
-            ("X", "W", lambda a, b: im2col(a, kh, kw, stride, pad) @ conv_weight_matrix(b),
-             "max")], sharded=("X",))
+            ("X", "W", fn, "max", lambda a, b: ConvFwdBound(a, b, _exact(fn)))], sharded=("X",))
         self._remember_input(layer, x)
         (qx, fx), (qw, fw) = q["X"], q["W"]
         y = self.s.conv_forward(qx, qw, layer, stride=stride, pad=pad, bounded=True)
@@ -489,10 +508,17 @@ class ShardEngine:
 
     def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
         kh, kw = w.shape[2:]
-        prods = [("X", "dY", lambda a, b: im2col(a, kh, kw, stride, pad).T @ grad_matrix(b), "sum")]
+
+        def dw(a, b):
+            return im2col(a, kh, kw, stride, pad).T @ grad_matrix(b)
+
+        def dx(a, b):
+            return col2im(grad_matrix(a) @ conv_weight_matrix(b).T, x.shape, kh, kw, stride, pad)
+
+        prods = [("X", "dY", dw, "sum", lambda a, b: ConvDWBound(a, b, _exact(dw)))]
         if need_dx:
-            prods.append(("dY", "W", lambda a, b: col2im(grad_matrix(a) @ conv_weight_matrix(b).T,
-                                                         x.shape, kh, kw, stride, pad), "max"))
+            prods.append(("dY", "W", dx, "max",
+                          lambda a, b: ConvDXBound(a, b, x.shape, stride, pad, _exact(dx))))
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods,
                            sharded=("X", "dY"), known=self._known_input(layer, x))
         (qx, fx), (qw, fw), (qd, fd) = q["X"], q["W"], q["dY"]
@@ -504,10 +530,27 @@ class ShardEngine:
         return BackwardResult(dx, np.zeros(w.shape, np.float32))
 
 
+def _exact(fn):
+    """The exact bound of integer operands a, b: fn(|a|, |b|)'s largest entry."""
+    return lambda a, b: _top(fn(_absf(a), _absf(b)))
+
+
+def _mat(ta=False, tb=False):
+    """A FC product's bound problem: |a| (.T if ta) @ |b| (.T if tb)."""
+    def make(a, b):
+        P, Q = _absf(a), _absf(b)
+        return MatBound(P.T if ta else P, Q.T if tb else Q, lambda p, q: _top(p @ q))
+    return make
+
+
+def _fc_fwd_products():
+    return [("X", "W", lambda a, b: a @ b, "max", _mat())]
+
+
 def _fc_bwd_products(need_dx):
-    prods = [("X", "dY", lambda a, b: a.T @ b, "sum")]
+    prods = [("X", "dY", lambda a, b: a.T @ b, "sum", _mat(ta=True))]
     if need_dx:
-        prods.append(("dY", "W", lambda a, b: a @ b.T, "max"))
+        prods.append(("dY", "W", lambda a, b: a @ b.T, "max", _mat(tb=True)))
     return prods
 
 
