@@ -102,6 +102,12 @@ localparam GW = $clog2(GSZ * KMAX + 1);
 
 // valid bit of the sample on each anti-diagonal: vd[d] for the PEs with n + m = d
 reg [ND-1:0] vd;
+wire vd_full = &vd;
+// the shape latch (shape_ld) delayed by two and three cycles: the loads of the MAC
+// counter's tile count k_all (below), and k_ok
+reg shape_qq;
+reg shape_qqq;
+wire k_ok = !shape_qq;
 generate
     if (ND == 1) begin : g_vd_one
         always @(posedge clk) begin
@@ -319,22 +325,38 @@ reg mac_a;     // ... and accumulate MACs
 generate
     for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp
         wire [GSZ*KW-1:0] t;
+        wire [GSZ*KW-1:0] k4;
         reg  [GW-1:0]     s;
         for (gr = 0; gr < GSZ; gr = gr + 1) begin : g_t
             if (gd*GSZ + gr < ND) begin : g_on
                 assign t[gr*KW +: KW] = vd[gd*GSZ + gr] ? diag_k[(gd*GSZ + gr)*KW +: KW]
                                                         : {KW{1'b0}};
+                assign k4[gr*KW +: KW] = diag_k[(gd*GSZ + gr)*KW +: KW];
             end else begin : g_off
                 assign t[gr*KW +: KW] = {KW{1'b0}};
+                assign k4[gr*KW +: KW] = {KW{1'b0}};
             end
         end
-        // stage 1: (t0 + t1) + (t2 + t3), GW bits
+        // stage 1: (t0 + t1) + (t2 + t3), GW bits; not loaded when every diagonal is
+        // valid (stage 2 then takes the tile's whole count, k_all, and not these sums)
         wire [GW-1:0] t01 = {{(GW-KW){1'b0}}, t[0 +: KW]} + {{(GW-KW){1'b0}}, t[KW +: KW]};
         wire [GW-1:0] t23 = {{(GW-KW){1'b0}}, t[2*KW +: KW]} + {{(GW-KW){1'b0}}, t[3*KW +: KW]};
         always @(posedge clk) begin
-            s <= t01 + t23;
+            if (!(vd_full && k_ok)) begin
+                s <= t01 + t23;
+            end
             if (rst) begin
                 s <= {GW{1'b0}};
+            end
+        end
+        // the group's diagonals' counts, all of them (a term of k_all), registered one
+        // cycle after diag_k loads (shape_qq)
+        wire [GW-1:0] k01 = {{(GW-KW){1'b0}}, k4[0 +: KW]} + {{(GW-KW){1'b0}}, k4[KW +: KW]};
+        wire [GW-1:0] k23 = {{(GW-KW){1'b0}}, k4[2*KW +: KW]} + {{(GW-KW){1'b0}}, k4[3*KW +: KW]};
+        reg  [GW-1:0] ka;
+        always @(posedge clk) begin
+            if (shape_qq) begin
+                ka <= k01 + k23;
             end
         end
     end
@@ -371,19 +393,56 @@ generate
     end
 endgenerate
 
-wire [MAC_W-1:0] n_fire = groups_sum(grp);
+// k_all = the tile's active PEs, the sum of every diagonal's count: what the valid
+// diagonals' counts sum to when every diagonal is valid (a long job's steady state).
+// Two registered stages after diag_k, as the group sums: the groups' terms (ka) one cycle
+// after diag_k loads (shape_qq), their sum two cycles after (shape_qqq).  Not reset, as
+// diag_k.  So k_all in cycle x + 1 is the sum of diag_k in cycle x unless diag_k loaded at
+// the end of cycle x - 1 (shape_qq high in cycle x): k_ok.  (diag_k loaded at the end of
+// cycle u is in ka from u + 2 and in k_all from u + 3; diag_k holds from u + 1 on.)
+reg [MAC_W-1:0] k_all;
+wire [NG*GW-1:0] grp_all;
+generate
+    for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp_all
+        assign grp_all[gd*GW +: GW] = g_grp[gd].ka;
+    end
+endgenerate
+always @(posedge clk) begin
+    shape_qq <= shape_q;
+    shape_qqq <= shape_qq;
+    if (shape_qqq) begin
+        k_all <= groups_sum(grp_all);
+    end
+end
 
+// full_q: the group sums were not loaded in the cycle before because every diagonal was
+// valid then and k_all was current; the step's count is k_all (equal to the group sums'
+// total in that case)
+reg full_q;
+reg [MAC_W-1:0] n_fire;   // blocking temporary: the active PEs of the valid diagonals
+
+// n_fire is a temporary of this block (assigned before it is read, in every cycle): a
+// simulator then evaluates the group sums' tree only in the cycles that use it
+/* verilator lint_off BLKSEQ */
 always @(posedge clk) begin
     mac_p <= adv && psum_on;
     mac_a <= acc_go;
+    full_q <= vd_full && k_ok;
+    if (full_q) begin
+        n_fire = k_all;
+    end else begin
+        n_fire = groups_sum(grp);
+    end
     mac_total <= (mac_p && mac_a) ? {n_fire[MAC_W-2:0], 1'b0} :
                  (mac_p || mac_a) ? n_fire : {MAC_W{1'b0}};
     if (rst) begin
         mac_p <= 1'b0;
         mac_a <= 1'b0;
+        full_q <= 1'b0;
         mac_total <= {MAC_W{1'b0}};
     end
 end
+/* verilator lint_on BLKSEQ */
 
 endmodule
 

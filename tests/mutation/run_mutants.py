@@ -170,6 +170,15 @@ MUTANTS: list[Mutant] = [
            "PE takes a weight beat when its row is in the tile, whatever its column"),
     Mutant("array_mac_acc", ARR, "    mac_a <= acc_go;\n", "    mac_a <= 1'b0;\n",
            ["array_dual", "top_counters"], "MAC counter misses the accumulate MACs"),
+    Mutant("array_kall_early", ARR, "    if (shape_qqq) begin\n        k_all <=",
+           "    if (shape_qq) begin\n        k_all <=", ["array_dual", "top_counters"],
+           "MAC counter: the tile's whole count loads with its terms (the previous job's)"),
+    Mutant("array_kall_terms", ARR, "                ka <= k01 + k23;",
+           "                ka <= k01;", ["array_dual", "top_counters"],
+           "MAC counter: the tile's whole count misses two diagonals of every group"),
+    Mutant("array_full_one_diag", ARR, "wire vd_full = &vd;", "wire vd_full = vd[0];",
+           ["array_dual", "top_counters"],
+           "MAC counter: the tile's whole count taken once the first diagonal is valid"),
 ]
 
 AXL = "intergrad_axil_regs.v"
