@@ -493,7 +493,13 @@ always @(posedge clk) begin
     stall_out_c = step_try && need_out && !out_ok;
     stall_in_c = (step_try && !stall_out_c && need_in && !s_axis_tvalid) ||
                  (st_hdr && !s_axis_tvalid);
-    expect_last = ((st_stream && b_one && !f_preload) || (st_tail && pre_one)) && job_last;
+    // (the last-beat conditions are set only in the steps where a count is at its last,
+    // b_one, pre_one, pd_one, dout_one or drain_one, and the tail's only in S_TAIL: the
+    // same logic, which a simulator then evaluates only in those steps)
+    expect_last = 1'b0;
+    if (b_one || pre_one) begin
+        expect_last = ((st_stream && b_one && !f_preload) || (st_tail && pre_one)) && job_last;
+    end
     early_tlast = take && s_axis_tlast && !expect_last;
     missing_tlast = take && !s_axis_tlast && expect_last;
     abort = early_tlast || missing_tlast;
@@ -501,16 +507,22 @@ always @(posedge clk) begin
     // output beat of this step (loaded on every step that has one, an aborting step too:
     // it carries results of earlier beats) and its TLAST
     load_beat = go && need_out;
-    beat_last = job_last && (pd_out ? (pd_one && job_os && !f_drain) :
-                             data_out ? (dout_one && !f_drain) : drain_one);
+    beat_last = 1'b0;
+    if (pd_one || dout_one || drain_one) begin
+        beat_last = job_last && (pd_out ? (pd_one && job_os && !f_drain) :
+                                 data_out ? (dout_one && !f_drain) : drain_one);
+    end
     // abort beat into the output register
     load_term = term_pend && out_ok;
     // the job's frame has not ended (nor ends on this step): an abort ends it
     frame_open = !frame_done && !(load_beat && beat_last);
     // the job completes on this step: after it, flush, drain and preload are all done
-    tail_last = st_tail && go && !abort &&
-                (flush_one ? !drain_nz : (!flush_nz && (!drain_nz || drain_one))) &&
-                (!pre_nz || pre_one);
+    tail_last = 1'b0;
+    if (st_tail) begin
+        tail_last = go && !abort &&
+                    (flush_one ? !drain_nz : (!flush_nz && (!drain_nz || drain_one))) &&
+                    (!pre_nz || pre_one);
+    end
     // start validation: configuration errors registered, pending-state errors now (only
     // on a START or QUEUE strobe or in S_QSTART)
     pre_err = IG_ERR_NONE;

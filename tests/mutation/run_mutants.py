@@ -263,6 +263,9 @@ TOP_MUTANTS: list[Mutant] = [
            "abort_cause = early_tlast ? IG_ERR_EARLY_TLAST : IG_ERR_MISSING_TLAST;",
            "abort_cause = IG_ERR_EARLY_TLAST;", ["protocol", "top_errors"],
            "MISSING_TLAST reported (and carried by the abort beat) as EARLY_TLAST"),
+    Mutant("top_expect_last_guard", TOP, "    if (b_one || pre_one) begin\n        expect_last",
+           "    if (b_one) begin\n        expect_last", ["top_errors", "top_jobs"],
+           "TLAST expected on the stream's last beat but not on a preload tail's last beat"),
 ]
 
 
