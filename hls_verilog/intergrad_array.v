@@ -386,10 +386,13 @@ function [MAC_W-1:0] groups_sum;
     end
 endfunction
 
+// the groups' sums of the valid diagonals (grp) and of all diagonals (grp_all, k_all's)
 wire [NG*GW-1:0] grp;
+wire [NG*GW-1:0] grp_all;
 generate
     for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp_cat
         assign grp[gd*GW +: GW] = g_grp[gd].s;
+        assign grp_all[gd*GW +: GW] = g_grp[gd].ka;
     end
 endgenerate
 
@@ -401,12 +404,6 @@ endgenerate
 // the end of cycle x - 1 (shape_qq high in cycle x): k_ok.  (diag_k loaded at the end of
 // cycle u is in ka from u + 2 and in k_all from u + 3; diag_k holds from u + 1 on.)
 reg [MAC_W-1:0] k_all;
-wire [NG*GW-1:0] grp_all;
-generate
-    for (gd = 0; gd < NG; gd = gd + 1) begin : g_grp_all
-        assign grp_all[gd*GW +: GW] = g_grp[gd].ka;
-    end
-endgenerate
 always @(posedge clk) begin
     shape_qq <= shape_q;
     shape_qqq <= shape_qq;
