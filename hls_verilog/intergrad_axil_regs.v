@@ -43,20 +43,20 @@ module intergrad_axil_regs #
     // AXI4-Lite slave
     input  wire [7:0]           s_axil_awaddr,
     input  wire                 s_axil_awvalid,
-    output wire                 s_axil_awready,
+    output reg                  s_axil_awready,
     input  wire [31:0]          s_axil_wdata,
     input  wire [3:0]           s_axil_wstrb,
     input  wire                 s_axil_wvalid,
-    output wire                 s_axil_wready,
+    output reg                  s_axil_wready,
     output wire [1:0]           s_axil_bresp,
-    output wire                 s_axil_bvalid,
+    output reg                  s_axil_bvalid,
     input  wire                 s_axil_bready,
     input  wire [7:0]           s_axil_araddr,
     input  wire                 s_axil_arvalid,
-    output wire                 s_axil_arready,
-    output wire [31:0]          s_axil_rdata,
+    output reg                  s_axil_arready,
+    output reg  [31:0]          s_axil_rdata,
     output wire [1:0]           s_axil_rresp,
-    output wire                 s_axil_rvalid,
+    output reg                  s_axil_rvalid,
     input  wire                 s_axil_rready,
 
     // register file
@@ -68,11 +68,11 @@ module intergrad_axil_regs #
 
     // CTRL strobes, one cycle, in the cycle the CTRL write is applied
     output reg                  fields_upd,     // the job fields changed (or reset) at the last edge
-    output wire                 ctrl_start,     // START or QUEUE
-    output wire                 ctrl_queue,
-    output wire                 ctrl_soft_reset,
-    output wire                 ctrl_cnt_reset,
-    output wire                 ctrl_cnt_snapshot,
+    output reg                  ctrl_start,     // START or QUEUE
+    output reg                  ctrl_queue,
+    output reg                  ctrl_soft_reset,
+    output reg                  ctrl_cnt_reset,
+    output reg                  ctrl_cnt_snapshot,
 
     // status of the core (STATUS fields)
     input  wire                 st_busy,
@@ -94,86 +94,35 @@ module intergrad_axil_regs #
 localparam CIDX_W = $clog2(NCNT);
 
 // ---------------------------------------------------------------- write channel
+// A holding register is full while its READY output is low: the READY and VALID outputs
+// are the flops themselves (no logic between a flop and a port).
 reg [7:0]  awaddr_reg, awaddr_next;
-reg        awvalid_reg, awvalid_next;
+reg        awvalid_next;
 reg [31:0] wdata_reg, wdata_next;
 reg [3:0]  wstrb_reg, wstrb_next;
-reg        wvalid_reg, wvalid_next;
-reg        bvalid_reg, bvalid_next;
+reg        wvalid_next;
+reg        bvalid_next;
 reg        wr_en_reg, wr_en_next;
+reg        wr_ctrl_next;
 
-assign s_axil_awready = !awvalid_reg;
-assign s_axil_wready = !wvalid_reg;
+wire awvalid_reg = !s_axil_awready;
+wire wvalid_reg = !s_axil_wready;
+wire bvalid_reg = s_axil_bvalid;
+
 assign s_axil_bresp = 2'b00;
-assign s_axil_bvalid = bvalid_reg;
 
-// next values as blocking temporaries of the clocked block (combinational logic that a
-// simulator evaluates once per clock edge, not again on every input change)
-/* verilator lint_off BLKSEQ */
-always @(posedge clk) begin
-    // an idle channel (nothing held, no response, no request) keeps every register: its
-    // valid bits are low and stay low, and the address and data registers are read only
-    // with them (a clock enable in hardware; a simulator skips the logic)
-    if (awvalid_reg || wvalid_reg || bvalid_reg || s_axil_awvalid || s_axil_wvalid) begin
-        awaddr_next = awaddr_reg;
-        awvalid_next = awvalid_reg;
-        wdata_next = wdata_reg;
-        wstrb_next = wstrb_reg;
-        wvalid_next = wvalid_reg;
-        bvalid_next = bvalid_reg && !s_axil_bready;
-
-        // the held write is applied in this cycle: free both halves, respond
-        if (wr_en_reg) begin
-            awvalid_next = 1'b0;
-            wvalid_next = 1'b0;
-            bvalid_next = 1'b1;
-        end
-        // capture each half independently while its holding register is free
-        if (!awvalid_reg) begin
-            awaddr_next = s_axil_awaddr;
-            awvalid_next = s_axil_awvalid;
-        end
-        if (!wvalid_reg) begin
-            wdata_next = s_axil_wdata;
-            wstrb_next = s_axil_wstrb;
-            wvalid_next = s_axil_wvalid;
-        end
-
-        wr_en_next = awvalid_next && wvalid_next && !bvalid_next;
-
-        awaddr_reg <= awaddr_next;
-        awvalid_reg <= awvalid_next;
-        wdata_reg <= wdata_next;
-        wstrb_reg <= wstrb_next;
-        wvalid_reg <= wvalid_next;
-        bvalid_reg <= bvalid_next;
-        wr_en_reg <= wr_en_next;
-    end
-
-    if (rst) begin
-        awvalid_reg <= 1'b0;
-        wvalid_reg <= 1'b0;
-        bvalid_reg <= 1'b0;
-        wr_en_reg <= 1'b0;
-    end
-end
-/* verilator lint_on BLKSEQ */
-
-// ---------------------------------------------------------------- register file
 wire [7:0] wr_word = awaddr_reg & 8'hFC;
-wire wr_ctrl = wr_en_reg && wr_word == IG_REG_CTRL && wstrb_reg[0];
-
-assign ctrl_start = wr_ctrl && (wdata_reg[IG_CTRL_START_LSB] || wdata_reg[IG_CTRL_QUEUE_LSB]);
-assign ctrl_queue = wr_ctrl && wdata_reg[IG_CTRL_QUEUE_LSB];
-assign ctrl_soft_reset = wr_ctrl && wdata_reg[IG_CTRL_SOFT_RESET_LSB];
-assign ctrl_cnt_reset = wr_ctrl && wdata_reg[IG_CTRL_CNT_RESET_LSB];
-assign ctrl_cnt_snapshot = wr_ctrl && wdata_reg[IG_CTRL_CNT_SNAPSHOT_LSB];
-
-// a write takes the bytes enabled by wstrb (every writable field lies within whole bytes,
-// which spec.py checks)
 integer wb;
 
+// next values as blocking temporaries of the clocked block (combinational logic that a
+// simulator evaluates once per clock edge, not again on every input change).  The block
+// first applies the held write to the register file, then reloads the holding registers:
+// every read of a holding register comes before its update.
+/* verilator lint_off BLKSEQ */
 always @(posedge clk) begin
+    // ------------------------------------------------ register file
+    // a write takes the bytes enabled by wstrb (every writable field lies within whole
+    // bytes, which spec.py checks)
     fields_upd <= wr_en_reg || rst;
     if (wr_en_reg) begin
         case (wr_word)
@@ -205,7 +154,66 @@ always @(posedge clk) begin
         endcase
     end
 
+    // ------------------------------------------------ AW / W / B
+    // an idle channel (nothing held, no response, no request) keeps every register: its
+    // valid bits are low and stay low, and the address and data registers are read only
+    // with them (a clock enable in hardware; a simulator skips the logic).  The CTRL
+    // strobes are low in a cycle after an idle one (a strobe is high only with wr_en_reg,
+    // and the cycle after wr_en_reg has BVALID high, so the channel is not idle then).
+    if (awvalid_reg || wvalid_reg || bvalid_reg || s_axil_awvalid || s_axil_wvalid) begin
+        awaddr_next = awaddr_reg;
+        awvalid_next = awvalid_reg;
+        wdata_next = wdata_reg;
+        wstrb_next = wstrb_reg;
+        wvalid_next = wvalid_reg;
+        bvalid_next = bvalid_reg && !s_axil_bready;
+
+        // the held write is applied in this cycle: free both halves, respond
+        if (wr_en_reg) begin
+            awvalid_next = 1'b0;
+            wvalid_next = 1'b0;
+            bvalid_next = 1'b1;
+        end
+        // capture each half independently while its holding register is free
+        if (!awvalid_reg) begin
+            awaddr_next = s_axil_awaddr;
+            awvalid_next = s_axil_awvalid;
+        end
+        if (!wvalid_reg) begin
+            wdata_next = s_axil_wdata;
+            wstrb_next = s_axil_wstrb;
+            wvalid_next = s_axil_wvalid;
+        end
+
+        wr_en_next = awvalid_next && wvalid_next && !bvalid_next;
+        // the CTRL strobes of the write applied in the next cycle, registered
+        wr_ctrl_next = wr_en_next && (awaddr_next & 8'hFC) == IG_REG_CTRL && wstrb_next[0];
+
+        awaddr_reg <= awaddr_next;
+        s_axil_awready <= !awvalid_next;
+        wdata_reg <= wdata_next;
+        wstrb_reg <= wstrb_next;
+        s_axil_wready <= !wvalid_next;
+        s_axil_bvalid <= bvalid_next;
+        wr_en_reg <= wr_en_next;
+        ctrl_start <= wr_ctrl_next
+            && (wdata_next[IG_CTRL_START_LSB] || wdata_next[IG_CTRL_QUEUE_LSB]);
+        ctrl_queue <= wr_ctrl_next && wdata_next[IG_CTRL_QUEUE_LSB];
+        ctrl_soft_reset <= wr_ctrl_next && wdata_next[IG_CTRL_SOFT_RESET_LSB];
+        ctrl_cnt_reset <= wr_ctrl_next && wdata_next[IG_CTRL_CNT_RESET_LSB];
+        ctrl_cnt_snapshot <= wr_ctrl_next && wdata_next[IG_CTRL_CNT_SNAPSHOT_LSB];
+    end
+
     if (rst) begin
+        s_axil_awready <= 1'b1;
+        s_axil_wready <= 1'b1;
+        s_axil_bvalid <= 1'b0;
+        wr_en_reg <= 1'b0;
+        ctrl_start <= 1'b0;
+        ctrl_queue <= 1'b0;
+        ctrl_soft_reset <= 1'b0;
+        ctrl_cnt_reset <= 1'b0;
+        ctrl_cnt_snapshot <= 1'b0;
         mode <= 2'd0;
         flags <= 8'd0;
         batch <= 16'd1;
@@ -213,18 +221,19 @@ always @(posedge clk) begin
         cols_act <= COLS[7:0];
     end
 end
+/* verilator lint_on BLKSEQ */
 
 // ---------------------------------------------------------------- read channel
+// as the write channel: ARREADY low while the address is held, RVALID and RDATA the flops
 reg [7:0]  araddr_reg, araddr_next;
-reg        arvalid_reg, arvalid_next;
-reg [31:0] rdata_reg;
-reg        rvalid_reg, rvalid_next;
+reg        arvalid_next;
+reg        rvalid_next;
 reg        rd_en_reg, rd_en_next;
 
-assign s_axil_arready = !arvalid_reg;
-assign s_axil_rdata = rdata_reg;
+wire arvalid_reg = !s_axil_arready;
+wire rvalid_reg = s_axil_rvalid;
+
 assign s_axil_rresp = 2'b00;
-assign s_axil_rvalid = rvalid_reg;
 
 // the word at a read address, packed from the generated field constants; evaluated only in
 // the cycle that answers a read (the clocked branch below)
@@ -286,6 +295,12 @@ endfunction
 always @(posedge clk) begin
     // an idle channel keeps every register, as the write channel above
     if (arvalid_reg || rvalid_reg || s_axil_arvalid) begin
+        // RDATA is loaded with the answer and held until the next one (read before the
+        // address register is reloaded)
+        if (rd_en_reg) begin
+            s_axil_rdata <= read_word(araddr_reg);
+        end
+
         araddr_next = araddr_reg;
         arvalid_next = arvalid_reg;
         rvalid_next = rvalid_reg && !s_axil_rready;
@@ -303,18 +318,14 @@ always @(posedge clk) begin
         rd_en_next = arvalid_next && !rvalid_next;
 
         araddr_reg <= araddr_next;
-        arvalid_reg <= arvalid_next;
-        rvalid_reg <= rvalid_next;
+        s_axil_arready <= !arvalid_next;
+        s_axil_rvalid <= rvalid_next;
         rd_en_reg <= rd_en_next;
-        // RDATA is loaded with the answer and held until the next one
-        if (rd_en_reg) begin
-            rdata_reg <= read_word(araddr_reg);
-        end
     end
 
     if (rst) begin
-        arvalid_reg <= 1'b0;
-        rvalid_reg <= 1'b0;
+        s_axil_arready <= 1'b1;
+        s_axil_rvalid <= 1'b0;
         rd_en_reg <= 1'b0;
     end
 end

@@ -201,6 +201,17 @@ class PTB:
             await ClockCycles(self.dut.clk, 8)
         raise AssertionError(f"core still busy after {cycles} cycles: {st}")
 
+    async def finish_job(self, lanes, expect, mark, what, timeout_us=200):
+        """Send a started job's input frame; its output frame must be ``expect`` (the golden
+        model's), the only frame since ``mark``, and the core idle with DONE, no ERROR."""
+        self.source.send_nowait(AxiStreamFrame(pack_beats(lanes, CFG.data_w, CFG.in_axis_bits)))
+        frame = await with_timeout(self.sink.recv(), timeout_us, "us")
+        st = await self.wait_idle()
+        assert st["DONE"] == 1 and st["ERROR"] == 0, f"{what}: at the end: {st}"
+        got = unpack_beats(bytes(frame.tdata), CFG.out_lanes, CFG.acc_w, CFG.out_axis_bits)
+        assert np.array_equal(got, expect), f"{what}: output differs from the golden model"
+        self.mon_out.expect_frames(1, mark, what)
+
     def job_data(self, job: Job):
         rng = np.random.default_rng(self.rng.getrandbits(32))
         lim = 1 << (CFG.data_w - 1)
@@ -309,6 +320,35 @@ async def test_axil_response_backpressure(dut):
     tb.finish()
 
 
+@cocotb.test()
+async def test_axil_ctrl_write_is_one_start(dut):
+    """CTRL.START written with AW and W in either order at skews and with B backpressure:
+    nothing starts while one half waits, the write starts exactly one job (a second START
+    strobe would be START_BUSY), and the job's frame is the golden model's."""
+    tb = PTB(dut, 4)
+    await tb.reset()
+    start = spec.pack_fields("CTRL", START=1)
+    cases = [(0, 0), (0, 6), (6, 0), (tb.rng.randint(1, 9), tb.rng.randint(1, 9))]
+    for k, (dw_aw, dw_w) in enumerate(cases):
+        what = f"START {k} (AW after {dw_aw}, W after {dw_w} cycles)"
+        job = Job("WS", tb.rng.randint(1, 4), CFG.rows, CFG.cols, {"LOAD_W"})
+        lanes = tb.model.job_input(job, **tb.job_data(job))
+        expect = tb.model.run(job, lanes)
+        mark = tb.mon_out.mark()
+        await tb.program(job)
+        wtask = cocotb.start_soon(tb.axil.write(spec.REG["CTRL"].offset, start, aw_delay=dw_aw,
+                                                w_delay=dw_w, b_delay=tb.rng.choice([0, 3])))
+        if max(dw_aw, dw_w) >= 4:
+            await ClockCycles(dut.clk, 2)
+            st = await tb.status()
+            assert st["BUSY"] == 0 and st["ERROR"] == 0, f"{what}: started early: {st}"
+        await wtask
+        st = await tb.status()
+        assert st["BUSY"] == 1 and st["ERROR"] == 0, f"{what}: after the write: {st}"
+        await tb.finish_job(lanes, expect, mark, what, timeout_us=100)
+    tb.finish()
+
+
 # ------------------------------------------------------------------------ output frames
 
 @cocotb.test()
@@ -408,13 +448,7 @@ async def test_aborted_frames_end_with_abort_beat(dut):
         mark = tb.mon_out.mark()
         await tb.program(job)
         await tb.start()
-        tb.source.send_nowait(AxiStreamFrame(pack_beats(lanes, CFG.data_w, CFG.in_axis_bits)))
-        frame = await with_timeout(tb.sink.recv(), 200, "us")
-        st = await tb.wait_idle()
-        assert st["DONE"] == 1 and st["ERROR"] == 0, f"{what}: {st}"
-        got = unpack_beats(bytes(frame.tdata), CFG.out_lanes, CFG.acc_w, CFG.out_axis_bits)
-        assert np.array_equal(got, expect), f"{what}: job after the abort differs"
-        tb.mon_out.expect_frames(1, mark, what)
+        await tb.finish_job(lanes, expect, mark, what)
 
     await good_job("first job")
     # rejected START: the frame is the abort beat alone

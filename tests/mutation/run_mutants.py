@@ -77,7 +77,8 @@ SUITES: dict[str, tuple] = {
     # the protocol testbench (tests/cocotb/test_protocol.py): raw AXI-Lite master, frames
     "protocol": ("top", (3, 4, 16, 32, 1), None, {}, "test_protocol"),
     "protocol_axil": ("top", (3, 4, 16, 32, 1),
-                      ["test_axil_write_orders_and_skews", "test_axil_response_backpressure"],
+                      ["test_axil_write_orders_and_skews", "test_axil_response_backpressure",
+                       "test_axil_ctrl_write_is_one_start"],
                       {}, "test_protocol"),
     # job queues (tests/cocotb/test_queue.py)
     "queue": ("top", (3, 4, 16, 32, 1), None, {"IG_MAX_B": "40"}, "test_queue"),
@@ -197,10 +198,15 @@ TOP_MUTANTS: list[Mutant] = [
            "rvalid_next = 1'b0;", ["protocol_axil", "top_regs"],
            "RVALID dropped after one cycle without RREADY"),
     Mutant("axil_rdata_live", AXL,
-           "        if (rd_en_reg) begin\n            rdata_reg <= read_word(araddr_reg);",
-           "        if (1'b1) begin\n            rdata_reg <= read_word(araddr_reg);",
+           "        if (rd_en_reg) begin\n            s_axil_rdata <= read_word(araddr_reg);",
+           "        if (1'b1) begin\n            s_axil_rdata <= read_word(araddr_reg);",
            ["protocol_axil", "top_regs"],
            "RDATA not held: follows the register while RVALID waits for RREADY"),
+    Mutant("axil_ctrl_strobe_early", AXL,
+           "wr_ctrl_next = wr_en_next && (awaddr_next & 8'hFC) == IG_REG_CTRL",
+           "wr_ctrl_next = (awaddr_next & 8'hFC) == IG_REG_CTRL", ["protocol_axil", "top_regs"],
+           "CTRL strobes high while the CTRL address is held, before the write is applied "
+           "(and again in the BVALID cycle)"),
     Mutant("axil_idle_drops_w", AXL,
            "if (awvalid_reg || wvalid_reg || bvalid_reg || s_axil_awvalid || s_axil_wvalid) begin",
            "if (awvalid_reg || wvalid_reg || bvalid_reg || s_axil_awvalid) begin",
