@@ -15,6 +15,7 @@ import functools
 
 import numpy as np
 
+from . import native
 from .core import wrap
 
 
@@ -33,6 +34,7 @@ def _im2col_index(shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.n
                                 np.arange(kh), np.arange(kw))
     idx = ((b * C + c) * Hp + i * stride + di) * Wp + j * stride + dj
     idx = np.ascontiguousarray(idx.reshape(B * Ho * Wo, C * kh * kw), dtype=np.intp)
+    idx = native.index(idx, B * C * Hp * Wp)   # uint32 for the native gather, when used
     idx.setflags(write=False)
     return idx
 
@@ -47,13 +49,16 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray
         xp[:, :, pad:pad + H, pad:pad + W] = x
     else:
         xp = np.ascontiguousarray(x)
-    return xp.reshape(-1)[_im2col_index(x.shape, kh, kw, stride, pad)]
+    return native.take(xp.reshape(-1), _im2col_index(x.shape, kh, kw, stride, pad))
 
 
 def col2im(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
     """Adjoint of :func:`im2col` (sums overlapping patches)."""
     B, C, H, W = x_shape
     Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+    xp = native.col2im(cols, B, C, Ho, Wo, kh, kw, stride, H + 2 * pad, W + 2 * pad)
+    if xp is not None:   # the native loop: the same sums, in the same order
+        return xp[:, :, pad:pad + H, pad:pad + W]
     c = cols.reshape(B, Ho, Wo, C, kh, kw)
     xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad), dtype=cols.dtype)
     for di in range(kh):

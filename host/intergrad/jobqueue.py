@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import descriptor, spec
+from . import descriptor, native, spec
 from .descriptor import split_pass
 from .device.base import CoreError, DeviceError
 from .core import _NATIVE, CoreState, Job, JobError, pack_beats, unpack_beats
@@ -240,6 +240,7 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
         h = rows >= n_in
         g[~h] = in_index[rows[~h]]
         g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + lane
+        g = native.index(g, vec.size)   # uint32 for the native gather, when it is used
         g.setflags(write=False)
         idx.append(g)
     prog.gathers.clear()   # one layout per pass shape: keep the last
@@ -268,7 +269,8 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
             else:
                 vec, idx = _gathers(cfg, prog, in_index, len(source))
                 vec[:len(source)] = source   # int64 -> the lanes' dtype keeps the low bits
-                frames = [vec[g] for g in idx]   # fresh arrays: the device reads them
+                # fresh arrays: the device reads them
+                frames = [native.take(vec, g) for g in idx]
     oo = prog.out_offsets
     for (first, end, _, n_out), data in zip(prog.queues, frames):
         try:

@@ -29,6 +29,7 @@ import functools
 
 import numpy as np
 
+from . import native
 from .core import MODES
 from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
 from .spec import ArrayConfig
@@ -147,7 +148,9 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
         dw_index = (drain_beat[r // R][:, c // C] + (r % R)[:, None]) * OL + c % C
     # C order: a gather's result takes its index's memory order, and the results must have
     # the per-job loop's (float reductions downstream, e.g. a bias gradient, depend on it)
-    res_index, dw_index = (None if a is None else np.ascontiguousarray(a)
+    # as the native gathers read them (uint32, intergrad.native) when those are used
+    n_out = int(out_off[-1]) * OL
+    res_index, dw_index = (None if a is None else native.index(np.ascontiguousarray(a), n_out)
                            for a in (res_index, dw_index))
     for a in (in_off, out_off, idx, res_index, dw_index):
         if a is not None:
@@ -195,7 +198,9 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
     res = None
     if lay.res_index is not None:
         ri = lay.res_index
-        if len(ri) <= 3:   # a few column tiles' partials: added in place (no 3-D temporary)
+        if ri.dtype == np.uint32:   # the native gather-and-sum (intergrad.native)
+            res = native.take_sum(flat, ri)
+        elif len(ri) <= 3:   # a few column tiles' partials: added in place (no 3-D temporary)
             res = flat[ri[0]].astype(np.int64, copy=False)
             for t in range(1, len(ri)):
                 res += flat[ri[t]]
@@ -206,7 +211,10 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
             res += h
             res &= (h << np.int64(1)) - np.int64(1)
             res -= h
-    dW = flat[lay.dw_index].astype(np.int64, copy=False) if lay.dw_index is not None else None
+    dW = None
+    if lay.dw_index is not None:
+        dW = (native.take_sum(flat, lay.dw_index[None]) if lay.dw_index.dtype == np.uint32
+              else flat[lay.dw_index].astype(np.int64, copy=False))
     return res, dW
 
 

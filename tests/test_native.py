@@ -1,0 +1,172 @@
+"""The native gathers (intergrad.native) against their numpy definitions, and a pass decoded
+with and without them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from intergrad import native
+from intergrad.spec import ArrayConfig
+from intergrad.stream import decode_pass, layout
+
+pytestmark = pytest.mark.skipif(not native.available(),
+                                reason=f"native kernels not used: {native.reason}")
+
+DTYPES = [np.int8, np.int16, np.int32, np.int64]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_take_equals_numpy(dt):
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dt)
+    for size, shape in [(1, (5,)), (37, (3, 7)), (5000, (1200, 16)), (300, (0, 4))]:
+        vec = rng.integers(info.min, info.max, size, endpoint=True).astype(dt)
+        idx = rng.integers(0, size, shape)
+        u = native.index(idx, size)
+        assert u.dtype == np.uint32 and not u.flags.writeable
+        got = native.take(vec, u)
+        assert got.dtype == vec.dtype and got.shape == idx.shape
+        assert np.array_equal(got, vec[idx])
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_take_sum_equals_numpy(dt):
+    rng = np.random.default_rng(2)
+    info = np.iinfo(dt)
+    for tiles, shape in [(1, (4, 3)), (2, (32, 8)), (5, (7, 9)), (3, (0, 2))]:
+        vec = rng.integers(info.min, info.max, 400, endpoint=True).astype(dt)
+        idx = rng.integers(0, 400, (tiles,) + shape)
+        got = native.take_sum(vec, native.index(idx, 400))
+        assert got.dtype == np.int64
+        assert np.array_equal(got, vec[idx].sum(axis=0, dtype=np.int64))
+
+
+def test_index_range_checked():
+    with pytest.raises(IndexError, match="out of range"):
+        native.index(np.array([0, 10]), 10)
+    with pytest.raises(IndexError, match="out of range"):
+        native.index(np.array([-1, 2]), 10)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64, np.uint16, np.bool_])
+def test_take_any_numeric_dtype(dt):
+    rng = np.random.default_rng(3)
+    vec = (rng.standard_normal(333) * 100).astype(dt)
+    idx = rng.integers(0, 333, (40, 9))
+    got = native.take(vec, native.index(idx, 333))
+    assert got.dtype == vec.dtype and np.array_equal(got, vec[idx])
+
+
+def test_im2col_uses_and_equals_the_numpy_gather():
+    from intergrad.conv import _im2col_index, im2col
+    rng = np.random.default_rng(4)
+    for x in (rng.integers(-500, 500, (2, 3, 7, 6)), rng.standard_normal((3, 2, 5, 5))):
+        for kh, kw, stride, pad in [(3, 3, 1, 1), (5, 5, 1, 0), (2, 3, 2, 1)]:
+            idx = _im2col_index(x.shape, kh, kw, stride, pad)
+            assert idx.dtype == np.uint32
+            xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+            assert np.array_equal(im2col(x, kh, kw, stride, pad),
+                                  xp.reshape(-1)[idx.astype(np.intp)])
+
+
+def _col2im_ref(cols, x_shape, kh, kw, stride, pad):
+    """The adjoint of im2col by its definition: every cols element added at its pixel."""
+    from intergrad.conv import conv_out_size
+    B, C, H, W = x_shape
+    Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+    xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad), dtype=np.int64)
+    c6 = cols.reshape(B, Ho, Wo, C, kh, kw)
+    for b, i, j, c, di, dj in np.ndindex(*c6.shape):
+        xp[b, c, i * stride + di, j * stride + dj] += c6[b, i, j, c, di, dj]
+    return xp[:, :, pad:pad + H, pad:pad + W]
+
+
+@pytest.mark.parametrize("dt", [np.int32, np.int64])
+def test_col2im_native_equals_definition(dt):
+    from intergrad.conv import col2im, conv_out_size
+    rng = np.random.default_rng(5)
+    for x_shape, kh, kw, stride, pad in [((2, 3, 7, 6), 3, 3, 1, 1), ((1, 2, 9, 9), 5, 5, 1, 0),
+                                         ((3, 1, 6, 7), 2, 3, 2, 1), ((2, 2, 5, 5), 3, 3, 2, 2)]:
+        B, C, H, W = x_shape
+        Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+        cols = rng.integers(-10**6, 10**6, (B * Ho * Wo, C * kh * kw)).astype(dt)
+        got = col2im(cols, x_shape, kh, kw, stride, pad)
+        assert got.dtype == cols.dtype and got.shape == x_shape
+        assert np.array_equal(got, _col2im_ref(cols, x_shape, kh, kw, stride, pad))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_col2im_native_floats_bit_identical_to_numpy_loop(dt):
+    """Float sums depend on their order: the kernel adds each pixel's terms in the numpy
+    loop's order, so the results are the same bits."""
+    from intergrad.conv import col2im, conv_out_size
+    rng = np.random.default_rng(6)
+    for x_shape, kh, kw, stride, pad in [((2, 3, 7, 6), 3, 3, 1, 1), ((4, 6, 14, 14), 5, 5, 1, 0),
+                                         ((3, 2, 6, 7), 2, 3, 2, 1)]:
+        B, C, H, W = x_shape
+        Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+        scale = 10.0 ** rng.integers(-3, 4, C * kh * kw)   # terms of mixed magnitudes
+        cols = (rng.standard_normal((B * Ho * Wo, C * kh * kw)) * scale).astype(dt)
+        got = col2im(cols, x_shape, kh, kw, stride, pad)
+        c = cols.reshape(B, Ho, Wo, C, kh, kw)
+        xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad), dtype=dt)
+        for di in range(kh):
+            for dj in range(kw):
+                xp[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += \
+                    c[:, :, :, :, di, dj].transpose(0, 3, 1, 2)
+        ref = xp[:, :, pad:pad + H, pad:pad + W]
+        assert got.dtype == ref.dtype and got.tobytes() == np.ascontiguousarray(ref).tobytes()
+    assert native.col2im(np.zeros((4, 9), dtype=np.int16), 1, 1, 2, 2, 3, 3, 1, 4, 4) is None
+
+
+def test_non_native_inputs_fall_back():
+    vec = np.arange(20, dtype=np.int16)
+    idx = np.array([[3, 19], [0, 7]])          # int64 indices: the numpy path
+    assert np.array_equal(native.take(vec, idx), vec[idx])
+    f = np.arange(20, dtype=np.float32)        # a dtype the kernels do not take
+    u = native.index(idx, 20)
+    assert np.array_equal(native.take(f, u), f[idx])
+
+
+def _decoded(cfg, pass_, B, N, M, seed):
+    lay = layout(cfg, pass_, B, N, M)
+    rng = np.random.default_rng(seed)
+    out = rng.integers(-2**31, 2**31, (lay.out_beats, cfg.out_lanes)).astype(np.int32)
+    return lay, out, decode_pass(lay, out, cfg.acc_w)
+
+
+CHILD = r"""
+import sys, numpy as np
+from intergrad import native
+from intergrad.spec import ArrayConfig
+from intergrad.stream import decode_pass, layout
+assert not native.available(), native.reason
+cfg = ArrayConfig(4, 3, 16, 32, 1)
+for k, (p, B, N, M) in enumerate([("fwd", 5, 7, 11), ("dx", 6, 9, 5), ("dw", 4, 6, 7), ("ig", 3, 10, 8)]):
+    lay = layout(cfg, p, B, N, M)
+    assert all(a is None or a.dtype != np.uint32 for a in (lay.res_index, lay.dw_index))
+    rng = np.random.default_rng(k)
+    out = rng.integers(-2**31, 2**31, (lay.out_beats, cfg.out_lanes)).astype(np.int32)
+    res, dW = decode_pass(lay, out, cfg.acc_w)
+    np.save(sys.argv[1] + f"/{k}_res.npy", res if res is not None else np.zeros(0))
+    np.save(sys.argv[1] + f"/{k}_dw.npy", dW if dW is not None else np.zeros(0))
+"""
+
+
+def test_decode_same_without_native(tmp_path):
+    """decode_pass with the native kernels equals a process that runs without them."""
+    env = dict(os.environ, INTERGRAD_NATIVE="0")
+    r = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:]
+    cfg = ArrayConfig(4, 3, 16, 32, 1)
+    for k, (p, B, N, M) in enumerate([("fwd", 5, 7, 11), ("dx", 6, 9, 5), ("dw", 4, 6, 7), ("ig", 3, 10, 8)]):
+        lay, _, (res, dW) = _decoded(cfg, p, B, N, M, k)
+        assert all(a is None or a.dtype == np.uint32 for a in (lay.res_index, lay.dw_index))
+        for name, got in (("res", res), ("dw", dW)):
+            ref = np.load(tmp_path / f"{k}_{name}.npy")
+            assert np.array_equal(got if got is not None else np.zeros(0), ref), (p, name)
