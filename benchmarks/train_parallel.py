@@ -12,7 +12,9 @@ against the faster of the two.  Printed: the median step time of each, the speed
 share of a worker's step spent inside its simulator, the CPU time per step of each process,
 the reductions per step and the wall time a worker spends in them (waiting for the other
 workers and the driver), and the load average of the machine (shared with other jobs)
-before and after.
+before and after.  First it probes the machine: one long simulated job in one process
+alone, then in N processes at once (``machine_scaling``): their summed rate over the one
+alone is the most N workers can gain on the simulated part of a step here.
 
 ``--ref REV``: an earlier version of intergrad.parallel (``git archive`` of REV into a
 temporary directory, its own package and RTL) runs the same steps on as many workers in a
@@ -87,6 +89,57 @@ with DataParallel(net, ArrayConfig(*[int(v) for v in d["cfg"]]), workers=int(d["
         out["reductions"] = [((b[0] - a[0]) / n, (b[1] - a[1]) / n) for a, b in zip(r0, red())]
 print("TRAIN_PARALLEL_JSON " + json.dumps(out))
 '''
+
+
+# One long simulated job, repeated for about ``sys.argv[2]`` seconds: prints the simulated
+# cycles per second (the machine-scaling probe below runs it alone and N at once).
+RATE_CHILD = r'''
+import sys, time, numpy as np
+from intergrad.device.sim import SimDevice
+from intergrad.driver import Accelerator
+from intergrad.golden import ArrayModel, Job
+from intergrad.spec import ArrayConfig
+cfg = ArrayConfig.parse(sys.argv[1]); secs = float(sys.argv[2])
+dev = SimDevice(cfg, verbose=False); acc = Accelerator(dev); m = ArrayModel(cfg)
+B = 20000
+job = Job("IG", B, cfg.rows, cfg.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+rng = np.random.default_rng(0)
+lanes = m.job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
+                    left=rng.integers(-99, 99, (B, cfg.rows)), top=rng.integers(-99, 99, (B, cfg.cols)))
+acc.run_job(job, lanes)
+sys.stdout.write("READY\n"); sys.stdout.flush(); sys.stdin.readline()   # start together
+t0 = time.perf_counter(); c0 = dev.cycle
+while time.perf_counter() - t0 < secs:
+    acc.run_job(job, lanes)
+print("RATE", (dev.cycle - c0) / (time.perf_counter() - t0))
+'''
+
+
+def machine_scaling(array: str, n: int, secs: float = 3.0) -> tuple[float, list[float]]:
+    """Simulated cycles/s of one simulator process alone, and of each of ``n`` running at
+    once (started together): how far this machine's cores scale on simulated work."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+    def run(k):
+        ps = [subprocess.Popen([sys.executable, "-c", RATE_CHILD, array, str(secs)], env=env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+              for _ in range(k)]
+        for p in ps:
+            if p.stdout.readline().strip() != "READY":
+                raise SystemExit("train_parallel: the machine-scaling probe failed to start")
+        for p in ps:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        rates = []
+        for p in ps:
+            out, _ = p.communicate(timeout=secs * 10 + 120)
+            if p.returncode != 0 or "RATE" not in out:
+                raise SystemExit("train_parallel: the machine-scaling probe failed")
+            rates.append(float(out.split("RATE")[1]))
+        return rates
+
+    alone = run(1)[0]
+    return alone, run(n)
 
 
 def main(argv=None) -> int:
@@ -183,6 +236,12 @@ def _run(a, tree: Path | None) -> int:
                  cfg=np.array([cfg.rows, cfg.cols, cfg.data_w, cfg.acc_w, cfg.dual_mac]),
                  **{f"p{i}": p for i, p in enumerate(net0.params())})
 
+    alone, together = machine_scaling(a.array, a.workers)
+    agg = sum(together) / alone
+    print(f"  this machine: one simulator process alone {alone / 1e6:.2f} M cycles/s; "
+          f"{a.workers} at once {', '.join(f'{r / 1e6:.2f}' for r in together)} M cycles/s "
+          f"each, {agg:.2f}x in all: the ceiling of a {a.workers}-worker speedup on simulated "
+          f"work here")
     dev = SimDevice(cfg, verbose=False)
     be = DeviceEngine(Scheduler(Accelerator(dev)), "intergrad")
     one, one1, par, ref = [], [], [], []
