@@ -170,3 +170,34 @@ def test_decode_same_without_native(tmp_path):
         for name, got in (("res", res), ("dw", dW)):
             ref = np.load(tmp_path / f"{k}_{name}.npy")
             assert np.array_equal(got if got is not None else np.zeros(0), ref), (p, name)
+
+
+BUILD_CHILD = r"""
+import numpy as np
+from intergrad import native
+v = np.arange(10, dtype=np.int16)
+print("AVAILABLE", native.available(), native.reason)
+assert np.array_equal(native.take(v, native.index(np.array([3, 9]), 10)), [3, 9])
+"""
+
+
+def _child(env_extra, cache):
+    env = dict(os.environ, INTERGRAD_CACHE=str(cache), **env_extra)
+    env.pop("INTERGRAD_NATIVE", None)
+    r = subprocess.run([sys.executable, "-c", BUILD_CHILD], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:]
+    return r.stdout
+
+
+def test_damaged_cached_library_is_rebuilt(tmp_path):
+    assert "AVAILABLE True None" in _child({}, tmp_path)
+    (lib,) = (tmp_path / "native").glob("*/libintergrad_native.so")
+    lib.write_bytes(b"not a shared object")
+    assert "AVAILABLE True None" in _child({}, tmp_path)
+    assert lib.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_no_compiler_falls_back_to_numpy(tmp_path):
+    out = _child({"CXX": str(tmp_path / "no-such-compiler")}, tmp_path)
+    assert "AVAILABLE False not built:" in out, out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -95,31 +96,42 @@ _tried = False
 reason: str | None = None
 
 
+def _compile(cxx: str, lib: Path) -> None:
+    lib.parent.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=lib.parent.parent) as td:
+        src = Path(td) / "native.cpp"
+        src.write_text(SRC)
+        r = subprocess.run([cxx, "-O3", "-shared", "-fPIC", "-o", str(Path(td) / lib.name),
+                            str(src)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=120)
+        if r.returncode != 0:
+            raise OSError(f"{cxx} failed: {r.stdout.strip()[-500:]}")
+        lib.parent.mkdir(exist_ok=True)
+        try:   # another process may have built it meanwhile: either copy is the same
+            os.replace(Path(td) / lib.name, lib)
+        except OSError:
+            if not lib.exists():
+                raise
+
+
 def _build() -> ctypes.CDLL:
     from .rtl import cache_root
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not cxx:
         raise OSError("no C++ compiler (g++) found")
-    key = hashlib.sha256((SRC + cxx).encode()).hexdigest()[:16]
+    # a cache shared between machines (an NFS home on a board and a workstation) keeps one
+    # library per architecture
+    key = hashlib.sha256((SRC + cxx + platform.machine()).encode()).hexdigest()[:16]
     out_dir = cache_root() / "native" / key
     lib = out_dir / "libintergrad_native.so"
     if not lib.exists():
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out_dir.parent) as td:
-            src = Path(td) / "native.cpp"
-            src.write_text(SRC)
-            r = subprocess.run([cxx, "-O3", "-shared", "-fPIC", "-o", str(Path(td) / lib.name),
-                                str(src)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, timeout=120)
-            if r.returncode != 0:
-                raise OSError(f"{cxx} failed: {r.stdout.strip()[-500:]}")
-            out_dir.mkdir(exist_ok=True)
-            try:   # another process may have built it meanwhile: either copy is the same
-                os.replace(Path(td) / lib.name, lib)
-            except OSError:
-                if not lib.exists():
-                    raise
-    cdll = ctypes.CDLL(str(lib))
+        _compile(cxx, lib)
+    try:
+        cdll = ctypes.CDLL(str(lib))
+    except OSError:   # a cached file that does not load (damaged): built again, once
+        lib.unlink(missing_ok=True)
+        _compile(cxx, lib)
+        cdll = ctypes.CDLL(str(lib))
     p, sz = ctypes.c_void_p, ctypes.c_size_t
     for t in _TYPES.values():
         f = getattr(cdll, f"ig_take_{t}")
