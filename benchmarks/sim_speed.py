@@ -31,15 +31,22 @@ from _results import add_write_option, results_file  # noqa: E402 (benchmarks/)
 HERE = Path(__file__).resolve().parent
 
 
+def long_job(cfg: ArrayConfig, B: int) -> tuple[Job, np.ndarray]:
+    """The benchmark's InterGrad job of B samples on the whole array, and its input lanes
+    (also benchmarks/train_parallel.py's machine-scaling probe)."""
+    job = Job("IG", B, cfg.rows, cfg.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
+    rng = np.random.default_rng(0)
+    lanes = ArrayModel(cfg).job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
+                                      left=rng.integers(-99, 99, (B, cfg.rows)),
+                                      top=rng.integers(-99, 99, (B, cfg.cols)))
+    return job, lanes
+
+
 def cpp_rate(cfg: ArrayConfig, B: int, reps: int = 9) -> dict:
     dev = SimDevice(cfg, verbose=True)
     acc = Accelerator(dev)
     m = ArrayModel(cfg)
-    job = Job("IG", B, cfg.rows, cfg.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
-    rng = np.random.default_rng(0)
-    lanes = m.job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
-                        left=rng.integers(-99, 99, (B, cfg.rows)),
-                        top=rng.integers(-99, 99, (B, cfg.cols)))
+    job, lanes = long_job(cfg, B)
     expect = m.run(job, lanes)
     rates, cpu_rates, sim_rates = [], [], []
     for _ in range(reps):

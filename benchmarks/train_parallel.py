@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -94,18 +95,14 @@ print("TRAIN_PARALLEL_JSON " + json.dumps(out))
 # One long simulated job, repeated for about ``sys.argv[2]`` seconds: prints the simulated
 # cycles per second (the machine-scaling probe below runs it alone and N at once).
 RATE_CHILD = r'''
-import sys, time, numpy as np
+import sys, time
 from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
-from intergrad.golden import ArrayModel, Job
 from intergrad.spec import ArrayConfig
+from sim_speed import long_job
 cfg = ArrayConfig.parse(sys.argv[1]); secs = float(sys.argv[2])
-dev = SimDevice(cfg, verbose=False); acc = Accelerator(dev); m = ArrayModel(cfg)
-B = 20000
-job = Job("IG", B, cfg.rows, cfg.cols, {"LOAD_W", "ACC_CLEAR", "DRAIN"})
-rng = np.random.default_rng(0)
-lanes = m.job_input(job, weights=rng.integers(-99, 99, (cfg.rows, cfg.cols)),
-                    left=rng.integers(-99, 99, (B, cfg.rows)), top=rng.integers(-99, 99, (B, cfg.cols)))
+dev = SimDevice(cfg, verbose=False); acc = Accelerator(dev)
+job, lanes = long_job(cfg, 20000)
 acc.run_job(job, lanes)
 sys.stdout.write("READY\n"); sys.stdout.flush(); sys.stdin.readline()   # start together
 t0 = time.perf_counter(); c0 = dev.cycle
@@ -124,9 +121,13 @@ def machine_scaling(array: str, n: int, secs: float = 3.0) -> tuple[float, list[
         ps = [subprocess.Popen([sys.executable, "-c", RATE_CHILD, array, str(secs)], env=env,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
               for _ in range(k)]
-        for p in ps:
-            if p.stdout.readline().strip() != "READY":
-                raise SystemExit("train_parallel: the machine-scaling probe failed to start")
+        for p in ps:   # bounded: a child builds the simulator at most once (cached)
+            ready = select.select([p.stdout], [], [], 900)[0]
+            if not ready or p.stdout.readline().strip() != "READY":
+                for q in ps:
+                    q.kill()
+                raise SystemExit("train_parallel: the machine-scaling probe did not start "
+                                 "within 900 s")
         for p in ps:
             p.stdin.write("go\n")
             p.stdin.flush()

@@ -123,6 +123,23 @@ def test_col2im_native_floats_bit_identical_to_numpy_loop(dt):
     assert native.col2im(np.zeros((4, 9), dtype=np.int16), 1, 1, 2, 2, 3, 3, 1, 4, 4) is None
 
 
+def test_kernels_check_every_index():
+    """A uint32 index that did not come through index() is still checked, as it is read."""
+    vec = np.arange(10, dtype=np.int16)
+    for bad in ([3, 10], [2 ** 32 - 1]):
+        idx = np.array(bad, dtype=np.uint32)
+        with pytest.raises(IndexError, match="out of range"):
+            native.take(vec, idx)
+        with pytest.raises(IndexError, match="out of range"):
+            native.take_sum(vec, idx[None])
+    assert np.array_equal(native.take(vec, np.array([9, 0], dtype=np.uint32)), [9, 0])
+
+
+def test_col2im_rejects_patches_outside_the_image():
+    with pytest.raises(ValueError, match="do not fit"):
+        native.col2im(np.zeros((9, 9), dtype=np.int64), 1, 1, 3, 3, 3, 3, 1, 4, 4)
+
+
 def test_non_native_inputs_fall_back():
     vec = np.arange(20, dtype=np.int16)
     idx = np.array([[3, 19], [0, 7]])          # int64 indices: the numpy path

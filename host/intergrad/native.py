@@ -29,22 +29,35 @@ SRC = r"""
 #include <stddef.h>
 #include <stdint.h>
 
-// out[i] = v[idx[i]]
+// out[i] = v[idx[i]] for v of nv > 0 elements.  Every index is checked: one past the end
+// reads v[0] instead and the call returns 1 (the caller raises), else 0.
 #define IG_TAKE(name, T)                                                              \
-    void name(const T* __restrict v, const uint32_t* __restrict idx, size_t n,       \
-              T* __restrict out) {                                                    \
-        for (size_t i = 0; i < n; ++i) out[i] = v[idx[i]];                            \
+    int name(const T* __restrict v, size_t nv, const uint32_t* __restrict idx,       \
+             size_t n, T* __restrict out) {                                           \
+        uint32_t bad = 0;                                                             \
+        for (size_t i = 0; i < n; ++i) {                                              \
+            const uint32_t k = idx[i];                                                \
+            bad |= k >= nv;                                                           \
+            out[i] = v[k < nv ? k : 0];                                               \
+        }                                                                             \
+        return bad != 0;                                                              \
     }
 
-// out[i] = sum over t < tiles of v[idx[t * n + i]], in int64
+// out[i] = sum over t < tiles of v[idx[t * n + i]], in int64 (indices checked as above)
 #define IG_TAKE_SUM(name, T)                                                          \
-    void name(const T* __restrict v, const uint32_t* __restrict idx, size_t tiles,   \
-              size_t n, int64_t* __restrict out) {                                    \
-        for (size_t i = 0; i < n; ++i) out[i] = v[idx[i]];                            \
-        for (size_t t = 1; t < tiles; ++t) {                                          \
+    int name(const T* __restrict v, size_t nv, const uint32_t* __restrict idx,       \
+             size_t tiles, size_t n, int64_t* __restrict out) {                       \
+        uint32_t bad = 0;                                                             \
+        for (size_t t = 0; t < tiles; ++t) {                                          \
             const uint32_t* it = idx + t * n;                                         \
-            for (size_t i = 0; i < n; ++i) out[i] += v[it[i]];                        \
+            for (size_t i = 0; i < n; ++i) {                                          \
+                const uint32_t k = it[i];                                             \
+                bad |= k >= nv;                                                       \
+                const int64_t x = v[k < nv ? k : 0];                                  \
+                out[i] = t ? out[i] + x : x;                                          \
+            }                                                                         \
         }                                                                             \
+        return bad != 0;                                                              \
     }
 
 // the adjoint of im2col: xp (B, C, Hp, Wp), zeroed, += cols (B*Ho*Wo, C*kh*kw; rows
@@ -135,9 +148,9 @@ def _build() -> ctypes.CDLL:
     p, sz = ctypes.c_void_p, ctypes.c_size_t
     for t in _TYPES.values():
         f = getattr(cdll, f"ig_take_{t}")
-        f.argtypes, f.restype = [p, p, sz, p], None
+        f.argtypes, f.restype = [p, sz, p, sz, p], ctypes.c_int
         f = getattr(cdll, f"ig_take_sum_{t}")
-        f.argtypes, f.restype = [p, p, sz, sz, p], None
+        f.argtypes, f.restype = [p, sz, p, sz, sz, p], ctypes.c_int
     for t in _COL2IM.values():
         f = getattr(cdll, f"ig_col2im_{t}")
         f.argtypes, f.restype = [p] + [sz] * 9 + [p], None
@@ -173,15 +186,19 @@ def index(idx: np.ndarray, size: int) -> np.ndarray:
     if _library() is None or size > 0xFFFFFFFF:
         return idx
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= size):
-        raise IndexError(f"index out of range for a vector of {size} elements")
+        raise _out_of_range(size)
     out = np.ascontiguousarray(idx, dtype=np.uint32)
     out.setflags(write=False)
     return out
 
 
 def _native_ok(vec: np.ndarray, idx: np.ndarray) -> bool:
-    return (idx.dtype == np.uint32 and vec.ndim == 1 and vec.flags.c_contiguous
-            and idx.flags.c_contiguous)
+    return (idx.dtype == np.uint32 and vec.ndim == 1 and vec.size > 0
+            and vec.flags.c_contiguous and idx.flags.c_contiguous)
+
+
+def _out_of_range(size: int) -> IndexError:
+    return IndexError(f"index out of range for a vector of {size} elements")
 
 
 #: take copies elements as integers of their size: any integer, float or bool dtype
@@ -190,13 +207,15 @@ _BY_SIZE = {1: "i8", 2: "i16", 4: "i32", 8: "i64"}
 
 def take(vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``vec[idx]``: a fresh array of idx's shape and vec's dtype.  ``vec`` 1-D; ``idx``
-    from :func:`index` for the native path (it checked the range)."""
+    uint32 (:func:`index`) for the native path, which checks every index as it reads."""
     lib = _library()
     t = _BY_SIZE.get(vec.dtype.itemsize) if vec.dtype.kind in "biuf" else None
     if lib is None or t is None or not _native_ok(vec, idx):
         return vec[idx]
     out = np.empty(idx.shape, dtype=vec.dtype)
-    getattr(lib, f"ig_take_{t}")(vec.ctypes.data, idx.ctypes.data, idx.size, out.ctypes.data)
+    if getattr(lib, f"ig_take_{t}")(vec.ctypes.data, vec.size, idx.ctypes.data, idx.size,
+                                    out.ctypes.data):
+        raise _out_of_range(vec.size)
     return out
 
 
@@ -208,8 +227,10 @@ def take_sum(vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
             or idx.shape[0] < 1):
         return vec[idx].sum(axis=0, dtype=np.int64)
     out = np.empty(idx.shape[1:], dtype=np.int64)
-    getattr(lib, f"ig_take_sum_{_TYPES[vec.dtype]}")(vec.ctypes.data, idx.ctypes.data,
-                                                     idx.shape[0], out.size, out.ctypes.data)
+    if getattr(lib, f"ig_take_sum_{_TYPES[vec.dtype]}")(vec.ctypes.data, vec.size,
+                                                        idx.ctypes.data, idx.shape[0],
+                                                        out.size, out.ctypes.data):
+        raise _out_of_range(vec.size)
     return out
 
 
@@ -223,6 +244,10 @@ def col2im(cols: np.ndarray, B: int, C: int, Ho: int, Wo: int, kh: int, kw: int,
     t = _COL2IM.get(cols.dtype)
     if lib is None or t is None or cols.shape != (B * Ho * Wo, C * kh * kw):
         return None
+    if min(B, C, Ho, Wo, kh, kw, stride) < 1 or (Ho - 1) * stride + kh > Hp \
+            or (Wo - 1) * stride + kw > Wp:   # every patch inside xp, or nothing is written
+        raise ValueError(f"col2im: {Ho}x{Wo} patches of {kh}x{kw} at stride {stride} do not "
+                         f"fit a {Hp}x{Wp} padded image")
     cols = np.ascontiguousarray(cols)
     xp = np.zeros((B, C, Hp, Wp), dtype=cols.dtype)
     getattr(lib, f"ig_col2im_{t}")(cols.ctypes.data, B, C, Ho, Wo, kh, kw, stride, Hp, Wp,
