@@ -5,6 +5,9 @@ C++ harness and the Verilated model is repeatable, so it is the figure to compar
 harness changes by.  Runs two jobs (InterGrad unless --mode says otherwise) of different
 lengths under callgrind, sums the instructions spent inside the simulator library (the
 harness loop and the Verilated model), and reports the difference per extra cycle.  Needs ``valgrind`` (Debian package).
+The simulator counted is the portable build (``INTERGRAD_SIM_ARCH=portable``: the
+compiler's default target), not the ``-march=native`` build the package uses by default:
+valgrind does not execute AVX-512; ``benchmarks/sim_speed.py`` times both.
 
     python benchmarks/sim_instructions.py [--array 8x8] [--mode IG|WS|OS]
 """
@@ -43,8 +46,10 @@ c0 = dev.cycle; acc.run_job(job, lanes); print("CYCLES", dev.cycle - c0)
 def count(array: str, B: int, mode: str = "IG") -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "cg.out"
-        # under valgrind the interpreter does not see the venv: hand it this sys.path
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        # under valgrind the interpreter does not see the venv: hand it this sys.path; the
+        # portable build (valgrind does not run AVX-512 code)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+                   INTERGRAD_SIM_ARCH="portable")
         r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                             sys.executable, "-c", CHILD,
                             array, str(B), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

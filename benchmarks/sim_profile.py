@@ -3,8 +3,9 @@ and the harness, per simulated cycle, grouped by the RTL they come from.
 
     python benchmarks/sim_profile.py [--array 8x8] [--mode IG|WS|OS] [--top 25] [--keep DIR]
 
-Builds the simulator library as intergrad.device.sim does (same Verilator and compiler
-flags) plus ``-g``, runs one long job of two lengths under callgrind (``valgrind``, Debian
+Builds the simulator library as intergrad.device.sim does for ``INTERGRAD_SIM_ARCH=portable``
+(same Verilator and compiler flags, the compiler's default target: valgrind does not run
+the AVX-512 code of the default ``-march=native`` build) plus ``-g``, runs one long job of two lengths under callgrind (``valgrind``, Debian
 package), and divides the difference of every source line's instruction count by the
 difference in cycles, so set-up and Python cancel out.  A generated C++ statement is
 charged to the RTL name it assigns (PE partial sums, accumulators, data links, the MAC

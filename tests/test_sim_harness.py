@@ -36,13 +36,16 @@ for k, stalls in enumerate([(0.0, 0.0), (0.3, 0.4), (0.0, 0.7)]):
             h.update(np.ascontiguousarray(o, dtype=np.int64).tobytes())
         h.update(json.dumps(acc.counters(), sort_keys=True).encode())
         h.update(json.dumps(acc.status(), sort_keys=True).encode())
+from intergrad.device.sim import _Lib
 print(json.dumps({"path": int(dev._lib.ig_eval_path()), "cycle": dev.cycle,
-                  "digest": h.hexdigest()}))
+                  "digest": h.hexdigest(), "libs": sorted(_Lib._cache)}))
 '''
 
 
-def _run(array: str, path: str) -> dict:
+def _run(array: str, path: str, arch: str | None = None) -> dict:
     env = dict(os.environ)
+    if arch is not None:
+        env["INTERGRAD_SIM_ARCH"] = arch
     env.pop("INTERGRAD_SIM_FULL_EVAL", None)
     env.pop("INTERGRAD_SIM_REGIONS", None)
     if path == "full":
@@ -64,6 +67,23 @@ def test_direct_and_region_cycles_equal_generated_eval():
         for fast in (direct, regions):
             assert fast["cycle"] == full["cycle"], (array, fast, full)
             assert fast["digest"] == full["digest"], (array, fast, full)
+
+
+def test_native_and_portable_builds_agree():
+    """The default build (-march=native) and the portable one are two libraries (two cache
+    keys) that run the same random passes to the same beats, counters, status and cycles."""
+    from intergrad.device.sim import build_key, sim_arch
+    from intergrad.spec import ArrayConfig
+    import pytest
+    native, portable = _run("8x8", "direct", "native"), _run("8x8", "direct", "portable")
+    assert native["libs"] != portable["libs"]
+    assert (native["cycle"], native["digest"]) == (portable["cycle"], portable["digest"])
+    cfg = ArrayConfig.parse("8x8")
+    assert sim_arch("portable") == ("", "portable")
+    if sim_arch("native")[0]:   # g++ takes -march=native here: the key names its target
+        assert build_key(cfg, False, "native") != build_key(cfg, False, "portable")
+    with pytest.raises(ValueError, match="INTERGRAD_SIM_ARCH"):
+        sim_arch("fastest")
 
 
 ORDER_CHILD = r'''

@@ -1,13 +1,19 @@
 """The no-board backend: the hls_verilog/ RTL compiled by Verilator into a shared library.
 
 The library is built on first use into a cache directory keyed by a hash of the RTL
-sources, the parameters, the harness and the Verilator version, and reused afterwards
-(rebuilt when any of them changes).  Build output goes to ``$INTERGRAD_CACHE`` or
+sources, the parameters, the harness, the Verilator version and the machine code it is
+compiled for, and reused afterwards (rebuilt when any of them changes).  It is compiled for
+this machine's instruction set (``-march=native``: about 1.2x the cycles per second of the
+compiler's default target on the AVX-512 machine this was measured on,
+``benchmarks/sim_speed.py``); ``INTERGRAD_SIM_ARCH=portable`` builds for the compiler's
+default target instead (valgrind, which the instruction-count benchmarks run the simulator
+under, does not execute AVX-512).  Build output goes to ``$INTERGRAD_CACHE`` or
 ``~/.cache/intergrad``.  Whole register transactions and stream transfers run in C++.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import shutil
@@ -30,9 +36,41 @@ HARNESS = Path(__file__).with_name("harness.cpp")
 #: force-included into the model's C++: native sign extension (see the header)
 FAST_H = Path(__file__).with_name("verilated_fast.h")
 _BUILD_LOCK = threading.Lock()
+#: the simulator's target: "native" (this machine's instruction set) or "portable"
+ARCHES = ("native", "portable")
 
 
-def build_key(cfg: ArrayConfig, trace: bool) -> str:
+@functools.lru_cache(maxsize=None)
+def _native_target() -> tuple[str, str]:
+    """(flags, target) of ``-march=native`` as g++ resolves it on this machine (the target:
+    the -march and -m options it expands to, which the build key holds, so a cache shared
+    by machines of different instruction sets keeps one build each), or ("", reason) when
+    the compiler does not take it."""
+    try:
+        r = subprocess.run(["g++", "-march=native", "-E", "-v", "-x", "c++", os.devnull,
+                            "-o", os.devnull], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "", f"portable (g++ -march=native: {e})"
+    opts = [ln for ln in r.stderr.splitlines() if "cc1" in ln and "-march=" in ln]
+    if r.returncode != 0 or not opts:
+        return "", "portable (g++ does not take -march=native here)"
+    line = opts[0]
+    return "-march=native", line[line.index("-march="):].strip()
+
+
+def sim_arch(arch: str | None = None) -> tuple[str, str]:
+    """(compiler flags, target description) of the simulator build: ``arch`` or
+    ``$INTERGRAD_SIM_ARCH`` (default "native"; "portable": the compiler's default target)."""
+    arch = arch or os.environ.get("INTERGRAD_SIM_ARCH", "") or "native"
+    if arch not in ARCHES:
+        raise ValueError(f"INTERGRAD_SIM_ARCH={arch!r}: choose one of {', '.join(ARCHES)}")
+    if arch == "portable":
+        return "", "portable"
+    return _native_target()
+
+
+def build_key(cfg: ArrayConfig, trace: bool, arch: str | None = None) -> str:
     h = hashlib.sha256()
     # the RTL, the harness and this file (it holds the build flags)
     for f in rtl.all_rtl_files() + [HARNESS, FAST_H, Path(__file__)]:
@@ -40,6 +78,7 @@ def build_key(cfg: ArrayConfig, trace: bool) -> str:
         h.update(f.read_bytes())
     h.update(repr(sorted(cfg.params().items())).encode())
     h.update(b"trace" if trace else b"notrace")
+    h.update(sim_arch(arch)[1].encode())
     root = rtl.verilator_root()
     h.update(str(root).encode() if root else b"system")
     try:
@@ -51,8 +90,9 @@ def build_key(cfg: ArrayConfig, trace: bool) -> str:
 
 
 def verilator_cmd(vbin: Path, obj: Path, cflags: str = "") -> list[str]:
-    """The Verilator command line of the simulator library (benchmarks/sim_profile.py adds
-    ``-g`` through ``cflags``); the caller appends parameters and sources."""
+    """The Verilator command line of the simulator library (``cflags``: the target's
+    flags, :func:`sim_arch`; benchmarks/sim_profile.py adds ``-g``); the caller appends
+    parameters and sources."""
     return [str(vbin), "--cc", "--build", "-j", "2", "-O3",
             "--Mdir", str(obj), "--top-module", rtl.TOP, "--prefix", "Vintergrad_top",
             "-Wno-fatal", "-I" + str(rtl.rtl_dir()), "--x-assign", "fast", "--x-initial", "fast",
@@ -65,9 +105,12 @@ def verilator_cmd(vbin: Path, obj: Path, cflags: str = "") -> list[str]:
             "-MAKEFLAGS", "OPT_FAST=-O3 OPT_SLOW=-O1 VK_PCH_I_FAST= VK_PCH_I_SLOW="]
 
 
-def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False) -> Path:
-    """Build (or find in the cache) the simulator library for this configuration."""
-    key = build_key(cfg, trace)
+def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False,
+                  arch: str | None = None) -> Path:
+    """Build (or find in the cache) the simulator library for this configuration
+    (``arch``: :func:`sim_arch`)."""
+    key = build_key(cfg, trace, arch)
+    aflags = sim_arch(arch)[0]
     out_dir = cache_root() / "sim" / f"{cfg.rows}x{cfg.cols}_d{cfg.data_w}a{cfg.acc_w}m{cfg.dual_mac}_{key}"
     lib = out_dir / "libintergrad_sim.so"
     if lib.is_file():
@@ -94,7 +137,7 @@ def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False) 
         # (make compiles there)
         obj.mkdir()
         shutil.copy(FAST_H, obj / FAST_H.name)
-        cmd = verilator_cmd(vbin, obj)
+        cmd = verilator_cmd(vbin, obj, aflags)
         if trace:
             cmd.append("--trace")
         cmd += [f"-G{k}={v}" for k, v in cfg.params().items()]
@@ -110,7 +153,7 @@ def build_library(cfg: ArrayConfig, trace: bool = False, verbose: bool = False) 
             raise DeviceError(f"Verilator build in {obj} produced no libraries")
         vroot = Path(env.get("VERILATOR_ROOT", vbin.parent.parent))
         harness_o = work / "harness.o"
-        _run(["g++", "-std=c++17", "-fPIC", "-O3", f"-DVM_TRACE={int(trace)}",
+        _run(["g++", "-std=c++17", "-fPIC", "-O3", *aflags.split(), f"-DVM_TRACE={int(trace)}",
               "-I" + str(obj), "-I" + str(vroot / "include"), "-I" + str(vroot / "include" / "vltstd"),
               "-c", str(HARNESS), "-o", str(harness_o)], env, work, "harness compile")
         link = ["g++", "-shared", "-o", str(tmp / lib.name), str(harness_o),
@@ -195,12 +238,13 @@ class SimDevice(Device):
     def __init__(self, cfg: ArrayConfig | None = None, trace: str | os.PathLike | None = None,
                  in_idle: float = 0.0, out_busy: float = 0.0, seed: int = 1,
                  max_cycles: int = 1 << 40, verbose: bool = True,
-                 library: str | os.PathLike | None = None):
+                 library: str | os.PathLike | None = None, arch: str | None = None):
         self.cfg = cfg or ArrayConfig()
         # ``library``: an already built simulator library for ``cfg`` (e.g. from another
         # Python environment that has no Verilator); else built or found in the cache
+        # (``arch``: the machine code it is built for, :func:`sim_arch`)
         lib = Path(library) if library is not None else \
-            build_library(self.cfg, trace=trace is not None, verbose=verbose)
+            build_library(self.cfg, trace=trace is not None, verbose=verbose, arch=arch)
         self._lib = _Lib.load(lib)
         path = str(trace).encode() if trace is not None else b""
         self._h = self._lib.ig_create(path)
