@@ -218,3 +218,46 @@ def test_damaged_cached_library_is_rebuilt(tmp_path):
 def test_no_compiler_falls_back_to_numpy(tmp_path):
     out = _child({"CXX": str(tmp_path / "no-such-compiler")}, tmp_path)
     assert "AVAILABLE False not built:" in out, out
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_maxpool_native_bit_identical_to_numpy_loop(dt, k, monkeypatch):
+    """MaxPool2d with the native kernels against its numpy loop (the kernels switched off):
+    the same maxima, first-maximum positions on ties, and dx bit for bit (signed zeros,
+    infinities, NaN in dy); an x holding a NaN goes to numpy's rule."""
+    from intergrad import layers as L
+    assert native.available(), native.reason
+    rng = np.random.default_rng(k)
+    pool = L.MaxPool2d(k)
+    for trial in range(6):
+        B, C, Ho, Wo = (int(v) for v in rng.integers(1, [4, 5, 6, 6]))
+        x = rng.integers(-3, 4, (B, C, Ho * k, Wo * k)).astype(dt)   # many ties
+        if trial % 2:
+            x *= rng.standard_normal(x.shape).astype(dt)
+        x.flat[rng.integers(x.size, size=3)] = [-0.0, np.inf, -np.inf]
+        dy = rng.standard_normal((B, C, Ho, Wo)).astype(dt)
+        dy.flat[rng.integers(dy.size, size=2)] = [np.nan, -np.inf]
+        fast = native.maxpool_forward(x, k)
+        assert fast is not None
+        dx_fast = native.maxpool_backward(fast[1], dy, k)
+        assert dx_fast is not None
+        with monkeypatch.context() as m:
+            m.setattr(native, "maxpool_forward", lambda *a: None)
+            m.setattr(native, "maxpool_backward", lambda *a: None)
+            y, idx = pool.forward(None, x)
+            dx, _ = pool.backward(None, idx, dy, True)
+        assert fast[0].dtype == y.dtype and fast[1].dtype == idx.dtype
+        assert np.array_equal(fast[0].view(f"u{y.itemsize}"), y.view(f"u{y.itemsize}"))
+        assert np.array_equal(fast[1], idx)
+        assert dx_fast.dtype == dx.dtype == np.float32
+        assert np.array_equal(dx_fast.view(np.uint32), dx.view(np.uint32))
+        # the layer itself takes the native path and gives the same
+        y2, idx2 = pool.forward(None, x)
+        assert np.array_equal(y2.view(f"u{y.itemsize}"), y.view(f"u{y.itemsize}"))
+        x[0, 0, 0, 0] = np.nan   # numpy's rule for NaNs: the native kernel declines
+        assert native.maxpool_forward(x, k) is None
+        y3, idx3 = pool.forward(None, x)
+        assert np.isnan(y3[0, 0, 0, 0]) and idx3[0, 0, 0, 0] == 0
+    assert native.maxpool_forward(np.zeros((1, 1, 3, 3), np.float32), 2) is None   # not k | H
+    assert native.maxpool_forward(np.zeros((1, 1, 2, 2), np.int32), 2) is None

@@ -1,5 +1,6 @@
 """Native kernels of the host data path: the gathers that build a pass's input frames from
-its source vector (and im2col's) and that decode its output beats, and col2im's sum.
+its source vector (and im2col's) and that decode its output beats, col2im's sum, and the
+max-pool layer's two passes.
 
 numpy's fancy indexing (``vec[index]``) reads an 8-byte index per element and goes through
 its generic iterator; these loops read 4-byte indices and write the result in place.  They
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["available", "col2im", "index", "take", "take_sum"]
+__all__ = ["available", "col2im", "index", "maxpool_backward", "maxpool_forward", "take",
+           "take_sum"]
 
 SRC = r"""
 #include <stddef.h>
@@ -82,7 +84,75 @@ SRC = r"""
             }                                                                         \
     }
 
+// k x k max-pool, stride k, of x (B*C planes of H x W; H, W multiples of k): y the
+// largest of each window, idx its window position di*k + dj, the first one on ties (a
+// later position only where strictly larger, as MaxPool2d's numpy loop).  Returns 1 when
+// a NaN was read (the caller then uses numpy's rule for NaNs), else 0.  K > 0: k known
+// at compile time (the 2x2 pool), K = 0: any k.
+template <typename T, size_t K>
+static int maxpool_fwd(const T* __restrict x, size_t planes, size_t H, size_t W, size_t k_,
+                       T* __restrict y, int64_t* __restrict idx) {
+    const size_t k = K ? K : k_;
+    const size_t Ho = H / k, Wo = W / k;
+    int nan = 0;
+    for (size_t pl = 0; pl < planes; ++pl) {
+        const T* xp = x + pl * H * W;
+        for (size_t i = 0; i < Ho; ++i)
+            for (size_t j = 0; j < Wo; ++j) {
+                const T* w = xp + i * k * W + j * k;
+                T best = w[0];
+                int64_t at = 0;
+                nan |= best != best;
+                for (size_t di = 0; di < k; ++di)
+                    for (size_t dj = 0; dj < k; ++dj) {
+                        const T v = w[di * W + dj];
+                        nan |= v != v;
+                        if (v > best) { best = v; at = (int64_t)(di * k + dj); }
+                    }
+                *y++ = best;
+                *idx++ = at;
+            }
+    }
+    return nan;
+}
+
+// the max-pool's dx (float32, B*C planes of Ho*k x Wo*k): at window position p of output
+// (i, j), (idx == p) * dy as a product (0 * dy keeps dy's sign and NaN), then float32
+template <typename T, size_t K>
+static void maxpool_bwd(const int64_t* __restrict idx, const T* __restrict dy, size_t planes,
+                        size_t Ho, size_t Wo, size_t k_, float* __restrict dx) {
+    const size_t k = K ? K : k_;
+    const size_t W = Wo * k;
+    for (size_t pl = 0; pl < planes; ++pl)
+        for (size_t i = 0; i < Ho; ++i)
+            for (size_t j = 0; j < Wo; ++j, ++idx, ++dy) {
+                float* w = dx + (pl * Ho * k + i * k) * W + j * k;
+                for (size_t di = 0; di < k; ++di)
+                    for (size_t dj = 0; dj < k; ++dj) {
+                        const T m = (*idx == (int64_t)(di * k + dj)) ? (T)1 : (T)0;
+                        w[di * W + dj] = (float)(m * *dy);
+                    }
+            }
+}
+
+#define IG_MAXPOOL_FWD(name, T)                                                       \
+    int name(const T* x, size_t planes, size_t H, size_t W, size_t k, T* y,          \
+             int64_t* idx) {                                                          \
+        return k == 2 ? maxpool_fwd<T, 2>(x, planes, H, W, k, y, idx)                 \
+                      : maxpool_fwd<T, 0>(x, planes, H, W, k, y, idx);                \
+    }
+#define IG_MAXPOOL_BWD(name, T)                                                       \
+    void name(const int64_t* idx, const T* dy, size_t planes, size_t Ho, size_t Wo,  \
+              size_t k, float* dx) {                                                  \
+        if (k == 2) maxpool_bwd<T, 2>(idx, dy, planes, Ho, Wo, k, dx);                \
+        else maxpool_bwd<T, 0>(idx, dy, planes, Ho, Wo, k, dx);                       \
+    }
+
 extern "C" {
+IG_MAXPOOL_FWD(ig_maxpool_fwd_f32, float)
+IG_MAXPOOL_FWD(ig_maxpool_fwd_f64, double)
+IG_MAXPOOL_BWD(ig_maxpool_bwd_f32, float)
+IG_MAXPOOL_BWD(ig_maxpool_bwd_f64, double)
 IG_COL2IM(ig_col2im_i32, int32_t)
 IG_COL2IM(ig_col2im_i64, int64_t)
 IG_COL2IM(ig_col2im_f32, float)
@@ -102,6 +172,7 @@ _TYPES = {np.dtype(np.int8): "i8", np.dtype(np.int16): "i16", np.dtype(np.int32)
           np.dtype(np.int64): "i64"}
 _COL2IM = {np.dtype(np.int32): "i32", np.dtype(np.int64): "i64",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_POOL = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -154,6 +225,11 @@ def _build() -> ctypes.CDLL:
     for t in _COL2IM.values():
         f = getattr(cdll, f"ig_col2im_{t}")
         f.argtypes, f.restype = [p] + [sz] * 9 + [p], None
+    for t in _POOL.values():
+        f = getattr(cdll, f"ig_maxpool_fwd_{t}")
+        f.argtypes, f.restype = [p, sz, sz, sz, sz, p, p], ctypes.c_int
+        f = getattr(cdll, f"ig_maxpool_bwd_{t}")
+        f.argtypes, f.restype = [p, p, sz, sz, sz, sz, p], None
     return cdll
 
 
@@ -253,3 +329,39 @@ def col2im(cols: np.ndarray, B: int, C: int, Ho: int, Wo: int, kh: int, kw: int,
     getattr(lib, f"ig_col2im_{t}")(cols.ctypes.data, B, C, Ho, Wo, kh, kw, stride, Hp, Wp,
                                    xp.ctypes.data)
     return xp
+
+
+def maxpool_forward(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(y, idx) of :class:`intergrad.layers.MaxPool2d`'s forward pass for a float32 or
+    float64 ``x`` (B, C, H, W), H and W multiples of ``k``: y (B, C, H/k, W/k) of x's dtype,
+    idx (intp) the first largest entry's window position; None when the native kernels are
+    not used, for another dtype, or when x holds a NaN (the layer's numpy rule then)."""
+    lib = _library()
+    t = _POOL.get(x.dtype)
+    if lib is None or t is None or x.ndim != 4 or k < 1 or x.shape[2] % k or x.shape[3] % k:
+        return None
+    B, C, H, W = x.shape
+    x = np.ascontiguousarray(x)
+    y = np.empty((B, C, H // k, W // k), dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.int64)
+    if getattr(lib, f"ig_maxpool_fwd_{t}")(x.ctypes.data, B * C, H, W, k, y.ctypes.data,
+                                           idx.ctypes.data):
+        return None
+    return y, idx.astype(np.intp, copy=False)
+
+
+def maxpool_backward(idx: np.ndarray, dy: np.ndarray, k: int) -> np.ndarray | None:
+    """The max-pool's dx (B, C, Ho*k, Wo*k) float32 from its window positions ``idx`` and a
+    float32 or float64 ``dy`` (B, C, Ho, Wo), as the layer's numpy loop computes it; None
+    when the native kernels are not used or for other dtypes or shapes."""
+    lib = _library()
+    t = _POOL.get(np.asarray(dy).dtype)
+    if lib is None or t is None or idx.ndim != 4 or idx.shape != np.shape(dy) \
+            or idx.dtype != np.int64 or k < 1:
+        return None
+    B, C, Ho, Wo = idx.shape
+    idx, dy = np.ascontiguousarray(idx), np.ascontiguousarray(dy)
+    dx = np.empty((B, C, Ho * k, Wo * k), dtype=np.float32)
+    getattr(lib, f"ig_maxpool_bwd_{t}")(idx.ctypes.data, dy.ctypes.data, B * C, Ho, Wo, k,
+                                        dx.ctypes.data)
+    return dx
