@@ -261,3 +261,38 @@ def test_maxpool_native_bit_identical_to_numpy_loop(dt, k, monkeypatch):
         assert np.isnan(y3[0, 0, 0, 0]) and idx3[0, 0, 0, 0] == 0
     assert native.maxpool_forward(np.zeros((1, 1, 3, 3), np.float32), 2) is None   # not k | H
     assert native.maxpool_forward(np.zeros((1, 1, 2, 2), np.int32), 2) is None
+
+
+@pytest.mark.parametrize("dt", [np.int8, np.int16, np.int32, np.int64, np.float32])
+def test_take_runs_equals_numpy(dt):
+    """take from an index's runs (a frame's lanes: rows of an operand, zero lanes index 0)
+    is vec[idx] for any vec (index 0 repeats vec[0], whatever it holds); an index without
+    long runs keeps the plain gather; a run outside the vector is an IndexError."""
+    assert native.available(), native.reason
+    rng = np.random.default_rng(3)
+    vec = rng.integers(-100, 100, 5000).astype(dt)
+    vec[0] = 7                                   # not a zero: the fill reads it
+    rows = []
+    for b in range(300):                         # beats: [zeros | a row of 8 | a short tail]
+        s = int(rng.integers(1, 4900))
+        rows.append(np.r_[np.zeros(int(rng.integers(0, 9)), np.int64), np.arange(s, s + 8),
+                          np.arange(s + 20, s + 20 + int(rng.integers(0, 5)))])
+    flat = np.concatenate(rows)
+    idx = native.index(flat[: flat.size // 16 * 16].reshape(-1, 16), vec.size)
+    r = native.runs(idx)
+    assert isinstance(r, native.Runs) and r.shape == idx.shape
+    assert 4 * len(r.runs) <= idx.size
+    out = native.take(vec, r)
+    assert out.dtype == vec.dtype and out.shape == idx.shape
+    assert np.array_equal(out, vec[idx])
+    one = native.index(np.arange(1, 41).reshape(5, 8), vec.size)   # one run
+    assert len(native.runs(one).runs) == 1 and np.array_equal(native.take(vec, native.runs(one)),
+                                                             vec[one])
+    scattered = native.index(rng.integers(0, vec.size, (64, 16)), vec.size)
+    assert native.runs(scattered) is None
+    bad = native.Runs(np.array([[0, vec.size - 4, 8]], np.uint32), np.zeros(8, np.uint32))
+    with pytest.raises(IndexError):
+        native.take(vec, bad)
+    bad = native.Runs(np.array([[4, 1, 8]], np.uint32), np.zeros(8, np.uint32))   # past out
+    with pytest.raises(IndexError):
+        native.take(vec, bad)

@@ -242,7 +242,7 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
         g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + lane
         g = native.index(g, vec.size)   # uint32 for the native gather, when it is used
         g.setflags(write=False)
-        idx.append(g)
+        idx.append(native.runs(g) or g)   # read as its runs where they are few
     prog.gathers.clear()   # one layout per pass shape: keep the last
     prog.gathers[id(in_index)] = (in_index, vec, tuple(idx), hdr.size)
     return vec, tuple(idx)
@@ -268,7 +268,10 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
                 frames = [prog.frame[rows].tobytes() for _, _, rows, _ in prog.queues]
             else:
                 vec, idx = _gathers(cfg, prog, in_index, len(source))
-                vec[:len(source)] = source   # int64 -> the lanes' dtype keeps the low bits
+                if not isinstance(source, np.ndarray):   # a stream.Source: into the lanes
+                    source.fill(vec[:len(source)])
+                else:   # int64 -> the lanes' dtype keeps the low bits
+                    vec[:len(source)] = source
                 # fresh arrays: the device reads them
                 frames = [native.take(vec, g) for g in idx]
     oo = prog.out_offsets
@@ -300,6 +303,8 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
     st = accel.state
     st.preloaded, st.saved, st.saved_rows = prog.tail_state
     io = prog.in_offsets
+    if lanes is None and prog.tail < len(jobs) and not isinstance(source, np.ndarray):
+        source = source.array()
     for i in range(prog.tail, len(jobs)):
         job_lanes = lanes[io[i]:io[i + 1]] if lanes is not None else \
             source[in_index[io[i]:io[i + 1]]]
@@ -326,22 +331,26 @@ def run_pass_source(accel, jobs: Sequence[Job], source: np.ndarray, in_index: np
                     timeout: float | None = None) -> np.ndarray:
     """:func:`run_pass_lanes` of the lanes ``source[in_index]`` without building them:
     ``source`` a flat int64 vector, ``in_index`` (in_beats, in_lanes) positions in it (a
-    stream layout's, :mod:`intergrad.stream`).  On a build whose lanes are whole bytes of
+    stream layout's, :mod:`intergrad.stream`; or a :class:`intergrad.stream.Source`, which
+    is filled straight into the frames' lanes).  On a build whose lanes are whole bytes of
     the input beat each queue's frame is one gather from the source (cast to the lanes'
     dtype) and the header beats; jobs run one by one get their lanes gathered alone.
     Returns all output beats (out_beats, out_lanes): int64, or, for a pass that is one
     queue of output lanes whole bytes of the beat, a read-only view of the received frame
     in the lanes' integer dtype (the same values)."""
     prog, key, hit = program(accel, jobs)
-    source = np.asarray(source)
+    lazy = hasattr(source, "array") and not isinstance(source, np.ndarray)  # stream.Source
+    if not lazy:
+        source = np.asarray(source)
     if in_index.shape != (prog.in_beats, accel.cfg.in_lanes):
         raise ValueError(f"the pass needs {prog.in_beats} input beats of {accel.cfg.in_lanes} "
                          f"lanes, got an index of shape {in_index.shape}")
-    if source.ndim != 1 or not np.issubdtype(source.dtype, np.integer):
+    if not lazy and (source.ndim != 1 or not np.issubdtype(source.dtype, np.integer)):
         raise ValueError(f"the source must be a flat integer vector, got {source.dtype} "
                          f"of shape {source.shape}")
     if prog.native is None:   # lanes packed by pack_beats: build them
-        out = _execute(accel, jobs, prog, source[in_index], timeout, view=True)
+        out = _execute(accel, jobs, prog, (source.array() if lazy else source)[in_index],
+                       timeout, view=True)
     else:
         out = _execute(accel, jobs, prog, None, timeout, source, in_index, view=True)
     if not hit:

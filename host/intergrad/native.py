@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["available", "col2im", "index", "maxpool_backward", "maxpool_forward", "take",
-           "take_sum"]
+__all__ = ["Runs", "available", "col2im", "index", "maxpool_backward", "maxpool_forward",
+           "runs", "take", "take_sum"]
 
 SRC = r"""
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 // out[i] = v[idx[i]] for v of nv > 0 elements.  Every index is checked: one past the end
 // reads v[0] instead and the call returns 1 (the caller raises), else 0.
@@ -43,6 +44,37 @@ SRC = r"""
             out[i] = v[k < nv ? k : 0];                                               \
         }                                                                             \
         return bad != 0;                                                              \
+    }
+
+// the same gather from its runs (runs(idx)): n_runs rows (d, s, L): out[d + i] = v[s + i]
+// for i < L, or, for s = 0xFFFFFFFF (a run of index 0), v[0].  Every run is checked (one
+// outside v or out is skipped and the call returns 1), else 0.
+template <typename T>
+static int take_runs(const T* __restrict v, size_t nv, const uint32_t* __restrict runs,
+                     size_t n_runs, T* __restrict out, size_t n_out) {
+    uint32_t bad = 0;
+    const T first = v[0];
+    for (size_t r = 0; r < n_runs; ++r) {
+        const uint32_t d = runs[3 * r], s = runs[3 * r + 1], L = runs[3 * r + 2];
+        const bool fill = s == 0xFFFFFFFFu;
+        const bool ok = (size_t)d + L <= n_out && (fill || (size_t)s + L <= nv);
+        bad |= !ok;
+        if (!ok) continue;
+        T* o = out + d;
+        if (fill) {
+            for (uint32_t i = 0; i < L; ++i) o[i] = first;
+        } else if (L == 8) {
+            memcpy(o, v + s, 8 * sizeof(T));
+        } else {
+            for (uint32_t i = 0; i < L; ++i) o[i] = v[s + i];
+        }
+    }
+    return bad != 0;
+}
+#define IG_TAKE_RUNS(name, T)                                                         \
+    int name(const T* v, size_t nv, const uint32_t* runs, size_t n_runs, T* out,     \
+             size_t n_out) {                                                          \
+        return take_runs<T>(v, nv, runs, n_runs, out, n_out);                         \
     }
 
 // out[i] = sum over t < tiles of v[idx[t * n + i]], in int64 (indices checked as above)
@@ -157,6 +189,10 @@ IG_COL2IM(ig_col2im_i32, int32_t)
 IG_COL2IM(ig_col2im_i64, int64_t)
 IG_COL2IM(ig_col2im_f32, float)
 IG_COL2IM(ig_col2im_f64, double)
+IG_TAKE_RUNS(ig_take_runs_i8, int8_t)
+IG_TAKE_RUNS(ig_take_runs_i16, int16_t)
+IG_TAKE_RUNS(ig_take_runs_i32, int32_t)
+IG_TAKE_RUNS(ig_take_runs_i64, int64_t)
 IG_TAKE(ig_take_i8, int8_t)
 IG_TAKE(ig_take_i16, int16_t)
 IG_TAKE(ig_take_i32, int32_t)
@@ -222,6 +258,8 @@ def _build() -> ctypes.CDLL:
         f.argtypes, f.restype = [p, sz, p, sz, p], ctypes.c_int
         f = getattr(cdll, f"ig_take_sum_{t}")
         f.argtypes, f.restype = [p, sz, p, sz, sz, p], ctypes.c_int
+        f = getattr(cdll, f"ig_take_runs_{t}")
+        f.argtypes, f.restype = [p, sz, p, sz, p, sz], ctypes.c_int
     for t in _COL2IM.values():
         f = getattr(cdll, f"ig_col2im_{t}")
         f.argtypes, f.restype = [p] + [sz] * 9 + [p], None
@@ -281,11 +319,58 @@ def _out_of_range(size: int) -> IndexError:
 _BY_SIZE = {1: "i8", 2: "i16", 4: "i32", 8: "i64"}
 
 
-def take(vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
+class Runs:
+    """An index array (:func:`index`) as its runs (:func:`runs`): what :func:`take` reads
+    instead of the index itself where a gather is mostly contiguous runs (a pass's
+    frames: a beat's lanes are one row of an operand, its unused lanes index 0)."""
+
+    __slots__ = ("runs", "shape", "index")
+
+    def __init__(self, runs: np.ndarray, index: np.ndarray):
+        self.runs, self.shape, self.index = runs, index.shape, index
+
+    @property
+    def size(self) -> int:
+        return self.index.size
+
+
+def runs(idx: np.ndarray) -> Runs | None:
+    """``idx`` (uint32, as :func:`index` gives it) as runs: rows (d, s, L) with
+    idx.flat[d + i] = s + i for i < L (s = 0xFFFFFFFF: a run of index 0), maximal; None
+    when the native kernels are not used or the runs are not at least 4 times fewer than
+    the entries (then the index itself is as cheap to read)."""
+    if _library() is None or idx.dtype != np.uint32 or idx.size < 2 or idx.size >= 1 << 32:
+        return None
+    flat = idx.ravel().astype(np.int64)
+    z = flat == 0
+    cont = np.empty(flat.size, dtype=bool)
+    cont[0] = False
+    cont[1:] = ((flat[1:] == flat[:-1] + 1) & ~z[1:] & ~z[:-1]) | (z[1:] & z[:-1])
+    start = np.flatnonzero(~cont)
+    if 4 * len(start) > flat.size:
+        return None
+    length = np.diff(np.append(start, flat.size))
+    src = np.where(z[start], 0xFFFFFFFF, flat[start])
+    out = np.ascontiguousarray(np.stack([start, src, length], axis=1).astype(np.uint32))
+    out.setflags(write=False)
+    return Runs(out, idx)
+
+
+def take(vec: np.ndarray, idx: np.ndarray | Runs) -> np.ndarray:
     """``vec[idx]``: a fresh array of idx's shape and vec's dtype.  ``vec`` 1-D; ``idx``
-    uint32 (:func:`index`) for the native path, which checks every index as it reads."""
+    uint32 (:func:`index`) or its :class:`Runs` for the native path, which checks every
+    index (every run) as it reads."""
     lib = _library()
     t = _BY_SIZE.get(vec.dtype.itemsize) if vec.dtype.kind in "biuf" else None
+    if isinstance(idx, Runs):
+        if lib is None or t is None or not (vec.ndim == 1 and vec.size > 0
+                                            and vec.flags.c_contiguous):
+            return take(vec, idx.index)
+        out = np.empty(idx.shape, dtype=vec.dtype)
+        if getattr(lib, f"ig_take_runs_{t}")(vec.ctypes.data, vec.size, idx.runs.ctypes.data,
+                                             len(idx.runs), out.ctypes.data, out.size):
+            raise _out_of_range(vec.size)
+        return out
     if lib is None or t is None or not _native_ok(vec, idx):
         return vec[idx]
     out = np.empty(idx.shape, dtype=vec.dtype)

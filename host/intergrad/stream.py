@@ -34,8 +34,8 @@ from .core import MODES
 from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
 from .spec import ArrayConfig
 
-__all__ = ["PassLayout", "layout", "build_pass", "fill_source", "decode_pass", "run_jobs",
-           "run_pass"]
+__all__ = ["PassLayout", "Source", "layout", "build_pass", "fill_source", "decode_pass",
+           "run_jobs", "run_pass"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,22 +169,57 @@ def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
     return fill_source(lay, X, W, dY)[lay.in_index]
 
 
-def fill_source(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
-    """The layout's source vector [0, X, W, dY] filled with the operands (as
-    :func:`build_pass` takes them); the pass's lanes are ``source[lay.in_index]``."""
+def _operands(lay: PassLayout, X, W, dY) -> list:
+    """(position in the source vector, operand) of the operands given, checked: every one
+    the pass reads is there, each of its shape."""
     B, N, M = lay.B, lay.N, lay.M
-    src, pos = lay.source, 1
+    out, pos = [], 1
     for name, a, shape in (("X", X, (B, N)), ("W", W, (N, M)), ("dY", dY, (B, M))):
-        n = shape[0] * shape[1]
         if a is None and name in lay.reads:
             raise ValueError(f"the {lay.pass_} pass reads {name}, got None")
         if a is not None:  # an operand the pass does not read is never indexed
             a = np.asarray(a)
             if a.shape != shape:
                 raise ValueError(f"operand of shape {a.shape}, the pass expects {shape}")
-            src[pos:pos + n] = a.ravel()
-        pos += n
-    return src
+            out.append((pos, a))
+        pos += shape[0] * shape[1]
+    return out
+
+
+def _fill(dst: np.ndarray, operands) -> np.ndarray:
+    dst[0] = 0
+    for pos, a in operands:
+        dst[pos:pos + a.size] = a.ravel()   # into narrower integers: the low bits (a wrap)
+    return dst
+
+
+def fill_source(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
+    """The layout's source vector [0, X, W, dY] filled with the operands (as
+    :func:`build_pass` takes them); the pass's lanes are ``source[lay.in_index]``."""
+    return _fill(lay.source, _operands(lay, X, W, dY))
+
+
+class Source:
+    """A pass's source vector [0, X, W, dY], checked but not yet built: :meth:`fill` writes
+    it into a vector of any integer dtype (a driver's frame lanes: one pass over the
+    operands instead of the int64 vector and a cast of it), :meth:`array` is
+    :func:`fill_source`'s int64 vector (built once)."""
+
+    def __init__(self, lay: PassLayout, X=None, W=None, dY=None):
+        self.lay, self._ops, self._array = lay, _operands(lay, X, W, dY), None
+
+    def __len__(self) -> int:
+        return len(self.lay.source)
+
+    def fill(self, dst: np.ndarray) -> np.ndarray:
+        if len(dst) != len(self):
+            raise ValueError(f"a source vector of {len(self)} elements, got {len(dst)}")
+        return _fill(dst, self._ops)
+
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = _fill(self.lay.source, self._ops)
+        return self._array
 
 
 def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
@@ -257,12 +292,12 @@ def run_pass(accel, pass_: str, B: int, N: int, M: int, X=None, W=None, dY=None,
     queues and ``run_pass_source(jobs, source, in_index)`` gathers the lanes itself (straight
     into its frames); otherwise they are built here (:func:`build_pass`, :func:`run_jobs`)."""
     lay = layout(accel.cfg, pass_, B, N, M, double_buffer)
-    src = fill_source(lay, X, W, dY)
+    src = Source(lay, X, W, dY)
     gather = getattr(accel, "run_pass_source", None) \
         if getattr(accel, "run_pass", None) is not None else None
-    if gather is not None:
+    if gather is not None:   # the driver fills the source into its frames' lanes itself
         out = _checked_out(lay, accel, gather(lay.job_list, src, lay.in_index), "run_pass_source")
     else:
-        out = run_jobs(accel, lay, src[lay.in_index])
+        out = run_jobs(accel, lay, src.array()[lay.in_index])
     res, dW = decode_pass(lay, out, accel.cfg.acc_w)
     return res, dW, lay
