@@ -217,3 +217,40 @@ def test_queued_pass_when_the_driver_has_queues(dev):
             assert ro.counters[k] == rn.counters[k], (ro.pass_, k)
         assert ro.counters["in_beats"] <= rn.counters["in_beats"] <= \
             ro.counters["in_beats"] + ro.jobs
+
+
+def test_source_filled_into_the_frames_and_jobs_run_one_by_one(dev, monkeypatch):
+    """The driver fills a pass's stream.Source straight into its frames' lanes; a program
+    whose jobs run one by one (no queue fits: split_pass gives none) takes the int64 source
+    (Source.array()) instead: both give numpy's results, on every pass."""
+    from intergrad import jobqueue
+    acc = Accelerator(dev)
+    if not hasattr(acc, "run_pass_source"):
+        pytest.skip("this driver has no run_pass_source")
+    rng = np.random.default_rng(23)
+    B, N, M = 7, 2 * acc.cfg.rows + 3, acc.cfg.cols + 5
+    X, W, dY = operands(rng, acc.cfg, B, N, M)
+    filled = []
+    orig = stream.Source.fill
+    monkeypatch.setattr(stream.Source, "fill", lambda self, dst: filled.append(dst.dtype)
+                        or orig(self, dst))
+    for p in PASSES:
+        res, dW, _ = stream.run_pass(acc, p, B, N, M, X, W, dY)
+        want = reference(acc.cfg, p, X, W, dY)
+        assert same(res, want[0]) and same(dW, want[1]), p
+    assert len(filled) == len(PASSES) and all(d.itemsize < 8 for d in filled)
+    jobqueue._PROGRAMS.clear()
+    monkeypatch.setattr(jobqueue, "split_pass", lambda cfg, jobs, limit: ([], 0))
+    built = []
+    orig_array = stream.Source.array
+    monkeypatch.setattr(stream.Source, "array", lambda self: built.append(1) or orig_array(self))
+    try:
+        for p in PASSES:
+            res, dW, _ = stream.run_pass(acc, p, B, N, M, X, W, dY)
+            want = reference(acc.cfg, p, X, W, dY)
+            assert same(res, want[0]) and same(dW, want[1]), p
+        assert len(built) == len(PASSES)
+    finally:
+        jobqueue._PROGRAMS.clear()
+    with pytest.raises(ValueError, match="elements"):
+        stream.Source(layout(acc.cfg, "fwd", B, N, M), X, W).fill(np.zeros(3, np.int16))
