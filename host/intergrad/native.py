@@ -1,6 +1,7 @@
 """Native kernels of the host data path: the gathers that build a pass's input frames from
-its source vector (and im2col's) and that decode its output beats, col2im's sum, and the
-max-pool layer's two passes.
+its source vector (from the index, or from its runs where a frame is mostly contiguous
+operand rows: :func:`runs`) and im2col's, the ones that decode its output beats, col2im's
+sum, and the max-pool layer's two passes.
 
 numpy's fancy indexing (``vec[index]``) reads an 8-byte index per element and goes through
 its generic iterator; these loops read 4-byte indices and write the result in place.  They
