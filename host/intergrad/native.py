@@ -72,6 +72,31 @@ static int take_runs(const T* __restrict v, size_t nv, const uint32_t* __restric
     }
     return bad != 0;
 }
+// the runs of idx (n entries): rows (d, s, L) as take_runs reads them, maximal (a run of
+// index 0 has s = 0xFFFFFFFF); at most max_runs rows written: returns their number, or
+// max_runs + 1 when there are more
+extern "C" size_t ig_runs(const uint32_t* __restrict idx, size_t n,
+                          uint32_t* __restrict out, size_t max_runs) {
+    size_t r = 0;
+    size_t i = 0;
+    while (i < n) {
+        const uint32_t s = idx[i];
+        size_t j = i + 1;
+        if (s == 0) {
+            while (j < n && idx[j] == 0) ++j;
+        } else {
+            while (j < n && idx[j] != 0 && idx[j] == idx[j - 1] + 1) ++j;
+        }
+        if (r == max_runs) return max_runs + 1;
+        out[3 * r] = (uint32_t)i;
+        out[3 * r + 1] = s == 0 ? 0xFFFFFFFFu : s;
+        out[3 * r + 2] = (uint32_t)(j - i);
+        ++r;
+        i = j;
+    }
+    return r;
+}
+
 #define IG_TAKE_RUNS(name, T)                                                         \
     int name(const T* v, size_t nv, const uint32_t* runs, size_t n_runs, T* out,     \
              size_t n_out) {                                                          \
@@ -264,6 +289,7 @@ def _build() -> ctypes.CDLL:
     for t in _COL2IM.values():
         f = getattr(cdll, f"ig_col2im_{t}")
         f.argtypes, f.restype = [p] + [sz] * 9 + [p], None
+    cdll.ig_runs.argtypes, cdll.ig_runs.restype = [p, sz, p, sz], sz
     for t in _POOL.values():
         f = getattr(cdll, f"ig_maxpool_fwd_{t}")
         f.argtypes, f.restype = [p, sz, sz, sz, sz, p, p], ctypes.c_int
@@ -340,19 +366,16 @@ def runs(idx: np.ndarray) -> Runs | None:
     idx.flat[d + i] = s + i for i < L (s = 0xFFFFFFFF: a run of index 0), maximal; None
     when the native kernels are not used or the runs are not at least 4 times fewer than
     the entries (then the index itself is as cheap to read)."""
-    if _library() is None or idx.dtype != np.uint32 or idx.size < 2 or idx.size >= 1 << 32:
+    lib = _library()
+    if lib is None or idx.dtype != np.uint32 or idx.size < 2 or idx.size >= 1 << 32:
         return None
-    flat = idx.ravel().astype(np.int64)
-    z = flat == 0
-    cont = np.empty(flat.size, dtype=bool)
-    cont[0] = False
-    cont[1:] = ((flat[1:] == flat[:-1] + 1) & ~z[1:] & ~z[:-1]) | (z[1:] & z[:-1])
-    start = np.flatnonzero(~cont)
-    if 4 * len(start) > flat.size:
+    flat = np.ascontiguousarray(idx).reshape(-1)
+    most = flat.size // 4
+    out = np.empty((most, 3), dtype=np.uint32)
+    n = lib.ig_runs(flat.ctypes.data, flat.size, out.ctypes.data, most)
+    if n > most:
         return None
-    length = np.diff(np.append(start, flat.size))
-    src = np.where(z[start], 0xFFFFFFFF, flat[start])
-    out = np.ascontiguousarray(np.stack([start, src, length], axis=1).astype(np.uint32))
+    out = out[:n].copy()
     out.setflags(write=False)
     return Runs(out, idx)
 
