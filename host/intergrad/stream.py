@@ -71,7 +71,7 @@ class PassLayout:
 def _grid(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int) -> np.ndarray:
     """Flat positions ``base + r*width + c`` of a (len(r), len(c)) grid of a (h, w)
     row-major operand; positions outside it are 0 (a zero lane)."""
-    R, C = np.meshgrid(r, c, indexing="ij")
+    R, C = r[:, None], c[None, :]   # broadcast: no (len(r), len(c)) copies of either
     return np.where((R < h) & (C < w), base + R * width + C, 0)
 
 
