@@ -82,13 +82,19 @@ class GemmEngine(Protocol):
 
 # ------------------------------------------------------------------------------ quantization
 
-def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None
-             ) -> tuple[np.ndarray, int]:
+def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None, *,
+             top: float = 0.0) -> tuple[np.ndarray, int]:
     """x ~= q * 2**-f with |q| < 2**bits (``bits`` magnitude bits); returns (q int64, f).
     Round to nearest, or stochastically (unbiased: floor(x*2**f + u), u ~ U[0, 1)) with
-    ``rng``."""
+    ``rng``.  ``top``: the scale comes from max(max|x|, top) (a part of a larger tensor
+    quantized with the whole tensor's scale: :mod:`intergrad.parallel`)."""
     x = np.asarray(x)
     m = max(float(x.max()), -float(x.min())) if x.size else 0.0   # max |x|, no temporary
+    if top:
+        if not math.isfinite(top):
+            raise FloatingPointError("non-finite value in a tensor to quantize "
+                                     "(training diverged?)")
+        m = max(m, top)   # m NaN stays NaN (the check below)
     if not math.isfinite(m):
         raise FloatingPointError("non-finite value in a tensor to quantize (training diverged?)")
     if m == 0.0:

@@ -162,13 +162,15 @@ class _Noise:
 
 def _quantize_part(x: np.ndarray, m: float, bits: int, u: np.ndarray | None):
     """:func:`intergrad.nn.quantize` of a part ``x`` of a tensor whose largest magnitude is
-    ``m``: the part with one more element of magnitude ``m`` has the whole tensor's scale
-    (the one quantization formula, applied to the part; ``u``: the part's uniform draws)."""
+    ``m``: with the scale of max(max|x|, m), the whole tensor's (the one quantization
+    formula, applied to the part, as if it held one more element of magnitude ``m``;
+    ``u``: the part's uniform draws)."""
     from .engine import quantize
-    ext = np.append(np.asarray(x, dtype=np.float64).ravel(), m)
-    noise = None if u is None else _Noise(np.append(u.ravel(), 0.0))
-    q, f = quantize(ext, bits, noise)
-    return q[:-1].reshape(x.shape), f
+    x = np.asarray(x)
+    if not math.isfinite(m):   # as the part with that element: non-finite
+        raise FloatingPointError("non-finite value in a tensor to quantize (training diverged?)")
+    q, f = quantize(x, bits, None if u is None else _Noise(u), top=m)
+    return q, f
 
 
 def _absf(q):
@@ -226,6 +228,8 @@ class ShardEngine:
         self.guesses = {True: 0, False: 0}    # sharded quantizations guessed right, wrong
         self._inputs: dict[str, tuple[np.ndarray, float]] = {}   # layer -> (input, its max)
         self._seen: dict = {}   # product_bound's last bounds (which tries skip cheap bounds)
+        #: |im2col(q)| of recent quantized conv inputs, by value (:meth:`_abs_cols`)
+        self._lowered: collections.OrderedDict = collections.OrderedDict()
         #: this thread's CPU seconds of each stretch of a pass between reductions (every
         #: worker's stretches line up: the same reductions in the same order)
         self.phases: collections.deque = collections.deque(maxlen=1 << 14)
@@ -260,7 +264,7 @@ class ShardEngine:
     def _quantize(self, layer, pass_, tensors: dict, products: list, sharded=(),
                   grads=("dY",), known=None):
         """As DeviceEngine._quantize, over the whole batch: ``sharded`` names the tensors
-        of which this worker has its rows; products: (a, b, fn(|qa|, |qb|), kind, make) with
+        of which this worker has its rows; products: (a, b, fn(qa, qb), kind, make) with
         kind "max" (fn's largest entry is a per-row bound) or "sum" (fn's entries are sums
         over the rows, to be summed over the workers before their largest is taken) and
         ``make(qa, qb)`` the product's bound problem (:mod:`intergrad.bounds`, exact bound
@@ -374,7 +378,7 @@ class ShardEngine:
         for i, (a, b, fn, kind, make) in enumerate(products):
             qa, qb = q[a][0], q[b][0]
             if kind == "sum" and red:
-                vals.append(np.asarray(fn(_absf(qa), _absf(qb)), dtype=np.float64))
+                vals.append(np.asarray(fn(qa, qb), dtype=np.float64))
                 ops.append("sum")
             else:
                 vals.append(product_bound(tries, i, make, qa, qb, bits[a], bits[b], self.limit,
@@ -493,11 +497,29 @@ class ShardEngine:
         return BackwardResult(dX, np.zeros(W.shape, np.float32))
 
     # -- convolution (split by batch) ------------------------------------------------------
+    #: quantized conv inputs whose |im2col| :meth:`_abs_cols` keeps
+    LOWERED = 8
+
+    def _abs_cols(self, q: np.ndarray, kh, kw, stride, pad) -> np.ndarray:
+        """|im2col(q)| as float64 for a bound: the one kept for an equal ``q`` (a layer's
+        forward and backward passes quantize its input alike, attempt by attempt), else
+        computed and kept (the :data:`LOWERED` most recent)."""
+        for key, (q0, args, a) in reversed(self._lowered.items()):
+            if args == (kh, kw, stride, pad) and q0.shape == q.shape and np.array_equal(q0, q):
+                self._lowered.move_to_end(key)
+                return a
+        a = im2col(_absf(q), kh, kw, stride, pad)
+        a.setflags(write=False)
+        self._lowered[object()] = (q.copy(), (kh, kw, stride, pad), a)
+        while len(self._lowered) > self.LOWERED:
+            self._lowered.popitem(last=False)
+        return a
+
     def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
         kh, kw = w.shape[2:]
 
         def fn(a, b):
-            return im2col(a, kh, kw, stride, pad) @ conv_weight_matrix(b)
+            return self._abs_cols(a, kh, kw, stride, pad) @ _absf(conv_weight_matrix(b))
 
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [
             ("X", "W", fn, "max", lambda a, b: ConvFwdBound(a, b, _exact(fn)))], sharded=("X",))
@@ -510,10 +532,11 @@ class ShardEngine:
         kh, kw = w.shape[2:]
 
         def dw(a, b):
-            return im2col(a, kh, kw, stride, pad).T @ grad_matrix(b)
+            return self._abs_cols(a, kh, kw, stride, pad).T @ grad_matrix(_absf(b))
 
         def dx(a, b):
-            return col2im(grad_matrix(a) @ conv_weight_matrix(b).T, x.shape, kh, kw, stride, pad)
+            return col2im(grad_matrix(_absf(a)) @ _absf(conv_weight_matrix(b)).T, x.shape,
+                          kh, kw, stride, pad)
 
         prods = [("X", "dY", dw, "sum", lambda a, b: ConvDWBound(a, b, _exact(dw)))]
         if need_dx:
@@ -531,8 +554,9 @@ class ShardEngine:
 
 
 def _exact(fn):
-    """The exact bound of integer operands a, b: fn(|a|, |b|)'s largest entry."""
-    return lambda a, b: _top(fn(_absf(a), _absf(b)))
+    """The exact bound of integer operands a, b: the largest entry of fn(a, b) (a product's
+    fn takes the quantized integers and multiplies their magnitudes)."""
+    return lambda a, b: _top(fn(a, b))
 
 
 def _mat(ta=False, tb=False):
@@ -544,13 +568,13 @@ def _mat(ta=False, tb=False):
 
 
 def _fc_fwd_products():
-    return [("X", "W", lambda a, b: a @ b, "max", _mat())]
+    return [("X", "W", lambda a, b: _absf(a) @ _absf(b), "max", _mat())]
 
 
 def _fc_bwd_products(need_dx):
-    prods = [("X", "dY", lambda a, b: a.T @ b, "sum", _mat(ta=True))]
+    prods = [("X", "dY", lambda a, b: _absf(a).T @ _absf(b), "sum", _mat(ta=True))]
     if need_dx:
-        prods.append(("dY", "W", lambda a, b: a @ b.T, "max", _mat(tb=True)))
+        prods.append(("dY", "W", lambda a, b: _absf(a) @ _absf(b).T, "max", _mat(tb=True)))
     return prods
 
 
