@@ -299,3 +299,39 @@ def test_training_bit_identical_with_and_without_the_cascade(monkeypatch, name, 
     assert fast == slow
     assert decided["retry"] + decided["tier"] > 0, decided
     assert counts["retry"] == decided["retry"] and counts["tier"] == decided["tier"]
+
+
+@pytest.mark.parametrize("bits", [15, 7], ids=lambda b: f"{b}bit")
+def test_shard_retry_bound_is_the_whole_batch_retry_bound(bits):
+    """A data-parallel shard's retry bound of a conv dW product (intergrad.parallel:
+    ShardEngine._retry, from the previous try's reduced exact bound and its ConvDWBound
+    shard terms reduced over the shards) is bounds.retry_bound of the whole batch's
+    problem, value for value, None where that is None: the shards prove a retry exactly
+    when one device does."""
+    from intergrad.parallel import ShardEngine, _reduce
+    rng = np.random.default_rng(200 + bits)
+    eng = ShardEngine.__new__(ShardEngine)       # only its limit and batch size are read
+    n = held = 0
+    for kinds in itertools.product(KINDS, KINDS):
+        B, C, O, H, k, st, pd = _conv_case(rng)
+        B += 1
+        ho = conv_out_size(H, k, st, pd)
+        x, dy = _ints(rng, (B, C, H, H), kinds[0], bits), _ints(rng, (B, O, ho, ho), kinds[1], bits)
+        _, dw, _ = _conv_exacts(x.shape, k, st, pd)
+        whole = bounds.ConvDWBound(x, dy, dw)
+        E = whole.exact()
+        cuts = sorted(set([0, B] + [int(c) for c in rng.integers(1, B, 2)]))
+        shards = [bounds.ConvDWBound(x[a:b], dy[a:b], dw) for a, b in zip(cuts, cuts[1:])]
+        parts = [s.shard_parts() for s in shards]
+        red = [_reduce(op, [p[i] for p in parts]) for i, op in enumerate(whole.SHARD_OPS)]
+        eng.rows = (0, B, B)
+        for da, db in ((0, 0), (1, 0), (0, 2), (1, 1), (3, 2)):
+            for limit in (max(E, 1.0) / 2 ** (da + db) * f for f in (0.5, 1.0, 1.5, 4.0, 64.0)):
+                eng.limit = float(limit)
+                want = bounds.retry_bound(whole, E, da, db, eng.limit)
+                for s in shards:
+                    state = (bits, bits, E, s.shard_l1(red, B))
+                    assert eng._retry(state, bits - da, bits - db) == want, (kinds, da, db)
+                n += 1
+                held += want is not None
+    assert n == len(KINDS) ** 2 * 25 and 0 < held < n

@@ -169,6 +169,11 @@ def test_lenet5_bit_identical(bits):
             assert dp.bits_used() == be.bits_used
             right, wrong = dp.query(0, "guesses")
             assert right > 0
+            # the conv dW bounds: an exact matrix on a quantization's first try, its later
+            # tries proven by the retry bound over the shards (before the reduction, or
+            # after it for guessed tries) where it holds
+            sb = dp.query(0, "sum_bounds")
+            assert sb.get("exact", 0) > 0 and sb.get("retry", 0) + sb.get("deferred", 0) > 0, sb
     finally:
         dev.close()
     if bits == 8:

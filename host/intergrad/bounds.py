@@ -142,6 +142,28 @@ class ConvDWBound(_Problem):
     def l1(self):
         return _top(self.A.sum(axis=(0, 2, 3))), _top(self.B.sum(axis=(0, 2, 3)))
 
+    # -- over batch shards (intergrad.parallel: each worker holds some rows of x and dy)
+    #: how :meth:`shard_parts` are reduced over the shards
+    SHARD_OPS = ("sum", "sum", "max", "max")
+
+    def shard_parts(self) -> list:
+        """This shard's terms of :meth:`l1` and :attr:`ints_exact`: per input channel the
+        sum of |x|, per output channel the sum of |dy|, max|x|, max|dy| (integers in
+        float64, exact); reduced as :attr:`SHARD_OPS` say they are the whole batch's."""
+        return [self.A.sum(axis=(0, 2, 3)), self.B.sum(axis=(0, 2, 3)), _top(self.A),
+                _top(self.B)]
+
+    def shard_l1(self, parts, batch: int) -> tuple[float, float, int] | None:
+        """(A1, B1, K) of the whole batch (``batch`` rows, of which this problem is a shard)
+        from its reduced :meth:`shard_parts`: :meth:`l1` and K as the whole batch's problem
+        has them, or None where its integers might not be exact in float64."""
+        S, T, ma, mb = parts
+        K = batch * self.b.shape[2] * self.b.shape[3]
+        span = batch * self.a.shape[2] * self.a.shape[3]
+        if max(K, span) * int(ma) * int(mb) >= 1 << 53:
+            return None
+        return _top(S), _top(T), K
+
 
 class ConvDXBound(_Problem):
     """max(col2im(|dY| @ |W|^T)) of a convolution's dX (dy (B, O, Ho, Wo), w (O, C, kh, kw),
@@ -204,9 +226,16 @@ def retry_bound(prev: _Problem, upper: float, da: int, db: int, limit: float) ->
     ``limit``, else None (not usable)."""
     if EXACT_ONLY or da < 0 or db < 0 or not prev.ints_exact or not math.isfinite(upper):
         return None
+    return retry_value(upper, *(prev.l1() if da or db else (0.0, 0.0)), prev.K, da, db, limit)
+
+
+def retry_value(upper: float, A1: float, B1: float, K: int, da: int, db: int,
+                limit: float) -> float | None:
+    """:func:`retry_bound`'s value from its terms (the previous try's upper bound, its
+    :meth:`_Problem.l1` and K; da, db >= 0 and every term exact), also for terms reduced
+    over batch shards (:mod:`intergrad.parallel`)."""
     sa, sb = _slack(da), _slack(db)
-    A1, B1 = prev.l1() if sa or sb else (0.0, 0.0)
-    n = int(upper) + sb * int(A1) + sa * int(B1) + sa * sb * prev.K
+    n = int(upper) + sb * int(A1) + sa * int(B1) + sa * sb * int(K)
     r = n >> (da + db)
     return float(r) if (n < int(limit) << (da + db)) else None
 

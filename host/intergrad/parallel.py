@@ -70,7 +70,7 @@ import numpy as np
 from .device.base import DeviceError
 from .conv import col2im, conv_weight_matrix, grad_matrix, im2col
 from .core import wrap
-from .bounds import ConvDWBound, ConvDXBound, ConvFwdBound, MatBound, product_bound
+from .bounds import ConvDWBound, ConvDXBound, ConvFwdBound, MatBound, product_bound, retry_value
 from .engine import BackwardResult, bits_over, drop_bits
 from .scheduler import Report, Scheduler
 from .spec import ArrayConfig
@@ -226,6 +226,8 @@ class ShardEngine:
         #: (layer, pass) -> the whole tensors' largest magnitudes of the last quantization
         self.maxima: dict[tuple[str, str], dict[str, float]] = {}
         self.guesses = {True: 0, False: 0}    # sharded quantizations guessed right, wrong
+        #: reduced "sum" bounds with shard terms by how they were found (:meth:`_reduced`)
+        self.sum_bounds: collections.Counter = collections.Counter()
         self._inputs: dict[str, tuple[np.ndarray, float]] = {}   # layer -> (input, its max)
         self._seen: dict = {}   # product_bound's last bounds (which tries skip cheap bounds)
         #: |im2col(q)| of recent quantized conv inputs, by value (:meth:`_abs_cols`)
@@ -316,16 +318,16 @@ class ShardEngine:
                  for n in names]
         state = self.rng.bit_generator.state if self.rng is not None else None
         noise = self._draws(tensors, guess, sharded, grads)
-        attempts, vals, tries = [], [], {}
-        for bits in seq:
+        attempts, vals, ops, tries, sums = [], [], [], {}, {}
+        for j, bits in enumerate(seq):
             q = {n: _quantize_part(parts[n], guess[n], bits[n], noise.get(n)) for n in names}
-            v, ops = self._bounds(q, bits, products, True, tries, key)
-            attempts.append((bits, q))
+            v, o, posts = self._bounds(q, bits, products, True, tries, key, sums, defer=j > 0)
+            attempts.append((bits, q, posts, len(vals)))
             vals += v
+            ops += o
         k = len(names)
         red = self._allreduce(f"{layer}/{pass_}/guess", [local[n] for n in names] + codes +
-                              [-c for c in codes] + vals,
-                              ["max"] * (3 * k) + ops * len(seq))
+                              [-c for c in codes] + vals, ["max"] * (3 * k) + ops)
         m = {n: float(red[i]) for i, n in enumerate(names)}
         hit = all(np.isfinite(m[n]) and float(red[k + i]) == -float(red[2 * k + i]) ==
                   (_exponent(m[n]) if _exponent(m[n]) is not None else _ZERO)
@@ -335,13 +337,14 @@ class ShardEngine:
         bits = {n: self.max_bits for n in names}
         attempt = 0
         if hit:
-            P = len(products)
-            for i, (b, q) in enumerate(attempts):
+            for b, q, posts, at in attempts:
                 if b != bits:
                     break
+                found = self._reduced(posts, red[3 * k + at:], b, products, sums)
+                if None in found:   # a deferred retry bound did not hold: this try exactly
+                    break
                 tried.append(dict(bits))
-                over = _overflows(products, [_top(v) for v in red[3 * k + i * P:3 * k + (i + 1) * P]],
-                                  self.limit)
+                over = _overflows(products, found, self.limit)
                 if not over:
                     self._done(key, bits, m, tried)
                     return q
@@ -353,7 +356,9 @@ class ShardEngine:
             if state is not None:     # the draws as the true maxima decide them
                 self.rng.bit_generator.state = state
             noise = self._draws(tensors, m, sharded, grads)
-        return self._fit(layer, pass_, tensors, products, m, noise, bits, True, attempt, tried)
+            sums = {}
+        return self._fit(layer, pass_, tensors, products, m, noise, bits, True, attempt, tried,
+                         sums)
 
     def _draws(self, tensors, m, sharded, grads) -> dict:
         """The stochastic rounding draws of the tensors to quantize (made once: every retry
@@ -365,39 +370,114 @@ class ShardEngine:
                     noise[n] = self._noise(tensors[n], n in sharded)
         return noise
 
-    def _bounds(self, q, bits, products, red, tries: dict, where) -> tuple[list, list]:
+    def _bounds(self, q, bits, products, red, tries: dict, where, sums: dict | None = None,
+                defer: bool = False) -> tuple[list, list, list]:
         """This worker's part of every product's bound on a try with ``bits``: a "sum"
-        product's matrix when reduced (``red``), else a value reduced by max (or not at all):
+        product's part when reduced (``red``), else a value reduced by max (or not at all):
         :func:`intergrad.bounds.product_bound` of its part, the exact bound when it reaches
         the limit, else an upper bound below it.  So the largest over the workers is below
         the limit exactly when every part's exact bound is, and else is the largest exact
         part (the parts below the limit are smaller): the value the exact parts give.
         ``tries``: product_bound's state over this sequence of tries (the same maxima and
-        draws); ``where``: (layer, pass)."""
-        vals, ops = [], []
+        draws); ``where``: (layer, pass).
+
+        A reduced "sum" product whose problem has ``shard_parts`` (a conv's dW,
+        :class:`~intergrad.bounds.ConvDWBound`) sends those terms with its exact bound
+        matrix, and on a later try, as one device does (:func:`product_bound`), first the
+        retry bound from the previous try (``sums[i]``: its reduced bound and terms, the
+        same on every worker): when it is below the limit the matrix is not computed.
+        ``defer``: the previous try's reduction is not done yet (a guessed sequence): send
+        the terms only, the retry bound is taken after the reduction (:meth:`_reduced`;
+        where it does not hold, the try is made again with its matrix).  Returns (values,
+        their reductions, posts: how :meth:`_reduced` reads the reduced values)."""
+        vals, ops, posts = [], [], []
         for i, (a, b, fn, kind, make) in enumerate(products):
             qa, qb = q[a][0], q[b][0]
             if kind == "sum" and red:
+                prob = make(qa, qb) if qa.size and qb.size else None
+                if prob is not None and hasattr(prob, "shard_parts") and sums is not None:
+                    parts = prob.shard_parts()
+                    if defer:
+                        post = ("deferred", prob)
+                    else:
+                        u = self._retry(sums.get(i), bits[a], bits[b])
+                        post = ("retry", prob, u) if u is not None else ("exact", prob)
+                    if post[0] == "exact":
+                        vals.append(np.asarray(fn(qa, qb), dtype=np.float64))
+                        ops.append("sum")
+                    vals += parts
+                    ops += prob.SHARD_OPS
+                    posts.append(post)
+                    continue
                 vals.append(np.asarray(fn(qa, qb), dtype=np.float64))
                 ops.append("sum")
+                posts.append(("sum",))
             else:
                 vals.append(product_bound(tries, i, make, qa, qb, bits[a], bits[b], self.limit,
                                           self._seen, where + (i, bits[a], bits[b])))
                 ops.append("max")
-        return vals, ops
+                posts.append(("max",))
+        return vals, ops, posts
 
-    def _fit(self, layer, pass_, tensors, products, m, noise, bits, red, attempt=0, tried=None):
-        """The bound attempts from ``attempt`` on, one reduction each (``red``)."""
+    def _retry(self, prev, ba: int, bb: int) -> float | None:
+        """The retry bound (:func:`intergrad.bounds.retry_value`) of a try with ``ba``,
+        ``bb`` bits from the previous try's reduced state ``prev`` (its bits, upper bound
+        and whole-batch terms), when it is below the limit; else None."""
+        if prev is None:
+            return None
+        pa, pb, upper, terms = prev
+        if terms is None or pa < ba or pb < bb or not math.isfinite(upper):
+            return None
+        return retry_value(upper, *terms[:2], terms[2], pa - ba, pb - bb, self.limit)
+
+    def _reduced(self, posts, red, bits, products, sums) -> list:
+        """Every product's bound from the reduced values ``red`` (from the products' first
+        value on), as :meth:`_bounds` posted them, updating ``sums`` (the reduced state of a
+        "sum" product's try, for the next try's retry bound); None for a deferred retry
+        bound that is not below the limit."""
+        out, at = [], 0
+        for i, post in enumerate(posts):
+            if post[0] in ("max", "sum"):
+                out.append(_top(red[at]))
+                at += 1
+                continue
+            prob = post[1]
+            if post[0] == "exact":
+                bound = _top(red[at])
+                at += 1
+            n = len(prob.SHARD_OPS)
+            terms = prob.shard_l1(red[at:at + n], self.rows[2])
+            at += n
+            a, b = products[i][0], products[i][1]
+            if post[0] == "retry":
+                bound = post[2]
+            elif post[0] == "deferred":
+                bound = self._retry(sums.get(i), bits[a], bits[b])
+                if bound is None:
+                    self.sum_bounds["deferred, not held"] += 1
+                    out.append(None)
+                    continue
+            self.sum_bounds[post[0]] += 1
+            sums[i] = (bits[a], bits[b], bound, terms)
+            out.append(bound)
+        return out
+
+    def _fit(self, layer, pass_, tensors, products, m, noise, bits, red, attempt=0, tried=None,
+             sums=None):
+        """The bound attempts from ``attempt`` on, one reduction each (``red``); ``sums``:
+        the reduced state of the "sum" products' previous try (:meth:`_bounds`)."""
         names = list(tensors)
         tried = [] if tried is None else tried
         tries: dict = {}
+        sums = {} if sums is None else sums
         while attempt < 4 * self.max_bits + 4:
             q = {n: _quantize_part(tensors[n], m[n], bits[n], noise.get(n)) for n in names}
-            vals, ops = self._bounds(q, bits, products, red, tries, (layer, pass_))
+            vals, ops, posts = self._bounds(q, bits, products, red, tries, (layer, pass_), sums)
             if red:
                 vals = self._allreduce(f"{layer}/{pass_}/bound{attempt}", vals, ops)
+            found = self._reduced(posts, vals, bits, products, sums)
             tried.append(dict(bits))
-            over = _overflows(products, [_top(v) for v in vals], self.limit)
+            over = _overflows(products, found, self.limit)
             if not over:
                 self._done((layer, pass_), bits, m, tried)
                 return q
@@ -914,6 +994,8 @@ class ShardWorker:
             return (c.count, c.wait)
         if what == "guesses":           # sharded quantizations guessed (right, wrong)
             return (self.engine.guesses[True], self.engine.guesses[False])
+        if what == "sum_bounds":        # reduced "sum" bounds: exact, retry, deferred, failed
+            return dict(self.engine.sum_bounds)
         if what == "state":             # what another worker takes over (_set_state)
             return (None if self.engine.rng is None else self.engine.rng.bit_generator.state,
                     self.engine._last)
