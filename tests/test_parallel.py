@@ -395,3 +395,27 @@ def test_an_interrupt_in_the_driver_closes_the_workers(digits):
         dp.forward(digits[0][:8])
     assert dp.pool.procs == [] and all(not p.is_alive() for p in procs)
     dp.close()
+
+
+def test_part_quantization_is_the_appended_element_definition():
+    """A shard's quantization of its part with the whole tensor's largest magnitude m
+    (parallel._quantize_part, engine.quantize's top=) is the quantization of the part with
+    one more element of magnitude m, to nearest and stochastically (the same draws), the
+    top-LSB clip included; a non-finite m or part raises."""
+    from intergrad.engine import quantize
+    from intergrad.parallel import _Noise, _quantize_part
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        x = rng.standard_normal(int(rng.integers(1, 40))) * 10.0 ** rng.integers(-3, 3)
+        m = float(np.abs(x).max()) * float(rng.choice([0.0, 0.5, 1.0, 1.0 + 1e-9, 3.0]))
+        if trial % 7 == 0:
+            x[:] = 0.0
+        bits = int(rng.integers(1, 16))
+        u = rng.random(x.shape) if trial % 2 else None
+        got = _quantize_part(x, m, bits, u)
+        ext = quantize(np.append(x, m), bits,
+                       None if u is None else _Noise(np.append(u, 0.0)))
+        assert np.array_equal(got[0], ext[0][:-1]) and got[1] == ext[1], (trial, m, bits)
+    for m, part in ((float("nan"), [1.0]), (float("inf"), [1.0]), (1.0, [float("nan")])):
+        with pytest.raises(FloatingPointError):
+            _quantize_part(np.array(part), m, 7, None)

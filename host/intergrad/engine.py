@@ -90,11 +90,8 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None, *
     quantized with the whole tensor's scale: :mod:`intergrad.parallel`)."""
     x = np.asarray(x)
     m = max(float(x.max()), -float(x.min())) if x.size else 0.0   # max |x|, no temporary
-    if top:
-        if not math.isfinite(top):
-            raise FloatingPointError("non-finite value in a tensor to quantize "
-                                     "(training diverged?)")
-        m = max(m, top)   # m NaN stays NaN (the check below)
+    if top:   # a non-finite top (or m) fails the check below
+        m = max(m, top) if math.isfinite(top) else top
     if not math.isfinite(m):
         raise FloatingPointError("non-finite value in a tensor to quantize (training diverged?)")
     if m == 0.0:

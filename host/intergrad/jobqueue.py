@@ -37,6 +37,7 @@ import numpy as np
 from . import descriptor, native, spec
 from .descriptor import split_pass
 from .device.base import CoreError, DeviceError
+from .stream import Source
 from .core import _NATIVE, CoreState, Job, JobError, pack_beats, unpack_beats
 
 __all__ = ["run_pass", "run_pass_lanes", "run_pass_source", "check_pass", "PassProgram",
@@ -268,7 +269,7 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
                 frames = [prog.frame[rows].tobytes() for _, _, rows, _ in prog.queues]
             else:
                 vec, idx = _gathers(cfg, prog, in_index, len(source))
-                if not isinstance(source, np.ndarray):   # a stream.Source: into the lanes
+                if isinstance(source, Source):   # straight into the lanes
                     source.fill(vec[:len(source)])
                 else:   # int64 -> the lanes' dtype keeps the low bits
                     vec[:len(source)] = source
@@ -303,7 +304,7 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
     st = accel.state
     st.preloaded, st.saved, st.saved_rows = prog.tail_state
     io = prog.in_offsets
-    if lanes is None and prog.tail < len(jobs) and not isinstance(source, np.ndarray):
+    if lanes is None and prog.tail < len(jobs) and isinstance(source, Source):
         source = source.array()
     for i in range(prog.tail, len(jobs)):
         job_lanes = lanes[io[i]:io[i + 1]] if lanes is not None else \
@@ -339,18 +340,18 @@ def run_pass_source(accel, jobs: Sequence[Job], source: np.ndarray, in_index: np
     queue of output lanes whole bytes of the beat, a read-only view of the received frame
     in the lanes' integer dtype (the same values)."""
     prog, key, hit = program(accel, jobs)
-    lazy = hasattr(source, "array") and not isinstance(source, np.ndarray)  # stream.Source
-    if not lazy:
-        source = np.asarray(source)
     if in_index.shape != (prog.in_beats, accel.cfg.in_lanes):
         raise ValueError(f"the pass needs {prog.in_beats} input beats of {accel.cfg.in_lanes} "
                          f"lanes, got an index of shape {in_index.shape}")
-    if not lazy and (source.ndim != 1 or not np.issubdtype(source.dtype, np.integer)):
-        raise ValueError(f"the source must be a flat integer vector, got {source.dtype} "
-                         f"of shape {source.shape}")
+    if not isinstance(source, Source):
+        source = np.asarray(source)
+        if source.ndim != 1 or not np.issubdtype(source.dtype, np.integer):
+            raise ValueError(f"the source must be a flat integer vector, got {source.dtype} "
+                             f"of shape {source.shape}")
     if prog.native is None:   # lanes packed by pack_beats: build them
-        out = _execute(accel, jobs, prog, (source.array() if lazy else source)[in_index],
-                       timeout, view=True)
+        if isinstance(source, Source):
+            source = source.array()
+        out = _execute(accel, jobs, prog, source[in_index], timeout, view=True)
     else:
         out = _execute(accel, jobs, prog, None, timeout, source, in_index, view=True)
     if not hit:

@@ -356,10 +356,6 @@ class Runs:
     def __init__(self, runs: np.ndarray, index: np.ndarray):
         self.runs, self.shape, self.index = runs, index.shape, index
 
-    @property
-    def size(self) -> int:
-        return self.index.size
-
 
 def runs(idx: np.ndarray) -> Runs | None:
     """``idx`` (uint32, as :func:`index` gives it) as runs: rows (d, s, L) with

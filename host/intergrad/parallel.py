@@ -166,11 +166,7 @@ def _quantize_part(x: np.ndarray, m: float, bits: int, u: np.ndarray | None):
     formula, applied to the part, as if it held one more element of magnitude ``m``;
     ``u``: the part's uniform draws)."""
     from .engine import quantize
-    x = np.asarray(x)
-    if not math.isfinite(m):   # as the part with that element: non-finite
-        raise FloatingPointError("non-finite value in a tensor to quantize (training diverged?)")
-    q, f = quantize(x, bits, None if u is None else _Noise(u), top=m)
-    return q, f
+    return quantize(x, bits, None if u is None else _Noise(u), top=m)
 
 
 def _absf(q):
