@@ -42,7 +42,7 @@ from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
 from intergrad.engine import DeviceEngine
 from intergrad.nn import SGD, load_digits_split, softmax_ce
-from intergrad.parallel import DataParallel
+from intergrad.parallel import SPIN, DataParallel
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
@@ -80,10 +80,13 @@ with DataParallel(net, ArrayConfig(*[int(v) for v in d["cfg"]]), workers=int(d["
     steps(dp, batches[:1])
     dp.master.set_params(params)
     red = getattr(dp, "reductions", None)
-    r0, c0, d0 = red() if red else None, dp.cpu_seconds(), time.process_time()
+    spin = getattr(dp, "spin_seconds", lambda: [0.0] * dp.workers)
+    r0, c0, d0, p0 = red() if red else None, dp.cpu_seconds(), time.process_time(), spin()
     times = steps(dp, batches)
     n = len(batches)
-    out = {"times": times, "workers": [(b - a) / n for a, b in zip(c0, dp.cpu_seconds())],
+    p1 = spin()
+    out = {"times": times, "workers": [(b - a - (q - p)) / n for a, b, p, q
+                                       in zip(c0, dp.cpu_seconds(), p0, p1)],
            "driver": (time.process_time() - d0) / n,
            "digest": hashlib.sha1(b"".join(p.tobytes() for p in dp.master.params())).hexdigest()}
     if red:
@@ -248,6 +251,7 @@ def _run(a, tree: Path | None) -> int:
     one, one1, par, ref = [], [], [], []
     sim_share, cpu1, cpu11, cpu_w, cpu_d, reds, guesses = [], [], [], [], [], [], [0, 0]
     crit = []      # per round: (critical-path CPU of the passes, the driver's own) per step
+    spins = []     # per round: each worker's polling in waits per step (not in cpu_w, cpu_d)
     ref_w, ref_d, ref_reds = [], [], []
     with DataParallel(net0.copy(), cfg, workers=a.workers) as dp:
         print(f"  data parallel: {dp.describe()}")
@@ -286,14 +290,19 @@ def _run(a, tree: Path | None) -> int:
             dp.phases()
             s0, c0, d0, r0 = dp.sim_seconds(), dp.cpu_seconds(), time.process_time(), \
                 dp.reductions()
+            p0 = dp.spin_seconds()
             t, opt2 = _steps(dp.net, dp.engine, x, y, batches)
-            cpu_d.append((time.process_time() - d0) / a.steps)
+            # CPU time less the polling in waits (parallel.SPIN: a wait's first moments)
+            spun = [(q - p) / a.steps for p, q in zip(p0, dp.spin_seconds())]
+            spins.append(spun)
+            cpu_d.append((time.process_time() - d0) / a.steps - (spun[0] if in_process else 0.0))
             ph = dp.phases()
             if len({len(p) for p in ph}) == 1:
                 own = cpu_d[-1] - (sum(ph[0]) / a.steps if in_process else 0.0)
                 crit.append((sum(map(max, zip(*ph))) / a.steps, own))
             sim_share.append((dp.sim_seconds() - s0) / sum(t))
-            cpu_w.append([(c1 - c) / a.steps for c, c1 in zip(c0, dp.cpu_seconds())])
+            cpu_w.append([(c1 - c) / a.steps - sp for c, c1, sp in
+                          zip(c0, dp.cpu_seconds(), spun)])
             reds.append(_per_step(r0, dp.reductions(), a.steps))
             g1 = dp.query(0, "guesses")
             guesses = [guesses[0] + g1[0] - g0[0][0], guesses[1] + g1[1] - g0[0][1]]
@@ -321,7 +330,9 @@ def _run(a, tree: Path | None) -> int:
     # CPU time is not shared out by the load: what each process itself spent per step
     c1 = min(float(np.median(cpu1)), float(np.median(cpu11)))
     print(f"CPU time per step: one process {1e3 * float(np.median(cpu1)):.0f} ms (default BLAS "
-          f"threads) / {1e3 * float(np.median(cpu11)):.0f} ms (1 thread)")
+          f"threads) / {1e3 * float(np.median(cpu11)):.0f} ms (1 thread); the workers' figures "
+          f"below leave out their polling in waits (a wait's first {1e3 * SPIN:g} ms): "
+          f"{', '.join(f'{1e3 * v:.1f}' for v in np.median(np.array(spins), axis=0))} ms per step")
     for label, w, d, inproc in [("this checkout", cpu_w, cpu_d, in_process)] + \
             ([("--ref", ref_w, ref_d, False)] if ref else []):
         cw, cd = np.median(np.array(w), axis=0), float(np.median(d))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -248,6 +249,57 @@ def test_a_failing_worker_is_one_line_and_the_pool_recovers(digits):
             dp.forward(x)
     # no shared memory left behind, the killed worker's included
     assert not [n for n in segments if os.path.exists(f"/dev/shm/{n}")]
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["worker0-in-driver", "all-processes"])
+def test_parts_that_do_not_reduce_end_the_pass_at_once(in_process, digits, monkeypatch):
+    """A reduction whose parts the driver cannot reduce (workers out of step on a shape)
+    ends the pass on every worker, which waits for its answer, with one line naming the
+    reduction, at once (not after the timeout: a worker's part was read already), and the
+    next pass runs."""
+    net = L.build("digits", (1, 8, 8), seed=0, channels=4)
+    x = digits[0][:8]
+    with DataParallel(net, CFGS[16], workers=2, timeout=60, in_process=in_process) as dp:
+        good, _ = dp.forward(x)
+        real = DataParallel._reduced
+
+        def broken(rep):
+            raise ValueError("all the input array dimensions except for the concatenation "
+                             "axis must match exactly")
+
+        monkeypatch.setattr(DataParallel, "_reduced", staticmethod(broken))
+        t0 = time.perf_counter()
+        with pytest.raises(WorkerError, match=r"^the workers' parts of reduction \S+ do not "
+                                              r"reduce: ValueError: all the input") as e:
+            dp.forward(x)
+        assert "\n" not in str(e.value) and time.perf_counter() - t0 < 20
+        monkeypatch.setattr(DataParallel, "_reduced", staticmethod(real))
+        again, _ = dp.forward(x)
+        assert np.array_equal(good, again)
+
+
+def test_a_wait_polls_first_and_stays_bounded():
+    """_ShmConn.poll: the first ``spin`` seconds of a wait poll (an answer then is read
+    without blocking), the rest blocks up to the timeout; poll(0) never waits."""
+    import multiprocessing
+    import threading
+    from intergrad.parallel import _ShmConn
+    a, b = (_ShmConn(c, spin=0.05) for c in multiprocessing.Pipe())
+    t0 = time.perf_counter()
+    assert not a.poll(0.01) and time.perf_counter() - t0 < 1.0 and a.spun > 0.0
+    spun = a.spun
+    assert not a.poll(0.0) and a.spun == spun
+    for delay in (0.005, 0.2):     # during the polling, and after it (a blocking wait)
+        threading.Timer(delay, b.send, (("part", delay),)).start()
+        t0 = time.perf_counter()
+        assert a.poll(5.0) and a.recv() == ("part", delay)
+        assert time.perf_counter() - t0 < 4.0
+    t0 = time.perf_counter()
+    assert not a.poll(0.3) and 0.25 < time.perf_counter() - t0 < 3.0   # the whole timeout
+    b.send(("late",))
+    assert a.poll(None) and a.recv() == ("late",)
+    a.close()
+    b.close()
 
 
 def test_cli_train_workers_gives_the_one_device_run(tmp_path, capsys):

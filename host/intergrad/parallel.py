@@ -34,9 +34,10 @@ convolution are split by **output features** (``split_features=True``, the defau
 GEMMs have few rows (the batch) and many weight tiles, so a batch split would leave every
 worker with all the per-tile jobs; instead each worker gathers the layer input (B x N, a few
 kB) and runs the tiles of its share of the output columns (whole array blocks, dealt by
-job count: :func:`feature_plan`); the outputs are gathered and the dX partials summed
-as integers.  Every worker then holds the
-whole batch of the FC stack; its quantization is computed locally (identically everywhere).
+job count: :func:`feature_plan`); the outputs are gathered (the network's last layer's,
+the logits, by the driver alone, from each worker's columns) and the dX partials summed as
+integers.  Every worker then holds the whole batch of the FC stack; its quantization is
+computed locally (identically everywhere).
 ``split_features=False`` splits every layer by batch.
 
 Protocol: whenever a worker's pass needs a reduction (a scale, a bound, a gather) it sends
@@ -47,8 +48,9 @@ pass's reductions receives the other workers' parts, reduces and answers them (N
 in N processes, not N + 1; no pipe for shard 0).  A local worker process runs its pass in
 its one thread and talks on its pipe directly, large arrays (weights, batches,
 activations, dW) in shared memory (:class:`_ShmConn`); a Ray actor runs the pass in a
-thread and answers each call with the pass's next message.  A backward pass returns the worker's integer dW partials of all
-layers as one flat int64 array: the driver's reduction is one integer sum per step.  A worker's exception ends the step on
+thread and answers each call with the pass's next message.  A backward pass returns the
+worker's integer dW partials of all layers as one flat integer array (int32 for ACC_W <= 32):
+the driver's reduction is one integer sum per step.  A worker's exception ends the step on
 every worker and is raised in the driver as one line naming the worker; a worker that dies
 or does not answer in time is a :class:`WorkerError`.
 """
@@ -80,6 +82,9 @@ EXECUTORS = ("local", "ray")
 DEFAULT_TIMEOUT = 600.0
 #: seconds a worker may take to start (import, open its device)
 START_TIMEOUT = 300.0
+#: seconds a local wait (a reduction's answer, a worker's part) polls before it blocks,
+#: where every worker has a core of its own (:meth:`_ShmConn.poll`)
+SPIN = float(os.environ.get("INTERGRAD_SPIN", "0.002"))
 
 
 class WorkerError(DeviceError):
@@ -238,6 +243,9 @@ class ShardEngine:
         """A new pass over rows [b0, b1) of a batch of B, as worker k of n."""
         self.rows, self.part = rows, part
         self.gathered: tuple[str, np.ndarray] | None = None  # (layer, its gathered input)
+        #: output columns [c0, c1) of the network's output this worker computed (its last
+        #: layer split by features: the driver assembles the logits), or None: all
+        self.out_cols: tuple[int, int] | None = None
         #: layer -> (integer dW partial, its scale exponent, first column or None: whole)
         self.partials: dict[str, tuple[np.ndarray, int, int | None]] = {}
         self.dys: dict[str, tuple[np.ndarray, bool]] = {}
@@ -546,7 +554,10 @@ class ShardEngine:
         Y = np.zeros((X.shape[0], W.shape[1]), np.int64)
         if c1 > c0:
             Y[:, c0:c1] = self.s.fc_forward(qx, qw[:, c0:c1], layer, bounded=True)
-        Y = self._allreduce(f"{layer}/fwd/out", [Y], ["sum"])[0]   # disjoint columns
+        if self.net is not None and layer == self.net.layers[-1].name:
+            self.out_cols = (c0, c1)   # the logits: only the driver needs them whole
+        else:
+            Y = self._allreduce(f"{layer}/fwd/out", [Y], ["sum"])[0]   # disjoint columns
         return (Y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def _fc_backward_features(self, X, W, dY, layer, need_dx):
@@ -726,12 +737,30 @@ class _ShmConn:
     written.  Saves pickling every array into the pipe and the many small pipe writes of
     a large message (weights, activations, dW partials: MBs per step)."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, spin: float = 0.0):
         self.conn = conn
+        self.spin = spin                      # seconds a wait polls before it blocks
+        self.spun = 0.0                       # seconds spent polling so far
         self.shm = None                       # the segment this end sends in
         self.peer = None                      # the other end's, as attached here
 
-    def poll(self, timeout=0.0) -> bool:
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """A message is waiting (within ``timeout`` seconds; None: no limit).  The first
+        :attr:`spin` seconds of the wait poll without blocking: an answer that comes
+        within them is read without the sleep and wake-up of a blocking wait (on a VM a
+        halted vCPU's wake-up, tens of microseconds to milliseconds, per reduction)."""
+        if self.spin > 0.0 and timeout != 0.0:
+            t0 = time.perf_counter()
+            end = t0 + (self.spin if timeout is None else min(self.spin, timeout))
+            while True:
+                if self.conn.poll(0.0):
+                    self.spun += time.perf_counter() - t0
+                    return True
+                if time.perf_counter() >= end:
+                    break
+            self.spun += time.perf_counter() - t0
+            if timeout is not None:
+                timeout = max(0.0, timeout - self.spin)
         return self.conn.poll(timeout)
 
     def send(self, msg) -> None:
@@ -884,8 +913,10 @@ class ShardWorker:
     def serve(self, conn) -> None:
         """A local worker: the passes run in this thread, their reductions on ``conn``."""
         self.engine.comm = _PipeComm(conn, self.timeout)
+        self.conn = conn
         while True:
             try:
+                conn.poll(None)
                 msg = conn.recv()
             except (EOFError, OSError):
                 break
@@ -917,10 +948,11 @@ class ShardWorker:
     def _step(self, msg):
         """One pass; its last message for the driver: ("done", result), ("aborted",) or
         ("error", type, text).  A backward pass's result: (dW, exps, dys): ``dW`` every
-        layer's integer dW partial in one flat int64 array (:attr:`layout`; a layer split
-        by output features has zeros outside this worker's columns), ``exps`` layer -> its
-        scale exponent, ``dys`` layer -> (upstream gradient, sharded); one that every
-        worker holds whole (the FC stack split by features) comes from worker 0 only."""
+        layer's integer dW partial in one flat integer array (int32 for ACC_W <= 32;
+        :attr:`layout`; a layer split by output features has zeros outside this worker's
+        columns), ``exps`` layer -> its scale exponent, ``dys`` layer -> (upstream
+        gradient, sharded); one that every worker holds whole (the FC stack split by
+        features) comes from worker 0 only."""
         self.engine._mark = time.thread_time()
         try:
             return self._pass_result(msg)
@@ -937,7 +969,8 @@ class ShardWorker:
                 self.engine.begin(rows, part)
                 logits, cache = self.net.forward(self.engine, x)
                 self.cache = (token, cache, self.engine.gathered)
-                return ("done", logits)
+                cols = self.engine.out_cols
+                return ("done", logits if cols is None else (logits[:, cols[0]:cols[1]], cols))
             _, token, dlogits = msg
             if self.cache is None or self.cache[0] != token:
                 raise RuntimeError("backward pass of another forward pass than the last")
@@ -945,7 +978,9 @@ class ShardWorker:
             eng.begin(eng.rows, eng.part)
             eng.gathered = self.cache[2]
             self.net.backward(eng, self.cache[1], dlogits)
-            flat = np.zeros(self.flat_size, np.int64)
+            # every partial is below 2**(ACC_W-1) in magnitude (the bound holds for the
+            # whole batch's sums, so for any part of them): int32 carries it for ACC_W <= 32
+            flat = np.zeros(self.flat_size, np.int32 if self.acc.cfg.acc_w <= 32 else np.int64)
             exps = {}
             for name, (p, e, c0) in eng.partials.items():
                 off, shape = self.layout[name]
@@ -985,6 +1020,8 @@ class ShardWorker:
             return float(getattr(self.dev, "sim_seconds", 0.0))
         if what == "cpu_seconds":       # this process's CPU time, all its threads
             return time.process_time()
+        if what == "spin_seconds":      # of it, polling for the driver (_ShmConn.poll)
+            return float(getattr(getattr(self, "conn", None), "spun", 0.0))
         if what == "reductions":        # (reductions so far, wall seconds spent in them)
             c = self.engine.comm
             return (c.count, c.wait)
@@ -1019,7 +1056,7 @@ def _worker_main(conn, init: dict) -> None:
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the driver's
     _limit_threads()
-    conn = _ShmConn(conn)
+    conn = _ShmConn(conn, init.pop("spin", 0.0))
     try:
         w = ShardWorker(**init)
         conn.send(("ready", w.describe()))
@@ -1041,19 +1078,19 @@ class _LocalPool:
 
     kind = "local"
 
-    def __init__(self, inits: list[dict], timeout: float, first: int = 0):
+    def __init__(self, inits: list[dict], timeout: float, first: int = 0, spin: float = 0.0):
         from .sweep import mp_context
         ctx = mp_context()
         self.timeout, self.first = timeout, first
         self.procs, self.conns = [], []
         for init in inits:
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, init), daemon=True,
+            p = ctx.Process(target=_worker_main, args=(child, dict(init, spin=spin)), daemon=True,
                             name=f"intergrad-worker-{init['index']}")
             p.start()
             child.close()
             self.procs.append(p)
-            self.conns.append(_ShmConn(parent))
+            self.conns.append(_ShmConn(parent, spin))
         self.names = []
         try:
             for k in range(first, first + len(inits)):
@@ -1328,8 +1365,9 @@ class DataParallel:
             self.local.engine.comm = _DriverComm(self)
         first = 1 if in_process else 0
         try:
-            self.pool = _LocalPool(inits[first:], timeout, first) if executor == "local" else \
-                _RayPool(inits, timeout, address, resources)
+            spin = SPIN if n <= (os.cpu_count() or 1) else 0.0    # a core each: poll
+            self.pool = _LocalPool(inits[first:], timeout, first, spin) \
+                if executor == "local" else _RayPool(inits, timeout, address, resources)
         except BaseException:
             if self.local is not None:
                 self.local.close()
@@ -1363,8 +1401,15 @@ class DataParallel:
         self._stale -= set(range(n))
         self._stale |= set(range(n, self.workers))
         outs = self._run_marking(msgs)
-        full = outs[0].shape[0] == B
-        logits = outs[0] if full else np.concatenate(outs)
+        if isinstance(outs[0], tuple):   # the last layer split by features: its columns
+            first = outs[0][0]
+            logits = np.empty((first.shape[0], max(c1 for _, (_, c1) in outs)), first.dtype)
+            for part, (c0, c1) in outs:
+                logits[:, c0:c1] = part
+            full = True
+        else:
+            full = outs[0].shape[0] == B
+            logits = outs[0] if full else np.concatenate(outs)
         self._last = (self._token, cuts, full)
         return logits, self._token
 
@@ -1384,7 +1429,9 @@ class DataParallel:
                 raise RuntimeError(f"{', '.join(bad)}: the workers scaled dW differently "
                                    f"(worker 0: {[exps[l] for l in bad]}, worker {k}: "
                                    f"{[o[1].get(l) for l in bad]})")
-        total = outs[0][0] if n == 1 else np.add.reduce([o[0] for o in outs])  # exact integers
+        total = outs[0][0].astype(np.int64)             # exact integers
+        for o in outs[1:]:
+            total += o[0]
         grads, off = [], 0
         for layer in self.master.layers:
             if not layer.params():
@@ -1437,7 +1484,10 @@ class DataParallel:
                 return [rep[k][1] for k in ks]
             if not self._reducible(rep):
                 self._fail(rep)
-            red = self._reduced(rep)
+            try:
+                red = self._reduced(rep)
+            except Exception as e:   # noqa: BLE001 - every worker waits for its answer
+                raise self._unreduced(rep, e) from None
             for k in ks:
                 self.pool.send(k, ("resume", red))
 
@@ -1463,10 +1513,22 @@ class DataParallel:
         if not self._reducible(rep):
             self._failed = rep
             raise _Aborted()
-        red = self._reduced(rep)
+        try:
+            red = self._reduced(rep)
+        except Exception as e:   # noqa: BLE001 - the others wait for its answer: end them
+            self._failed = self._unreduced(rep, e)
+            raise _Aborted() from None
         for k in self._remote:
             self.pool.send(k, ("resume", red))
         return red
+
+    def _unreduced(self, rep: dict, e: Exception) -> WorkerError:
+        """A reduction whose parts do not reduce (the workers disagree on a shape): end the
+        pass on the workers waiting for its answer; the error to raise."""
+        self._abort(rep)
+        tag = next(iter(rep.values()))[1]
+        return WorkerError(f"the workers' parts of reduction {tag} do not reduce: "
+                           f"{type(e).__name__}: {_one_line(e)}")
 
     def _fail(self, rep: dict):
         """End the pass on the workers still waiting in a reduction; raise the failure."""
@@ -1519,6 +1581,13 @@ class DataParallel:
     def cpu_seconds(self) -> list[float]:
         """Each worker process's CPU time so far."""
         return [self.query(k, "cpu_seconds") for k in range(self.workers)]
+
+    def spin_seconds(self) -> list[float]:
+        """Of each worker process's CPU time, the seconds it polled in waits for messages
+        (:data:`SPIN`; the driver's process: its waits for the workers' parts)."""
+        own = sum(c.spun for c in getattr(self.pool, "conns", ()))
+        return [own if k == 0 and self.local is not None else self.query(k, "spin_seconds")
+                for k in range(self.workers)]
 
     def phases(self) -> list[list[float]]:
         """Each worker's CPU seconds (its pass's thread) of every stretch between two
