@@ -2,6 +2,9 @@
 this process against the same steps on N devices in N worker processes
 (intergrad.parallel.DataParallel), measured side by side in one run, rounds interleaved so
 that both see the same machine load; the weights after the steps are checked bit-identical.
+Then the same steps once more, one process and N workers alternating in blocks of
+:data:`PAIRED_BLOCK` steps (the ratio of each adjacent pair of blocks, a block's first step
+not counted): a pairing that the VM's speed swings of seconds disturb less.
 
     python benchmarks/train_parallel.py [--net lenet5] [--bits 16] [--workers 2]
         [--steps 12] [--rounds 3] [--batch 32] [--ref REV] [--write]
@@ -144,6 +147,10 @@ def machine_scaling(array: str, n: int, secs: float = 3.0) -> tuple[float, list[
 
     alone = run(1)[0]
     return alone, run(n)
+
+
+#: steps per block of the paired measurement (its first step is not counted)
+PAIRED_BLOCK = 4
 
 
 def main(argv=None) -> int:
@@ -316,6 +323,26 @@ def _run(a, tree: Path | None) -> int:
             if not same:
                 print("ERROR: the data-parallel weights differ from the one-device run")
                 return 1
+        # paired: short blocks of steps alternately, one process (its faster BLAS setting)
+        # then the workers, on the same batches: each pair of blocks sees the same machine;
+        # a block's first step, which starts after the other side's block (caches, idle
+        # cores), is not counted
+        m1, m11 = float(np.median(one)), float(np.median(one1))
+        n1 = net0.copy()
+        dp.master.set_params(net0.params())
+        opt_a, opt_b = SGD(n1.params(), 0.05, 0.9), SGD(dp.master.params(), 0.05, 0.9)
+        pairs = []
+        for r in range(a.rounds):
+            for i in range(0, len(batches) - PAIRED_BLOCK + 1, PAIRED_BLOCK):
+                block = batches[i:i + PAIRED_BLOCK]
+                with threadpool_limits(1 if m11 <= m1 else None):
+                    ta, _ = _steps(n1, be, x, y, block, opt=opt_a)
+                tb, _ = _steps(dp.net, dp.engine, x, y, block, opt=opt_b)
+                pairs.append((float(np.mean(ta[1:])), float(np.mean(tb[1:]))))
+        same = all(np.array_equal(p, q) for p, q in zip(n1.params(), dp.master.params()))
+        if not same:
+            print("ERROR: the data-parallel weights differ from the one-device run (paired)")
+            return 1
     dev.close()
     m1, m11, mp = (float(np.median(v)) for v in (one, one1, par))
     best = min(m1, m11)
@@ -326,6 +353,14 @@ def _run(a, tree: Path | None) -> int:
     print(f"data-parallel speedup on {a.workers} workers: {best / mp:.2f}x (against the faster "
           f"one-process run; {m1 / mp:.2f}x against default threads)" +
           (f"; --ref: {best / float(np.median(ref)):.2f}x" if ref else ""))
+    ratios = [ta / tb for ta, tb in pairs]
+    q1, q3 = np.percentile(ratios, [25, 75])
+    ma, mb = (1e3 * float(np.median([p[k] for p in pairs])) for k in (0, 1))
+    print(f"paired: {len(pairs)} blocks of {PAIRED_BLOCK} steps of each alternately (one process "
+          f"at {'1 BLAS thread' if m11 <= m1 else 'default BLAS threads'}, then {a.workers} "
+          f"workers, the same batches; a block's first step not counted; weights "
+          f"bit-identical): a block's mean step {ma:.0f} / {mb:.0f} ms (medians); median ratio "
+          f"of a pair of blocks {float(np.median(ratios)):.2f}x (quartiles {q1:.2f}x-{q3:.2f}x)")
     print(f"a worker's step: {100 * float(np.mean(sim_share)):.0f}% inside its simulator")
     # CPU time is not shared out by the load: what each process itself spent per step
     c1 = min(float(np.median(cpu1)), float(np.median(cpu11)))
