@@ -235,13 +235,16 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
     vec = np.empty(n_src + hdr.size, dtype=prog.native)
     vec[n_src:] = hdr
     lane = np.arange(lanes)
+    # the layout's positions as the native gather reads them (uint32 where the vector is
+    # small enough: the header positions below fit too), range-checked once
+    src = native.index(in_index, vec.size)
     idx = []
     for _, _, rows, _ in prog.queues:
-        g = np.empty((len(rows), lanes), dtype=np.intp)
-        h = rows >= n_in
-        g[~h] = in_index[rows[~h]]
-        g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + lane
-        g = native.index(g, vec.size)   # uint32 for the native gather, when it is used
+        # the data rows in one row gather (a header row takes row 0, then its own lanes)
+        is_hdr = rows >= n_in
+        g = np.take(src, np.where(is_hdr, 0, rows), axis=0)
+        h = np.flatnonzero(is_hdr)
+        g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + lane   # below vec.size
         g.setflags(write=False)
         idx.append(native.runs(g) or g)   # read as its runs where they are few
     prog.gathers.clear()   # one layout per pass shape: keep the last
