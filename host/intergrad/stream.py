@@ -68,11 +68,12 @@ class PassLayout:
         return int(self.out_offsets[-1])
 
 
-def _grid(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Flat positions ``base + r*width + c`` of a (len(r), len(c)) grid of a (h, w)
-    row-major operand; positions outside it are 0 (a zero lane)."""
-    R, C = r[:, None], c[None, :]   # broadcast: no (len(r), len(c)) copies of either
-    return np.where((R < h) & (C < w), base + R * width + C, 0)
+def _grid3(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Flat positions ``base + r*width + c`` of a (h, w) row-major operand at the rows ``r``
+    and columns ``c`` (arrays broadcast together, e.g. (jobs, beats, 1) and (jobs, 1,
+    lanes)); positions outside it are 0 (a zero lane)."""
+    r, c = np.broadcast_arrays(r, c)
+    return np.where((r < h) & (c < w), base + r * width + c, 0)
 
 
 @functools.lru_cache(maxsize=64)  # a network's passes; a big conv pass's indices are MBs
@@ -89,16 +90,18 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
     lr, lc = np.arange(R), np.arange(C)
 
     def stationary(r0, c0, transpose, beats):
-        """Weight beats of the stationary tile at (r0, c0): plain, beat n = row n in the
-        top lanes; TRANSPOSE, beat m = column m in the left lanes."""
-        n = np.arange(beats)
+        """Weight beats of the stationary tiles at (r0[k], c0[k]) (vectors over jobs):
+        (jobs, beats, lanes) and the lanes they fill; plain, beat n = row n in the top
+        lanes; TRANSPOSE, beat m = column m in the left lanes."""
+        n = np.arange(beats)[None, :, None]        # the beat, over axis 1
+        r0, c0 = r0[:, None, None], c0[:, None, None]
         if pass_ == "fwd":  # S = W^T: S[i, j] = W[c0 + j, r0 + i]
             if transpose:
-                return _grid(w0, M, c0 + n, r0 + lr, N, M), slice(0, R)
-            return _grid(w0, M, c0 + lc, r0 + n, N, M).T, slice(R, R + C)
+                return _grid3(w0, M, c0 + n, r0 + lr, N, M), slice(0, R)
+            return _grid3(w0, M, c0 + lc, r0 + n, N, M), slice(R, R + C)
         if transpose:
-            return _grid(w0, M, r0 + lr, c0 + n, N, M).T, slice(0, R)
-        return _grid(w0, M, r0 + n, c0 + lc, N, M), slice(R, R + C)
+            return _grid3(w0, M, r0 + lr, c0 + n, N, M), slice(0, R)
+        return _grid3(w0, M, r0 + n, c0 + lc, N, M), slice(R, R + C)
 
     n_jobs = len(jobs)
     in_off = np.zeros(n_jobs + 1, dtype=np.int64)
@@ -111,22 +114,37 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
     res_beat = np.full((n_rt, n_ct, B), -1, dtype=np.int64) if kind.data_out else None
     drain_beat = np.full((n_rt, n_ct), -1, dtype=np.int64) if kind.accumulates else None
     top, top_w = (x0, N) if pass_ == "fwd" else (y0, M)
+    # the input beats of every job, filled group by group (jobs whose beats have the same
+    # shape: one broadcast per group, not numpy calls per job): (first beat, r0, c0, b0)
+    # per job of each weight group (transpose, beats) and data group (batch rows)
+    weights: dict[tuple[bool, int], list] = {}
+    data: dict[int, list] = {}
     for k, tj in enumerate(jobs):
         j = tj.job
-        pos, r0, c0, b0, bl = int(in_off[k]), tj.r0, tj.c0, tj.b0, j.batch
+        pos, bl = int(in_off[k]), j.batch
         tr = j.has("TRANSPOSE")
         if j.has("LOAD_W"):
-            g, lanes = stationary(r0, c0, tr, j.weight_beats())
-            idx[pos:pos + len(g), lanes] = g
-            pos += len(g)
-        b = b0 + np.arange(bl)
-        idx[pos:pos + bl, R:R + C] = _grid(top, top_w, b, c0 + lc, B, cols)
-        if kind.left_data:  # X[:, r0:r0 + ra] in the left lanes
-            idx[pos:pos + bl, :R] = _grid(x0, N, b, r0 + lr, B, rows)
+            wb = j.weight_beats()
+            weights.setdefault((tr, wb), []).append((pos, tj.r0, tj.c0))
+            pos += wb
+        data.setdefault(bl, []).append((pos, tj.r0, tj.c0, tj.b0))
         pos += bl
         if j.has("PRELOAD"):  # the next tile, zero-padded to this job's shape
-            g, lanes = stationary(*tj.next_tile, tr, j.weight_beats())
-            idx[pos:pos + len(g), lanes] = g
+            weights.setdefault((tr, j.weight_beats()), []).append((pos, *tj.next_tile))
+    for (tr, wb), g in weights.items():
+        pos, r0, c0 = (np.array(v, dtype=np.int64) for v in zip(*g))
+        block, lanes = stationary(r0, c0, tr, wb)
+        idx[(pos[:, None] + np.arange(wb)).ravel(), lanes] = block.reshape(-1, block.shape[2])
+    for bl, g in data.items():
+        pos, r0, c0, b0 = (np.array(v, dtype=np.int64)[:, None, None] for v in zip(*g))
+        at = (pos[:, :, 0] + np.arange(bl)).ravel()
+        b = b0 + np.arange(bl)[None, :, None]
+        idx[at, R:R + C] = _grid3(top, top_w, b, c0 + lc, B, cols).reshape(-1, C)
+        if kind.left_data:  # X[:, r0:r0 + ra] in the left lanes
+            idx[at, :R] = _grid3(x0, N, b, r0 + lr, B, rows).reshape(-1, R)
+    for k, tj in enumerate(jobs):
+        j = tj.job
+        r0, c0, b0, bl = tj.r0, tj.c0, tj.b0, j.batch
         ob = int(out_off[k])
         if tj.prev_tile is not None:  # the previous tile's saved accumulators come first
             drain_beat[tj.prev_tile[0] // R, tj.prev_tile[1] // C] = ob
