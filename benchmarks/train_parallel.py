@@ -45,7 +45,7 @@ from intergrad.device.sim import SimDevice
 from intergrad.driver import Accelerator
 from intergrad.engine import DeviceEngine
 from intergrad.nn import SGD, load_digits_split, softmax_ce
-from intergrad.parallel import SPIN, DataParallel
+from intergrad.parallel import DataParallel, poll_seconds
 from intergrad.scheduler import Scheduler
 from intergrad.spec import ArrayConfig
 
@@ -366,7 +366,7 @@ def _run(a, tree: Path | None) -> int:
     c1 = min(float(np.median(cpu1)), float(np.median(cpu11)))
     print(f"CPU time per step: one process {1e3 * float(np.median(cpu1)):.0f} ms (default BLAS "
           f"threads) / {1e3 * float(np.median(cpu11)):.0f} ms (1 thread); the workers' figures "
-          f"below leave out their polling in waits (a wait's first {1e3 * SPIN:g} ms): "
+          f"below leave out their polling in waits (a wait's first {1e3 * poll_seconds():g} ms): "
           f"{', '.join(f'{1e3 * v:.1f}' for v in np.median(np.array(spins), axis=0))} ms per step")
     for label, w, d, inproc in [("this checkout", cpu_w, cpu_d, in_process)] + \
             ([("--ref", ref_w, ref_d, False)] if ref else []):

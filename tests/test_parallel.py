@@ -278,6 +278,26 @@ def test_parts_that_do_not_reduce_end_the_pass_at_once(in_process, digits, monke
         assert np.array_equal(good, again)
 
 
+def test_the_polling_setting(monkeypatch, digits):
+    """$INTERGRAD_SPIN sets how long a local wait polls (0: it blocks at once); a bad value
+    is one line before anything starts."""
+    from intergrad.parallel import SPIN, poll_seconds
+    monkeypatch.delenv("INTERGRAD_SPIN", raising=False)
+    assert poll_seconds() == SPIN > 0
+    for bad in ("fast", "-1", "nan", "inf"):
+        monkeypatch.setenv("INTERGRAD_SPIN", bad)
+        with pytest.raises(ValueError, match=r"^INTERGRAD_SPIN=.*a number >= 0") as e:
+            DataParallel(L.build("digits", (1, 8, 8), seed=0, channels=4), CFGS[16], workers=2)
+        assert "\n" not in str(e.value)
+    monkeypatch.setenv("INTERGRAD_SPIN", "0")
+    with DataParallel(L.build("digits", (1, 8, 8), seed=0, channels=4), CFGS[16],
+                      workers=2) as dp:
+        assert [c.spin for c in dp.pool.conns] == [0.0]
+        logits, token = dp.forward(digits[0][:8])
+        dp.backward(token, softmax_ce(logits, digits[1][:8])[1])
+        assert dp.spin_seconds() == [0.0, 0.0]
+
+
 def test_a_wait_polls_first_and_stays_bounded():
     """_ShmConn.poll: the first ``spin`` seconds of a wait poll (an answer then is read
     without blocking), the rest blocks up to the timeout; poll(0) never waits."""

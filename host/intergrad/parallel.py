@@ -83,8 +83,24 @@ DEFAULT_TIMEOUT = 600.0
 #: seconds a worker may take to start (import, open its device)
 START_TIMEOUT = 300.0
 #: seconds a local wait (a reduction's answer, a worker's part) polls before it blocks,
-#: where every worker has a core of its own (:meth:`_ShmConn.poll`)
-SPIN = float(os.environ.get("INTERGRAD_SPIN", "0.002"))
+#: where every worker has a core of its own (:meth:`_ShmConn.poll`); ``$INTERGRAD_SPIN``
+#: overrides it (0: block at once)
+SPIN = 0.002
+
+
+def poll_seconds() -> float:
+    """:data:`SPIN`, or ``$INTERGRAD_SPIN`` (seconds, at least 0) when set."""
+    v = os.environ.get("INTERGRAD_SPIN", "")
+    if not v:
+        return SPIN
+    try:
+        spin = float(v)
+    except ValueError:
+        spin = -1.0
+    if not (0.0 <= spin < float("inf")):
+        raise ValueError(f"INTERGRAD_SPIN={v!r}: give the seconds a wait polls before it "
+                         f"blocks, a number >= 0 (0: no polling)")
+    return spin
 
 
 class WorkerError(DeviceError):
@@ -1342,6 +1358,7 @@ class DataParallel:
         if backend != "sim" and executor == "local" and n > 1:
             raise ValueError(f"{n} workers on the {backend} backend need one board each: use "
                              f"executor ray with one board per actor (docs/cluster.md)")
+        spin = poll_seconds() if n <= (os.cpu_count() or 1) else 0.0    # a core each: poll
         self.master = net
         self.cfg = cfg or ArrayConfig()
         self.workers, self.executor, self.backend = n, executor, backend
@@ -1368,7 +1385,6 @@ class DataParallel:
             self.local.engine.comm = _DriverComm(self)
         first = 1 if in_process else 0
         try:
-            spin = SPIN if n <= (os.cpu_count() or 1) else 0.0    # a core each: poll
             self.pool = _LocalPool(inits[first:], timeout, first, spin) \
                 if executor == "local" else _RayPool(inits, timeout, address, resources)
         except BaseException:
