@@ -237,7 +237,8 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
     lane = np.arange(lanes)
     # the layout's positions as the native gather reads them (uint32 where the vector is
     # small enough: the header positions below fit too), range-checked once
-    src = native.index(in_index, vec.size)
+    src = native.index(in_index if vec.size <= 0xFFFFFFFF else in_index.astype(np.int64),
+                       vec.size)
     idx = []
     for _, _, rows, _ in prog.queues:
         # the data rows in one row gather (a header row takes row 0, then its own lanes)

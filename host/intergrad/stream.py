@@ -49,7 +49,8 @@ class PassLayout:
     jobs: tuple[TileJob, ...]
     in_offsets: np.ndarray    # (jobs + 1,) first input beat of each job
     out_offsets: np.ndarray   # (jobs + 1,) first output beat of each job
-    in_index: np.ndarray      # (in_beats, in_lanes) into [0, X, W, dY] (flattened)
+    in_index: np.ndarray      # (in_beats, in_lanes) into [0, X, W, dY] (flattened); uint32
+    #                           where the source fits (else int64)
     res_index: np.ndarray | None  # (col_tiles, B, rows) into the flat output lanes
     dw_index: np.ndarray | None   # (rows, cols) into the flat output lanes
     #: the flat source vector, allocated once and refilled by every build_pass (a fresh
@@ -68,12 +69,22 @@ class PassLayout:
         return int(self.out_offsets[-1])
 
 
-def _grid3(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int) -> np.ndarray:
+def _grid3(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int,
+           dtype=np.int64) -> np.ndarray:
     """Flat positions ``base + r*width + c`` of a (h, w) row-major operand at the rows ``r``
     and columns ``c`` (arrays broadcast together, e.g. (jobs, beats, 1) and (jobs, 1,
-    lanes)); positions outside it are 0 (a zero lane)."""
-    r, c = np.broadcast_arrays(r, c)
-    return np.where((r < h) & (c < w), base + r * width + c, 0)
+    lanes)), as ``dtype``; positions outside it are 0 (a zero lane).  The full-size result
+    is written once and masked in place (the row and column terms and masks stay small)."""
+    shape = np.broadcast_shapes(np.shape(r), np.shape(c))
+    out = np.empty(shape, dtype=dtype)
+    np.add(base + r * width, c, out=out, casting="unsafe")   # below 2**32 (layout checks)
+    np.multiply(out, r < h, out=out)
+    np.multiply(out, c < w, out=out)
+    return out
+
+
+#: input beats a layout fills at once (a group of alike jobs is cut into chunks of this)
+_CHUNK_BEATS = 1 << 14
 
 
 @functools.lru_cache(maxsize=64)  # a network's passes; a big conv pass's indices are MBs
@@ -97,11 +108,11 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
         r0, c0 = r0[:, None, None], c0[:, None, None]
         if pass_ == "fwd":  # S = W^T: S[i, j] = W[c0 + j, r0 + i]
             if transpose:
-                return _grid3(w0, M, c0 + n, r0 + lr, N, M), slice(0, R)
-            return _grid3(w0, M, c0 + lc, r0 + n, N, M), slice(R, R + C)
+                return _grid3(w0, M, c0 + n, r0 + lr, N, M, pos_t), slice(0, R)
+            return _grid3(w0, M, c0 + lc, r0 + n, N, M, pos_t), slice(R, R + C)
         if transpose:
-            return _grid3(w0, M, r0 + lr, c0 + n, N, M), slice(0, R)
-        return _grid3(w0, M, r0 + n, c0 + lc, N, M), slice(R, R + C)
+            return _grid3(w0, M, r0 + lr, c0 + n, N, M, pos_t), slice(0, R)
+        return _grid3(w0, M, r0 + n, c0 + lc, N, M, pos_t), slice(R, R + C)
 
     n_jobs = len(jobs)
     in_off = np.zeros(n_jobs + 1, dtype=np.int64)
@@ -109,7 +120,10 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
     for k, tj in enumerate(jobs):
         in_off[k + 1] = in_off[k] + tj.job.in_beats()
         out_off[k + 1] = out_off[k] + tj.job.out_beats()
-    idx = np.zeros((int(in_off[-1]), cfg.in_lanes), dtype=np.int64)
+    # positions into the source vector (y0 + B*M entries): uint32 where they fit (half the
+    # memory of int64, and what the native gathers read)
+    pos_t = np.uint32 if y0 + B * M <= 0xFFFFFFFF else np.int64
+    idx = np.zeros((int(in_off[-1]), cfg.in_lanes), dtype=pos_t)
     n_rt, n_ct = -(-rows // R), -(-cols // C)
     res_beat = np.full((n_rt, n_ct, B), -1, dtype=np.int64) if kind.data_out else None
     drain_beat = np.full((n_rt, n_ct), -1, dtype=np.int64) if kind.accumulates else None
@@ -131,17 +145,27 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
         pos += bl
         if j.has("PRELOAD"):  # the next tile, zero-padded to this job's shape
             weights.setdefault((tr, j.weight_beats()), []).append((pos, *tj.next_tile))
+    # in chunks of about _CHUNK_BEATS beats: the temporaries stay small (memory the process
+    # reuses: fresh pages cost more than the work, on a VM much more)
     for (tr, wb), g in weights.items():
-        pos, r0, c0 = (np.array(v, dtype=np.int64) for v in zip(*g))
-        block, lanes = stationary(r0, c0, tr, wb)
-        idx[(pos[:, None] + np.arange(wb)).ravel(), lanes] = block.reshape(-1, block.shape[2])
+        for i in range(0, len(g), max(1, _CHUNK_BEATS // wb)):
+            pos, r0, c0 = (np.array(v, dtype=np.int64)
+                           for v in zip(*g[i:i + max(1, _CHUNK_BEATS // wb)]))
+            block, lanes = stationary(r0, c0, tr, wb)
+            idx[(pos[:, None] + np.arange(wb)).ravel(), lanes] = \
+                block.reshape(-1, block.shape[2])
     for bl, g in data.items():
-        pos, r0, c0, b0 = (np.array(v, dtype=np.int64)[:, None, None] for v in zip(*g))
-        at = (pos[:, :, 0] + np.arange(bl)).ravel()
-        b = b0 + np.arange(bl)[None, :, None]
-        idx[at, R:R + C] = _grid3(top, top_w, b, c0 + lc, B, cols).reshape(-1, C)
-        if kind.left_data:  # X[:, r0:r0 + ra] in the left lanes
-            idx[at, :R] = _grid3(x0, N, b, r0 + lr, B, rows).reshape(-1, R)
+        for i in range(0, len(g), max(1, _CHUNK_BEATS // bl)):
+            pos, r0, c0, b0 = (np.array(v, dtype=np.int64)[:, None, None]
+                               for v in zip(*g[i:i + max(1, _CHUNK_BEATS // bl)]))
+            b = b0 + np.arange(bl)[None, :, None]
+            if len(pos) == 1:   # one job: its rows are one slice
+                at = slice(int(pos[0, 0, 0]), int(pos[0, 0, 0]) + bl)
+            else:
+                at = (pos[:, :, 0] + np.arange(bl)).ravel()
+            idx[at, R:R + C] = _grid3(top, top_w, b, c0 + lc, B, cols, pos_t).reshape(-1, C)
+            if kind.left_data:  # X[:, r0:r0 + ra] in the left lanes
+                idx[at, :R] = _grid3(x0, N, b, r0 + lr, B, rows, pos_t).reshape(-1, R)
     for k, tj in enumerate(jobs):
         j = tj.job
         r0, c0, b0, bl = tj.r0, tj.c0, tj.b0, j.batch
