@@ -325,3 +325,47 @@ def test_take_runs_equals_numpy(dt):
     bad = native.Runs(np.array([[4, 1, 8]], np.uint32), np.zeros(8, np.uint32))   # past out
     with pytest.raises(IndexError):
         native.take(vec, bad)
+
+
+def test_runs_from_layout_rows_equal_the_built_index():
+    """native.runs_rows: the runs of a queue's frame index (layout rows by the frame's row
+    order, header rows as their own lanes) without building it are runs() of the built
+    index, exactly, and the index it builds on demand is that index; too few runs or too
+    large header positions: None."""
+    assert native.available(), native.reason
+    rng = np.random.default_rng(4)
+    lanes, n_in = 16, 500
+    lay = np.zeros((n_in, lanes), np.int64)
+    for r in range(n_in):                        # [left lanes | a run of 8 | zeros]
+        s = int(rng.integers(1, 9000))
+        k = int(rng.integers(0, 9))
+        lay[r, :k] = np.arange(s + 100, s + 100 + k) if rng.random() < 0.5 else 0
+        lay[r, 8:16] = np.arange(s, s + 8) if rng.random() < 0.8 else 0
+    src = native.index(lay, 20000)
+    n_src = 10000
+    seen = 0
+    for trial in range(20):
+        n_hdr = int(rng.integers(0, 30))
+        order = rng.permutation(n_in)[: int(rng.integers(1, n_in))] if trial % 2 else \
+            np.arange(n_in)
+        rows = np.insert(order, rng.integers(0, len(order) + 1, n_hdr),
+                         n_in + np.arange(n_hdr)).astype(np.int64)
+        g = np.take(src, np.where(rows >= n_in, 0, rows), axis=0)
+        h = np.flatnonzero(rows >= n_in)
+        g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + np.arange(lanes)
+        want = native.runs(g)
+        got = native.runs_rows(src, rows, n_in, n_src)
+        if want is None:
+            assert got is None
+            continue
+        seen += 1
+        assert got is not None and got.shape == g.shape
+        assert np.array_equal(got.runs, want.runs), trial
+        assert np.array_equal(got.index, g)
+        vec = rng.integers(-50, 50, n_src + n_hdr * lanes).astype(np.int16)
+        assert np.array_equal(native.take(vec, got), vec[g])
+    assert seen >= 10
+    scattered = native.index(rng.integers(1, 20000, (64, lanes)), 20000)
+    assert native.runs_rows(scattered, np.arange(64), 64, 20000) is None
+    assert native.runs_rows(src, np.array([n_in + 10]), n_in, 0xFFFFFFFF - 40) is None
+    assert native.runs_rows(lay, np.arange(n_in), n_in, n_src) is None   # not uint32

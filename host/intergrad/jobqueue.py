@@ -241,6 +241,12 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
                        vec.size)
     idx = []
     for _, _, rows, _ in prog.queues:
+        # the runs straight from the layout's rows (no copy of the index: memory a big
+        # pass's first run would touch fresh), where the native kernels read them
+        r = native.runs_rows(src, rows, n_in, n_src)
+        if r is not None:
+            idx.append(r)
+            continue
         # the data rows in one row gather (a header row takes row 0, then its own lanes)
         is_hdr = rows >= n_in
         g = np.take(src, np.where(is_hdr, 0, rows), axis=0)

@@ -97,6 +97,58 @@ extern "C" size_t ig_runs(const uint32_t* __restrict idx, size_t n,
     return r;
 }
 
+// the runs (as ig_runs gives them) of the index g of n_rows x lanes entries with, for
+// frame row r, g[r][l] = src[rows[r] * lanes + l] where rows[r] < n_in (a row of the
+// layout's index src, n_in x lanes) and hdr0 + (rows[r] - n_in) * lanes + l otherwise (a
+// header beat's lanes), without building g: out = NULL counts them; else at most max_runs
+// rows are written (returns their number, or max_runs + 1 when there are more).  Every
+// row of rows must be below n_in or give positions below 2**32 (the caller checks).
+extern "C" size_t ig_runs_rows(const uint32_t* __restrict src, size_t n_in,
+                               const int64_t* __restrict rows, size_t n_rows, size_t lanes,
+                               uint64_t hdr0, uint32_t* __restrict out, size_t max_runs) {
+    size_t r_count = 0;
+    uint32_t s = 0, prev = 0;
+    size_t start = 0;
+    bool open = false;
+    const size_t n = n_rows * lanes;
+    size_t i = 0;
+    for (size_t fr = 0; fr < n_rows; ++fr) {
+        const int64_t row = rows[fr];
+        const bool data = (uint64_t)row < n_in;
+        const uint32_t* lane_src = data ? src + (size_t)row * lanes : nullptr;
+        const uint32_t h0 = data ? 0 : (uint32_t)(hdr0 + (uint64_t)(row - (int64_t)n_in) * lanes);
+        for (size_t l = 0; l < lanes; ++l, ++i) {
+            const uint32_t v = data ? lane_src[l] : h0 + (uint32_t)l;
+            if (open && (s == 0 ? v == 0 : (v != 0 && v == prev + 1))) {
+                prev = v;
+                continue;
+            }
+            if (open) {
+                if (out) {
+                    if (r_count == max_runs) return max_runs + 1;
+                    out[3 * r_count] = (uint32_t)start;
+                    out[3 * r_count + 1] = s == 0 ? 0xFFFFFFFFu : s;
+                    out[3 * r_count + 2] = (uint32_t)(i - start);
+                }
+                ++r_count;
+            }
+            open = true;
+            start = i;
+            s = prev = v;
+        }
+    }
+    if (open) {
+        if (out) {
+            if (r_count == max_runs) return max_runs + 1;
+            out[3 * r_count] = (uint32_t)start;
+            out[3 * r_count + 1] = s == 0 ? 0xFFFFFFFFu : s;
+            out[3 * r_count + 2] = (uint32_t)(n - start);
+        }
+        ++r_count;
+    }
+    return r_count;
+}
+
 #define IG_TAKE_RUNS(name, T)                                                         \
     int name(const T* v, size_t nv, const uint32_t* runs, size_t n_runs, T* out,     \
              size_t n_out) {                                                          \
@@ -290,6 +342,8 @@ def _build() -> ctypes.CDLL:
         f = getattr(cdll, f"ig_col2im_{t}")
         f.argtypes, f.restype = [p] + [sz] * 9 + [p], None
     cdll.ig_runs.argtypes, cdll.ig_runs.restype = [p, sz, p, sz], sz
+    cdll.ig_runs_rows.argtypes = [p, sz, p, sz, sz, ctypes.c_uint64, p, sz]
+    cdll.ig_runs_rows.restype = sz
     for t in _POOL.values():
         f = getattr(cdll, f"ig_maxpool_fwd_{t}")
         f.argtypes, f.restype = [p, sz, sz, sz, sz, p, p], ctypes.c_int
@@ -349,12 +403,21 @@ _BY_SIZE = {1: "i8", 2: "i16", 4: "i32", 8: "i64"}
 class Runs:
     """An index array (:func:`index`) as its runs (:func:`runs`): what :func:`take` reads
     instead of the index itself where a gather is mostly contiguous runs (a pass's
-    frames: a beat's lanes are one row of an operand, its unused lanes index 0)."""
+    frames: a beat's lanes are one row of an operand, its unused lanes index 0).
+    ``index``: the array, or a function that builds it (:func:`runs_rows`: only built
+    where a gather cannot read the runs)."""
 
-    __slots__ = ("runs", "shape", "index")
+    __slots__ = ("runs", "shape", "_index")
 
-    def __init__(self, runs: np.ndarray, index: np.ndarray):
-        self.runs, self.shape, self.index = runs, index.shape, index
+    def __init__(self, runs: np.ndarray, index, shape: tuple | None = None):
+        self.runs, self._index = runs, index
+        self.shape = tuple(shape) if shape is not None else index.shape
+
+    @property
+    def index(self) -> np.ndarray:
+        if callable(self._index):
+            self._index = self._index()
+        return self._index
 
 
 def runs(idx: np.ndarray) -> Runs | None:
@@ -374,6 +437,41 @@ def runs(idx: np.ndarray) -> Runs | None:
     out = out[:n].copy()
     out.setflags(write=False)
     return Runs(out, idx)
+
+
+def runs_rows(src: np.ndarray, rows: np.ndarray, n_in: int, hdr0: int) -> Runs | None:
+    """The :class:`Runs` of ``g`` (len(rows), lanes) with ``g[r] = src[rows[r]]`` where
+    ``rows[r] < n_in`` and ``hdr0 + (rows[r] - n_in) * lanes + arange(lanes)`` otherwise (a
+    queue's frame index from a layout's index ``src``, n_in x lanes uint32, and its header
+    beats), read without building ``g`` (its index is built only if a gather asks); None
+    where :func:`runs` of ``g`` would be None (the native kernels not used, or runs not at
+    least 4 times fewer than the entries)."""
+    lib = _library()
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    lanes = src.shape[1] if src.ndim == 2 else 0
+    n = len(rows) * lanes
+    if (lib is None or src.dtype != np.uint32 or not src.flags.c_contiguous or n < 2
+            or n >= 1 << 32 or src.shape[0] != n_in or rows.size and int(rows.min()) < 0):
+        return None
+    top = int(rows.max()) if rows.size else 0
+    if top >= n_in and hdr0 + (top - n_in + 1) * lanes > 0xFFFFFFFF:
+        return None
+    args = (src.ctypes.data, n_in, rows.ctypes.data, len(rows), lanes, hdr0)
+    count = lib.ig_runs_rows(*args, None, 0)
+    if count > n // 4:
+        return None
+    out = np.empty((count, 3), dtype=np.uint32)
+    lib.ig_runs_rows(*args, out.ctypes.data, count)
+    out.setflags(write=False)
+
+    def build():
+        g = np.take(src, np.where(rows >= n_in, 0, rows), axis=0)
+        h = np.flatnonzero(rows >= n_in)
+        g[h] = hdr0 + (rows[h] - n_in)[:, None] * lanes + np.arange(lanes)
+        g.setflags(write=False)
+        return g
+
+    return Runs(out, build, (len(rows), lanes))
 
 
 def take(vec: np.ndarray, idx: np.ndarray | Runs) -> np.ndarray:
