@@ -110,42 +110,37 @@ extern "C" size_t ig_runs_rows(const uint32_t* __restrict src, size_t n_in,
     uint32_t s = 0, prev = 0;
     size_t start = 0;
     bool open = false;
-    const size_t n = n_rows * lanes;
+    // the open run, ending before entry `end`: written (out) or counted; false when full
+    auto close = [&](size_t end) {
+        if (out) {
+            if (r_count == max_runs) return false;
+            out[3 * r_count] = (uint32_t)start;
+            out[3 * r_count + 1] = s == 0 ? 0xFFFFFFFFu : s;
+            out[3 * r_count + 2] = (uint32_t)(end - start);
+        }
+        ++r_count;
+        return true;
+    };
     size_t i = 0;
     for (size_t fr = 0; fr < n_rows; ++fr) {
         const int64_t row = rows[fr];
         const bool data = (uint64_t)row < n_in;
         const uint32_t* lane_src = data ? src + (size_t)row * lanes : nullptr;
-        const uint32_t h0 = data ? 0 : (uint32_t)(hdr0 + (uint64_t)(row - (int64_t)n_in) * lanes);
+        const uint32_t h0 = data ? 0 : (uint32_t)(hdr0 + (uint64_t)(row - (int64_t)n_in)
+                                                  * lanes);
         for (size_t l = 0; l < lanes; ++l, ++i) {
             const uint32_t v = data ? lane_src[l] : h0 + (uint32_t)l;
             if (open && (s == 0 ? v == 0 : (v != 0 && v == prev + 1))) {
                 prev = v;
                 continue;
             }
-            if (open) {
-                if (out) {
-                    if (r_count == max_runs) return max_runs + 1;
-                    out[3 * r_count] = (uint32_t)start;
-                    out[3 * r_count + 1] = s == 0 ? 0xFFFFFFFFu : s;
-                    out[3 * r_count + 2] = (uint32_t)(i - start);
-                }
-                ++r_count;
-            }
+            if (open && !close(i)) return max_runs + 1;
             open = true;
             start = i;
             s = prev = v;
         }
     }
-    if (open) {
-        if (out) {
-            if (r_count == max_runs) return max_runs + 1;
-            out[3 * r_count] = (uint32_t)start;
-            out[3 * r_count + 1] = s == 0 ? 0xFFFFFFFFu : s;
-            out[3 * r_count + 2] = (uint32_t)(n - start);
-        }
-        ++r_count;
-    }
+    if (open && !close(i)) return max_runs + 1;
     return r_count;
 }
 
