@@ -230,11 +230,10 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
     hit = prog.gathers.get(id(in_index))
     if hit is not None and hit[0] is in_index and len(hit[1]) - hit[3] == n_src:
         return hit[1], hit[2]
-    lanes, n_in = cfg.in_lanes, prog.in_beats
+    n_in = prog.in_beats
     hdr = prog.frame[n_in:].view(np.dtype(prog.native))
     vec = np.empty(n_src + hdr.size, dtype=prog.native)
     vec[n_src:] = hdr
-    lane = np.arange(lanes)
     # the layout's positions as the native gather reads them (uint32 where the vector is
     # small enough: the header positions below fit too), range-checked once
     src = native.index(in_index if vec.size <= 0xFFFFFFFF else in_index.astype(np.int64),
@@ -244,16 +243,10 @@ def _gathers(cfg, prog: PassProgram, in_index: np.ndarray, n_src: int):
         # the runs straight from the layout's rows (no copy of the index: memory a big
         # pass's first run would touch fresh), where the native kernels read them
         r = native.runs_rows(src, rows, n_in, n_src)
-        if r is not None:
-            idx.append(r)
-            continue
-        # the data rows in one row gather (a header row takes row 0, then its own lanes)
-        is_hdr = rows >= n_in
-        g = np.take(src, np.where(is_hdr, 0, rows), axis=0)
-        h = np.flatnonzero(is_hdr)
-        g[h] = n_src + (rows[h] - n_in)[:, None] * lanes + lane   # below vec.size
-        g.setflags(write=False)
-        idx.append(native.runs(g) or g)   # read as its runs where they are few
+        if r is None:   # the index itself (header positions below vec.size), or its runs
+            g = native.frame_index(src, rows, n_in, n_src)
+            r = native.runs(g) or g
+        idx.append(r)
     prog.gathers.clear()   # one layout per pass shape: keep the last
     prog.gathers[id(in_index)] = (in_index, vec, tuple(idx), hdr.size)
     return vec, tuple(idx)

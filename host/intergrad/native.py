@@ -458,15 +458,19 @@ def runs_rows(src: np.ndarray, rows: np.ndarray, n_in: int, hdr0: int) -> Runs |
     out = np.empty((count, 3), dtype=np.uint32)
     lib.ig_runs_rows(*args, out.ctypes.data, count)
     out.setflags(write=False)
+    return Runs(out, lambda: frame_index(src, rows, n_in, hdr0), (len(rows), lanes))
 
-    def build():
-        g = np.take(src, np.where(rows >= n_in, 0, rows), axis=0)
-        h = np.flatnonzero(rows >= n_in)
-        g[h] = hdr0 + (rows[h] - n_in)[:, None] * lanes + np.arange(lanes)
-        g.setflags(write=False)
-        return g
 
-    return Runs(out, build, (len(rows), lanes))
+def frame_index(src: np.ndarray, rows: np.ndarray, n_in: int, hdr0: int) -> np.ndarray:
+    """The index :func:`runs_rows` reads without building it: ``g[r] = src[rows[r]]`` where
+    ``rows[r] < n_in``, ``hdr0 + (rows[r] - n_in) * lanes + arange(lanes)`` otherwise (one
+    row gather, then the header rows' own lanes); read-only, of ``src``'s dtype."""
+    is_hdr = rows >= n_in
+    g = np.take(src, np.where(is_hdr, 0, rows), axis=0)
+    h = np.flatnonzero(is_hdr)
+    g[h] = hdr0 + (rows[h] - n_in)[:, None] * src.shape[1] + np.arange(src.shape[1])
+    g.setflags(write=False)
+    return g
 
 
 def take(vec: np.ndarray, idx: np.ndarray | Runs) -> np.ndarray:

@@ -966,7 +966,9 @@ class ShardWorker:
 
     def _step(self, msg):
         """One pass; its last message for the driver: ("done", result), ("aborted",) or
-        ("error", type, text).  A backward pass's result: (dW, exps, dys): ``dW`` every
+        ("error", type, text).  A forward pass's result: the logits of its rows, or, where
+        the last layer is split by features, (its columns of the logits, (c0, c1)) for the
+        driver to assemble.  A backward pass's result: (dW, exps, dys): ``dW`` every
         layer's integer dW partial in one flat integer array (int32 for ACC_W <= 32;
         :attr:`layout`; a layer split by output features has zeros outside this worker's
         columns), ``exps`` layer -> its scale exponent, ``dys`` layer -> (upstream

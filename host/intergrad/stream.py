@@ -87,6 +87,12 @@ def _grid3(base: int, width: int, r: np.ndarray, c: np.ndarray, h: int, w: int,
 _CHUNK_BEATS = 1 << 14
 
 
+def _chunks(jobs: list, beats: int):
+    """``jobs`` (each ``beats`` input beats) in runs of about :data:`_CHUNK_BEATS` beats."""
+    step = max(1, _CHUNK_BEATS // beats)
+    return (jobs[i:i + step] for i in range(0, len(jobs), step))
+
+
 @functools.lru_cache(maxsize=64)  # a network's passes; a big conv pass's indices are MBs
 def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
            double_buffer: bool = True) -> PassLayout:
@@ -148,16 +154,14 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
     # in chunks of about _CHUNK_BEATS beats: the temporaries stay small (memory the process
     # reuses: fresh pages cost more than the work, on a VM much more)
     for (tr, wb), g in weights.items():
-        for i in range(0, len(g), max(1, _CHUNK_BEATS // wb)):
-            pos, r0, c0 = (np.array(v, dtype=np.int64)
-                           for v in zip(*g[i:i + max(1, _CHUNK_BEATS // wb)]))
+        for part in _chunks(g, wb):
+            pos, r0, c0 = (np.array(v, dtype=np.int64) for v in zip(*part))
             block, lanes = stationary(r0, c0, tr, wb)
             idx[(pos[:, None] + np.arange(wb)).ravel(), lanes] = \
                 block.reshape(-1, block.shape[2])
     for bl, g in data.items():
-        for i in range(0, len(g), max(1, _CHUNK_BEATS // bl)):
-            pos, r0, c0, b0 = (np.array(v, dtype=np.int64)[:, None, None]
-                               for v in zip(*g[i:i + max(1, _CHUNK_BEATS // bl)]))
+        for part in _chunks(g, bl):
+            pos, r0, c0, b0 = (np.array(v, dtype=np.int64)[:, None, None] for v in zip(*part))
             b = b0 + np.arange(bl)[None, :, None]
             if len(pos) == 1:   # one job: its rows are one slice
                 at = slice(int(pos[0, 0, 0]), int(pos[0, 0, 0]) + bl)
