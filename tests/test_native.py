@@ -369,3 +369,15 @@ def test_runs_from_layout_rows_equal_the_built_index():
     assert native.runs_rows(scattered, np.arange(64), 64, 20000) is None
     assert native.runs_rows(src, np.array([n_in + 10]), n_in, 0xFFFFFFFF - 40) is None
     assert native.runs_rows(lay, np.arange(n_in), n_in, n_src) is None   # not uint32
+    # the uint32 edge: a run ending at 0xFFFFFFFF, then index 0 (zero lanes: a run of its
+    # own, no wrap-around), then a header row
+    edge = np.zeros((4, 8), np.uint32)
+    edge[0] = np.arange(0xFFFFFFF8, 0x100000000, dtype=np.uint64)
+    edge[1, 4:] = np.arange(1, 5)
+    edge[2] = np.arange(5, 13)
+    rows = np.array([0, 1, 4, 2, 0], np.int64)
+    got = native.runs_rows(edge, rows, 4, 100)
+    g = native.frame_index(edge, rows, 4, 100)
+    assert got is not None and np.array_equal(got.runs, _runs_reference(g))
+    assert got.runs.tolist() == [[0, 0xFFFFFFF8, 8], [8, 0xFFFFFFFF, 4], [12, 1, 4],
+                                 [16, 100, 8], [24, 5, 8], [32, 0xFFFFFFF8, 8]]
