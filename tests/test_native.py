@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from intergrad import native
+from intergrad.core import pack_beats, unpack_beats
 from intergrad.spec import ArrayConfig
 from intergrad.stream import decode_pass, layout
 
@@ -381,3 +382,34 @@ def test_runs_from_layout_rows_equal_the_built_index():
     assert got is not None and np.array_equal(got.runs, _runs_reference(g))
     assert got.runs.tolist() == [[0, 0xFFFFFFF8, 8], [8, 0xFFFFFFFF, 4], [12, 1, 4],
                                  [16, 100, 8], [24, 5, 8], [32, 0xFFFFFFF8, 8]]
+
+
+@pytest.mark.parametrize("width", [1, 7, 12, 20, 24, 31, 33, 40, 57, 58, 63, 64])
+def test_unpack_equals_unpack_beats(width):
+    """native.unpack_into is core.unpack_beats, bit for bit, for any lane width (lanes
+    across byte and 64-bit word edges, the sign bit of every lane, a beat's padding bits
+    ignored) and packed by pack_beats; a partial beat is a ValueError, and an output it
+    cannot write is left to numpy (False)."""
+    assert native.available(), native.reason
+    rng = np.random.default_rng(width)
+    for lanes in (1, 3, 8, 16):
+        axis_bits = -(-lanes * width // 32) * 32          # whole 32-bit words, as spec pads
+        lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        vals = rng.integers(lo, hi, (50, lanes), endpoint=True, dtype=np.int64)
+        vals[0], vals[1] = lo, hi
+        vals[2] = -1
+        data = bytearray(pack_beats(vals, width, axis_bits))
+        if lanes * width < axis_bits:                     # padding bits set: not read
+            nb = axis_bits // 8
+            for b in range(50):
+                data[b * nb + nb - 1] |= 0x80
+        want = unpack_beats(bytes(data), lanes, width, axis_bits)
+        out = np.full((50, lanes), 12345, np.int64)
+        assert native.unpack_into(bytes(data), out, width, axis_bits)
+        assert np.array_equal(out, want) and np.array_equal(out, vals), (width, lanes)
+    with pytest.raises(ValueError):
+        native.unpack_into(bytes(data)[:-1], np.empty((50, lanes), np.int64), width, axis_bits)
+    assert not native.unpack_into(bytes(data), np.empty((50, lanes), np.int32), width,
+                                  axis_bits)
+    assert not native.unpack_into(bytes(data), np.empty((lanes, 50), np.int64).T, width,
+                                  axis_bits)

@@ -302,7 +302,7 @@ def _execute(accel, jobs: Sequence[Job], prog: PassProgram, lanes: np.ndarray | 
         dst = out[oo[first]:oo[end]]
         if out_native is not None:
             dst[...] = np.frombuffer(raw, dtype=out_native).reshape(n_out, ol)
-        else:
+        elif not native.unpack_into(raw, dst, cfg.acc_w, cfg.out_axis_bits):
             dst[...] = unpack_beats(raw, ol, cfg.acc_w, cfg.out_axis_bits)
     st = accel.state
     st.preloaded, st.saved, st.saved_rows = prog.tail_state

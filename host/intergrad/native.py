@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Runs", "available", "col2im", "index", "maxpool_backward", "maxpool_forward",
-           "runs", "take", "take_sum"]
+           "runs", "take", "take_sum", "unpack_into"]
 
 SRC = r"""
 #include <stddef.h>
@@ -253,6 +254,50 @@ static void maxpool_bwd(const int64_t* __restrict idx, const T* __restrict dy, s
         else maxpool_bwd<T, 0>(idx, dy, planes, Ho, Wo, k, dx);                       \
     }
 
+// unpack_beats of lanes that are not whole native integers: n beats of nbytes bytes, lane i
+// bits [i*width, (i+1)*width) of its beat (little-endian, lane 0 lowest), sign-extended to
+// int64 in out (n, lanes); width 1..64, lanes*width <= 8*nbytes.  A lane is read as the
+// 8 bytes from its first one (and a 9th where it reaches past them): in place where the
+// data go on for 9 bytes past the beat, else from a zero-padded copy of the beat.
+static inline void unpack_lanes(const uint8_t* beat, size_t lanes, size_t width,
+                                uint64_t mask, uint64_t sign, int64_t* __restrict out) {
+    for (size_t i = 0; i < lanes; ++i) {
+        const size_t bit = i * width;
+        const unsigned sh = (unsigned)(bit & 7);
+        const uint8_t* p = beat + (bit >> 3);
+        uint64_t lo;
+        memcpy(&lo, p, 8);
+        uint64_t v = lo >> sh;
+        if (sh + width > 64) v |= (uint64_t)p[8] << (64 - sh);
+        v &= mask;
+        out[i] = (int64_t)((v ^ sign) - sign);
+    }
+}
+
+template <size_t W, size_t L>
+static inline void unpack_fixed(const uint8_t* beat, int64_t* __restrict out) {
+    unpack_lanes(beat, L, W, ((uint64_t)1 << W) - 1, (uint64_t)1 << (W - 1), out);
+}
+
+extern "C" void ig_unpack(const uint8_t* __restrict data, size_t n, size_t nbytes,
+                          size_t lanes, size_t width, int64_t* __restrict out) {
+    const uint64_t mask = width == 64 ? ~(uint64_t)0 : (((uint64_t)1 << width) - 1);
+    const uint64_t sign = (uint64_t)1 << (width - 1);
+    const size_t total = n * nbytes;
+    uint8_t pad[512 + 16];
+    const bool fixed = width == 20 && lanes == 8 && nbytes >= 20;   // int8's accumulators
+    for (size_t b = 0; b < n; ++b, out += lanes) {
+        const uint8_t* beat = data + b * nbytes;
+        if (b * nbytes + nbytes + 9 > total) {   // the last beats: a padded copy
+            memset(pad, 0, sizeof pad);
+            memcpy(pad, beat, nbytes);
+            beat = pad;
+        }
+        if (fixed) unpack_fixed<20, 8>(beat, out);
+        else unpack_lanes(beat, lanes, width, mask, sign, out);
+    }
+}
+
 extern "C" {
 IG_MAXPOOL_FWD(ig_maxpool_fwd_f32, float)
 IG_MAXPOOL_FWD(ig_maxpool_fwd_f64, double)
@@ -337,6 +382,7 @@ def _build() -> ctypes.CDLL:
         f = getattr(cdll, f"ig_col2im_{t}")
         f.argtypes, f.restype = [p] + [sz] * 9 + [p], None
     cdll.ig_runs.argtypes, cdll.ig_runs.restype = [p, sz, p, sz], sz
+    cdll.ig_unpack.argtypes, cdll.ig_unpack.restype = [p, sz, sz, sz, sz, p], None
     cdll.ig_runs_rows.argtypes = [p, sz, p, sz, sz, ctypes.c_uint64, p, sz]
     cdll.ig_runs_rows.restype = sz
     for t in _POOL.values():
@@ -510,6 +556,28 @@ def take_sum(vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
                                                         out.size, out.ctypes.data):
         raise _out_of_range(vec.size)
     return out
+
+
+def unpack_into(data, out: np.ndarray, width: int, axis_bits: int) -> bool:
+    """:func:`intergrad.core.unpack_beats` of ``data`` (output beats of ``axis_bits`` bits,
+    lanes of ``width`` bits) written into ``out`` (beats, lanes) int64, C-contiguous:
+    True, or False where the native kernels are not used (the caller unpacks with
+    numpy).  The lengths are checked here: a mismatch is a ValueError, as unpack_beats
+    raises for a partial beat."""
+    lib = _library()
+    if lib is None or sys.byteorder != "little" or out.dtype != np.int64 \
+            or not out.flags.c_contiguous or not out.flags.writeable or out.ndim != 2 \
+            or axis_bits % 8 or axis_bits > 4096 or not 1 <= width <= 64 \
+            or out.shape[1] * width > axis_bits:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    nbytes = axis_bits // 8
+    if raw.size != out.shape[0] * nbytes:
+        raise ValueError(f"{raw.size} bytes are not {out.shape[0]} beats of {nbytes} bytes")
+    if raw.size:
+        lib.ig_unpack(raw.ctypes.data, out.shape[0], nbytes, out.shape[1], width,
+                      out.ctypes.data)
+    return True
 
 
 def col2im(cols: np.ndarray, B: int, C: int, Ho: int, Wo: int, kh: int, kw: int, stride: int,
