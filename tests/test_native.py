@@ -413,3 +413,44 @@ def test_unpack_equals_unpack_beats(width):
                                   axis_bits)
     assert not native.unpack_into(bytes(data), np.empty((lanes, 50), np.int64).T, width,
                                   axis_bits)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_avgpool_native_bit_identical_to_numpy(k, monkeypatch):
+    """AvgPool2d with the native kernels against its numpy definition (the kernels
+    switched off), bit for bit: window sums of magnitudes far apart (the order of the
+    additions shows), signed zeros, infinities, NaNs, subnormals, in x and in dy; float64
+    and other windows than 2x2 forward go to numpy."""
+    from intergrad import layers as L
+    assert native.available(), native.reason
+    rng = np.random.default_rng(10 + k)
+    pool = L.AvgPool2d(k)
+    for trial in range(8):
+        B, C, Ho, Wo = (int(v) for v in rng.integers(1, [4, 5, 7, 7]))
+        x = (rng.standard_normal((B, C, Ho * k, Wo * k))
+             * 10.0 ** rng.integers(-6, 7, (B, C, Ho * k, Wo * k))).astype(np.float32)
+        x.flat[rng.integers(x.size, size=5)] = [-0.0, 0.0, np.inf, -np.inf, 1e-42]
+        if trial % 2:
+            x.flat[rng.integers(x.size)] = np.nan
+            x[0, 0, :k, :k] = -0.0                    # a window of negative zeros
+        dy = (rng.standard_normal((B, C, Ho, Wo)) * 10.0 ** rng.integers(-40, 30, (B, C, Ho, Wo))
+              ).astype(np.float32)
+        dy.flat[rng.integers(dy.size, size=3)] = [np.nan, -0.0, 3e-45]
+        with monkeypatch.context() as m:
+            m.setattr(native, "avgpool_forward", lambda *a: None)
+            m.setattr(native, "avgpool_backward", lambda *a: None)
+            y, _ = pool.forward(None, x)
+            dx, _ = pool.backward(None, None, dy, True)
+        fast = native.avgpool_forward(x, k)
+        if k == 2:
+            assert fast is not None and fast.dtype == y.dtype == np.float32
+            assert np.array_equal(fast.view(np.uint32), y.view(np.uint32)), trial
+        else:
+            assert fast is None
+        dx_fast = native.avgpool_backward(dy, k)
+        assert dx_fast is not None and dx_fast.dtype == dx.dtype == np.float32
+        assert np.array_equal(dx_fast.view(np.uint32), dx.view(np.uint32)), trial
+        y2, _ = pool.forward(None, x)                  # the layer takes the native path
+        assert np.array_equal(y2.view(np.uint32), y.view(np.uint32))
+    assert native.avgpool_forward(np.zeros((1, 1, 4, 4)), 2) is None        # float64
+    assert native.avgpool_backward(np.zeros((1, 1, 2, 2)), 2) is None

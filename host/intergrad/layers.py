@@ -201,9 +201,15 @@ class AvgPool2d(MaxPool2d):
     kind = "avgpool"
 
     def forward(self, eng, x):
+        fast = native.avgpool_forward(np.asarray(x), self.k)   # the same sums in C++
+        if fast is not None:
+            return fast, None
         return _windows(x, self.k).mean(axis=-1), None
 
     def backward(self, eng, _, dy, need_dx):
+        fast = native.avgpool_backward(dy, self.k)
+        if fast is not None:
+            return fast, []
         g = np.repeat(dy[..., None] / (self.k * self.k), self.k * self.k, axis=-1)
         return _unwindows(g.astype(np.float32), self.k), []
 

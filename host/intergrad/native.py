@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Runs", "available", "col2im", "index", "maxpool_backward", "maxpool_forward",
-           "runs", "take", "take_sum", "unpack_into"]
+__all__ = ["Runs", "available", "avgpool_backward", "avgpool_forward", "col2im", "index",
+           "maxpool_backward", "maxpool_forward", "runs", "take", "take_sum", "unpack_into"]
 
 SRC = r"""
 #include <stddef.h>
@@ -298,6 +298,44 @@ extern "C" void ig_unpack(const uint8_t* __restrict data, size_t n, size_t nbyte
     }
 }
 
+// the 2x2 average pool, stride 2, of float32 x (planes of H x W, H and W even): each
+// window's (((0 + x00) + x01) + x10) + x11 in float32, / 4 (numpy's mean of the window in
+// row-major order: a sequential sum from +0 below 8 elements; a window of -0 gives +0)
+extern "C" void ig_avgpool2_fwd_f32(const float* __restrict x, size_t planes, size_t H,
+                                    size_t W, float* __restrict y) {
+    const size_t Ho = H / 2, Wo = W / 2;
+    for (size_t pl = 0; pl < planes; ++pl) {
+        const float* xp = x + pl * H * W;
+        for (size_t i = 0; i < Ho; ++i) {
+            const float* r0 = xp + 2 * i * W;
+            const float* r1 = r0 + W;
+            for (size_t j = 0; j < Wo; ++j) {
+                float s = 0.0f + r0[2 * j];   // not folded: -0 + 0 is +0
+                s = s + r0[2 * j + 1];
+                s = s + r1[2 * j];
+                s = s + r1[2 * j + 1];
+                *y++ = s / 4.0f;
+            }
+        }
+    }
+}
+
+// the k x k average pool's dx (float32, planes of Ho*k x Wo*k): dy / (k*k) in float32 at
+// every position of its window
+extern "C" void ig_avgpool_bwd_f32(const float* __restrict dy, size_t planes, size_t Ho,
+                                   size_t Wo, size_t k, float* __restrict dx) {
+    const float n = (float)(k * k);
+    const size_t W = Wo * k;
+    for (size_t pl = 0; pl < planes; ++pl)
+        for (size_t i = 0; i < Ho; ++i)
+            for (size_t j = 0; j < Wo; ++j) {
+                const float g = *dy++ / n;
+                float* w = dx + (pl * Ho * k + i * k) * W + j * k;
+                for (size_t di = 0; di < k; ++di)
+                    for (size_t dj = 0; dj < k; ++dj) w[di * W + dj] = g;
+            }
+}
+
 extern "C" {
 IG_MAXPOOL_FWD(ig_maxpool_fwd_f32, float)
 IG_MAXPOOL_FWD(ig_maxpool_fwd_f64, double)
@@ -383,6 +421,10 @@ def _build() -> ctypes.CDLL:
         f.argtypes, f.restype = [p] + [sz] * 9 + [p], None
     cdll.ig_runs.argtypes, cdll.ig_runs.restype = [p, sz, p, sz], sz
     cdll.ig_unpack.argtypes, cdll.ig_unpack.restype = [p, sz, sz, sz, sz, p], None
+    cdll.ig_avgpool2_fwd_f32.argtypes = [p, sz, sz, sz, p]
+    cdll.ig_avgpool2_fwd_f32.restype = None
+    cdll.ig_avgpool_bwd_f32.argtypes = [p, sz, sz, sz, sz, p]
+    cdll.ig_avgpool_bwd_f32.restype = None
     cdll.ig_runs_rows.argtypes = [p, sz, p, sz, sz, ctypes.c_uint64, p, sz]
     cdll.ig_runs_rows.restype = sz
     for t in _POOL.values():
@@ -634,4 +676,35 @@ def maxpool_backward(idx: np.ndarray, dy: np.ndarray, k: int) -> np.ndarray | No
     dx = np.empty((B, C, Ho * k, Wo * k), dtype=np.float32)
     getattr(lib, f"ig_maxpool_bwd_{t}")(idx.ctypes.data, dy.ctypes.data, B * C, Ho, Wo, k,
                                         dx.ctypes.data)
+    return dx
+
+
+def avgpool_forward(x: np.ndarray, k: int) -> np.ndarray | None:
+    """:class:`intergrad.layers.AvgPool2d`'s forward pass (each window's mean, as numpy's
+    ``mean`` of the window in row-major order gives it) for a float32 ``x`` (B, C, H, W)
+    and the 2x2 window, H and W even; None when the native kernels are not used or for
+    anything else (the layer's numpy rule then)."""
+    lib = _library()
+    if lib is None or k != 2 or x.dtype != np.float32 or x.ndim != 4 or x.shape[2] % 2 \
+            or x.shape[3] % 2:
+        return None
+    B, C, H, W = x.shape
+    x = np.ascontiguousarray(x)
+    y = np.empty((B, C, H // 2, W // 2), dtype=np.float32)
+    lib.ig_avgpool2_fwd_f32(x.ctypes.data, B * C, H, W, y.ctypes.data)
+    return y
+
+
+def avgpool_backward(dy: np.ndarray, k: int) -> np.ndarray | None:
+    """The average pool's dx (B, C, Ho*k, Wo*k) float32: dy / (k*k) in float32 over each
+    window, for a float32 ``dy`` (B, C, Ho, Wo); None when the native kernels are not used
+    or for anything else."""
+    lib = _library()
+    dy = np.asarray(dy)
+    if lib is None or dy.dtype != np.float32 or dy.ndim != 4 or k < 1:
+        return None
+    B, C, Ho, Wo = dy.shape
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty((B, C, Ho * k, Wo * k), dtype=np.float32)
+    lib.ig_avgpool_bwd_f32(dy.ctypes.data, B * C, Ho, Wo, k, dx.ctypes.data)
     return dx
