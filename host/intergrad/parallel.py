@@ -194,7 +194,14 @@ def _quantize_part(x: np.ndarray, m: float, bits: int, u: np.ndarray | None):
 
 
 def _absf(q):
-    return np.abs(q).astype(np.float64)
+    return np.abs(q, dtype=np.float64)
+
+
+def _absmax(t: np.ndarray) -> float:
+    """max |t| (NaN if t holds one), without the temporary |t|; 0 for an empty t."""
+    if not t.size:
+        return 0.0
+    return float(max(t.max(), -t.min())) + 0.0   # + 0.0: a -0 maximum is 0
 
 
 #: the exponent code of a zero maximum in a guess (below every float64 exponent)
@@ -302,7 +309,7 @@ class ShardEngine:
         per bound attempt after it, the first such reduction carrying the tensors'
         maxima (as many as the unguessed protocol: one for the maxima, one per attempt)."""
         names = list(tensors)
-        local = [float(np.max(np.abs(tensors[n]))) if tensors[n].size else 0.0 for n in names]
+        local = [_absmax(tensors[n]) for n in names]
         if not sharded or self.part[1] == 1:
             m = dict(zip(names, local))
             return self._fit(layer, pass_, tensors, products, m, self._draws(tensors, m, sharded,
