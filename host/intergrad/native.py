@@ -1,7 +1,8 @@
 """Native kernels of the host data path: the gathers that build a pass's input frames from
 its source vector (from the index, or from its runs where a frame is mostly contiguous
-operand rows: :func:`runs`) and im2col's, the ones that decode its output beats, col2im's
-sum, and the max-pool layer's two passes.
+operand rows: :func:`runs`) and im2col's, the ones that decode its output beats (and
+unpack output lanes that are not whole native integers, :func:`unpack_into`), col2im's sum,
+and the max-pool and average-pool layers' two passes.
 
 numpy's fancy indexing (``vec[index]``) reads an 8-byte index per element and goes through
 its generic iterator; these loops read 4-byte indices and write the result in place.  They
