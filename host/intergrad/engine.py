@@ -82,6 +82,13 @@ class GemmEngine(Protocol):
 
 # ------------------------------------------------------------------------------ quantization
 
+def absmax(t: np.ndarray) -> float:
+    """max |t| (NaN if t holds one), without the temporary |t|; 0 for an empty t."""
+    if not t.size:
+        return 0.0
+    return float(max(t.max(), -t.min())) + 0.0   # + 0.0: a -0 maximum is 0
+
+
 def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None, *,
              top: float = 0.0) -> tuple[np.ndarray, int]:
     """x ~= q * 2**-f with |q| < 2**bits (``bits`` magnitude bits); returns (q int64, f).
@@ -89,7 +96,7 @@ def quantize(x: np.ndarray, bits: int, rng: np.random.Generator | None = None, *
     ``rng``.  ``top``: the scale comes from max(max|x|, top) (a part of a larger tensor
     quantized with the whole tensor's scale: :mod:`intergrad.parallel`)."""
     x = np.asarray(x)
-    m = max(float(x.max()), -float(x.min())) if x.size else 0.0   # max |x|, no temporary
+    m = absmax(x)
     if top:   # a non-finite top (or m) fails the check below
         m = max(m, top) if math.isfinite(top) else top
     if not math.isfinite(m):

@@ -73,7 +73,7 @@ from .device.base import DeviceError
 from .conv import col2im, conv_weight_matrix, grad_matrix, im2col
 from .core import wrap
 from .bounds import ConvDWBound, ConvDXBound, ConvFwdBound, MatBound, product_bound, retry_value
-from .engine import BackwardResult, bits_over, drop_bits
+from .engine import BackwardResult, _absf, absmax, bits_over, drop_bits
 from .scheduler import Report, Scheduler
 from .spec import ArrayConfig
 
@@ -193,16 +193,6 @@ def _quantize_part(x: np.ndarray, m: float, bits: int, u: np.ndarray | None):
     return quantize(x, bits, None if u is None else _Noise(u), top=m)
 
 
-def _absf(q):
-    return np.abs(q, dtype=np.float64)
-
-
-def _absmax(t: np.ndarray) -> float:
-    """max |t| (NaN if t holds one), without the temporary |t|; 0 for an empty t."""
-    if not t.size:
-        return 0.0
-    return float(max(t.max(), -t.min())) + 0.0   # + 0.0: a -0 maximum is 0
-
 
 #: the exponent code of a zero maximum in a guess (below every float64 exponent)
 _ZERO = -4096.0
@@ -309,7 +299,7 @@ class ShardEngine:
         per bound attempt after it, the first such reduction carrying the tensors'
         maxima (as many as the unguessed protocol: one for the maxima, one per attempt)."""
         names = list(tensors)
-        local = [_absmax(tensors[n]) for n in names]
+        local = [absmax(tensors[n]) for n in names]
         if not sharded or self.part[1] == 1:
             m = dict(zip(names, local))
             return self._fit(layer, pass_, tensors, products, m, self._draws(tensors, m, sharded,
