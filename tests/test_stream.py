@@ -254,3 +254,114 @@ def test_source_filled_into_the_frames_and_jobs_run_one_by_one(dev, monkeypatch)
         jobqueue._PROGRAMS.clear()
     with pytest.raises(ValueError, match="elements"):
         stream.Source(layout(acc.cfg, "fwd", B, N, M), X, W).fill(np.zeros(3, np.int16))
+
+
+# ------------------------------------------------------------- convolutions lowered unbuilt
+
+def _conv_cases(rng, n):
+    """Random convolution shapes: kernels 1-5, stride 1-3 (some skipping pixels), padding
+    0-2, one to three channels."""
+    for _ in range(n):
+        k, s, p = int(rng.integers(1, 6)), int(rng.integers(1, 4)), int(rng.integers(0, 3))
+        H, W = (int(v) for v in rng.integers(max(1, k - 2 * p), 12, 2))
+        yield (int(rng.integers(1, 4)), int(rng.integers(1, 4)), H, W), k, s, p
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_im2col_operand_writes_the_lowering(dtype):
+    """conv.Im2col: write() puts im2col's entries, row-major, into a vector of any integer
+    dtype (narrower: the low bits, as an assignment converts), np.asarray() is im2col, and
+    read() holds exactly the entries of x the lowering reads (strides that skip pixels
+    included): their range is the lowering's, the padding's zeros aside."""
+    from intergrad.conv import Im2col, im2col
+    rng = np.random.default_rng(31 + np.dtype(dtype).itemsize)
+    skipped = 0
+    for shape, k, s, p in _conv_cases(rng, 60):
+        x = rng.integers(-40000, 40000, shape)
+        op = Im2col(x, k, k, s, p)
+        want = im2col(x, k, k, s, p)
+        assert op.shape == want.shape and op.size == want.size and op.ndim == 2
+        dst = np.full(op.size + 3, 99, dtype=dtype)
+        op.write(dst[1:1 + op.size])
+        assert np.array_equal(dst[1:1 + op.size], want.ravel().astype(dtype))
+        assert dst[0] == 99 and (dst[1 + op.size:] == 99).all()   # nothing outside it
+        assert np.array_equal(np.asarray(op), want)
+        seen = set(np.unique(op.read()).tolist())
+        lowered = set(np.unique(want).tolist())
+        assert seen <= lowered and lowered <= seen | {0}
+        skipped += op.read().size < x.size
+    assert skipped > 5   # strides that leave pixels out were among the cases
+    with pytest.raises(ValueError, match="vector of"):
+        Im2col(np.zeros((1, 1, 4, 4), np.int64), 3, 3, 1, 0).write(np.zeros(5, np.int16))
+
+
+def test_native_take_into_out():
+    """native.take(..., out=): the same entries as a fresh take, in the array given; an
+    out of another shape or dtype is refused."""
+    from intergrad import native
+    rng = np.random.default_rng(5)
+    vec = rng.integers(-999, 999, 200).astype(np.int16)
+    idx = native.index(rng.integers(0, 200, (30, 7)), vec.size)
+    out = np.empty((30, 7), np.int16)
+    assert native.take(vec, idx, out=out) is out
+    assert np.array_equal(out, vec[idx])
+    for bad in (np.empty((7, 30), np.int16), np.empty((30, 7), np.int32),
+                np.empty((30, 14), np.int16)[:, ::2]):
+        with pytest.raises(ValueError, match="out must be"):
+            native.take(vec, idx, out=bad)
+
+
+@pytest.mark.parametrize("per_job", [False, True], ids=["whole", "per-job"])
+def test_conv_passes_equal_with_the_lowering_built(dev, per_job, monkeypatch):
+    """The scheduler's convolutions with the lowering unbuilt (conv.Im2col, its lanes
+    gathered from the image) and built (reads_im2col off): the same results, the same
+    hardware counters, and the same accumulator-headroom warnings, forward and backward,
+    on random shapes, strides and padding (whole passes and the per-job loop)."""
+    import warnings
+    acc = Accelerator(dev)
+    new, old = Scheduler(acc), Scheduler(acc)
+    old.reads_im2col = False
+    new.per_job = old.per_job = per_job
+    rng = np.random.default_rng(41 + per_job)
+    lim = 1 << (dev.cfg.data_w - 1)
+    warned = 0
+    for shape, k, s, p in _conv_cases(rng, 6 if per_job else 12):
+        B, C, H, W = shape
+        O = int(rng.integers(1, 2 * dev.cfg.cols + 2))
+        scale = int(rng.choice([lim, 64]))   # some overflow ACC_W: headroom warnings
+        x = rng.integers(-scale, scale, shape)
+        w = rng.integers(-scale, scale, (O, C, k, k))
+        results = []
+        for sch in (new, old):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                y = sch.conv_forward(x, w, "c", stride=s, pad=p)
+                dy = rng.integers(-scale, scale, y.shape) if sch is new else results[0][3]
+                dx, dw = sch.conv_backward(x, w, dy, "c", stride=s, pad=p)
+            results.append((y, dx, dw, dy, sorted(str(m.message) for m in caught)))
+        (y1, dx1, dw1, _, w1), (y0, dx0, dw0, _, w0) = results
+        assert np.array_equal(y1, y0) and np.array_equal(dx1, dx0) and np.array_equal(dw1, dw0)
+        assert w1 == w0
+        warned += bool(w1)
+    assert warned > 0   # the headroom check was exercised
+    for rn, ro in zip(new.report, old.report):
+        assert rn.counters == ro.counters, (rn.layer, rn.pass_)
+    assert len(new.report) == len(old.report) > 0
+
+
+def test_conv_operand_out_of_range_is_refused_alike(dev):
+    """An input beyond DATA_W is the same one-line error with the lowering unbuilt (the
+    check reads x) as with it built."""
+    acc = Accelerator(dev)
+    new, old = Scheduler(acc), Scheduler(acc)
+    old.reads_im2col = False
+    lim = 1 << (dev.cfg.data_w - 1)
+    x = np.zeros((1, 1, 5, 5), np.int64)
+    x[0, 0, 2, 3] = lim
+    w = np.ones((2, 1, 3, 3), np.int64)
+    msgs = []
+    for sch in (new, old):
+        with pytest.raises(OverflowError) as e:
+            sch.conv_forward(x, w, "c", stride=1, pad=1)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1] and "c: X" in msgs[0]

@@ -52,6 +52,64 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray
     return native.take(xp.reshape(-1), _im2col_index(x.shape, kh, kw, stride, pad))
 
 
+class Im2col:
+    """``im2col(x, kh, kw, stride, pad)`` as a GEMM operand that is not built: an integer
+    engine whose passes gather their input lanes from a source vector (the scheduler's,
+    :mod:`intergrad.stream`) has it :meth:`write` its entries straight there, in the
+    vector's dtype, from the zero-padded ``x`` (no lowered int64 matrix, 25 times the
+    image's entries for a 5x5 kernel, made and copied per pass).  ``np.asarray`` of it is
+    the lowered matrix (built once).  ``x`` is kept by reference: it must not change while
+    the operand is in use."""
+
+    ndim = 2
+
+    def __init__(self, x: np.ndarray, kh: int, kw: int, stride: int, pad: int):
+        x = np.asarray(x)
+        B, C, H, W = x.shape
+        Ho, Wo = conv_out_size(H, kh, stride, pad), conv_out_size(W, kw, stride, pad)
+        self.x, self.args = x, (kh, kw, stride, pad)
+        self.shape = (B * Ho * Wo, C * kh * kw)
+        self.size = self.shape[0] * self.shape[1]
+        self.dtype = x.dtype
+        self._array = None
+
+    def __array__(self, dtype=None, copy=None):
+        if self._array is None:
+            self._array = im2col(self.x, *self.args)
+        a = self._array if dtype is None else self._array.astype(dtype, copy=False)
+        return a.copy() if copy and a is self._array else a
+
+    def read(self) -> np.ndarray:
+        """The entries of ``x`` the lowering reads (every one at stride 1): the lowered
+        matrix's entries are these and, with padding, zeros."""
+        kh, kw, s, p = self.args
+        if s == 1:
+            return self.x
+        B, C, H, W = self.x.shape
+        Ho, Wo = conv_out_size(H, kh, s, p), conv_out_size(W, kw, s, p)
+        rows = np.unique((np.arange(Ho)[:, None] * s + np.arange(kh) - p).ravel())
+        cols = np.unique((np.arange(Wo)[:, None] * s + np.arange(kw) - p).ravel())
+        rows, cols = rows[(rows >= 0) & (rows < H)], cols[(cols >= 0) & (cols < W)]
+        return self.x[:, :, rows][:, :, :, cols]
+
+    def write(self, dst: np.ndarray) -> None:
+        """The lowered matrix's entries, row-major, into ``dst`` (1-D, :attr:`size`
+        elements, C-contiguous, of any integer dtype; each entry converted as an
+        assignment converts it, e.g. the low bits into a narrower integer)."""
+        if dst.shape != (self.size,) or not dst.flags.c_contiguous:
+            raise ValueError(f"im2col: a C-contiguous vector of {self.size} entries needed, "
+                             f"got shape {dst.shape}")
+        kh, kw, s, p = self.args
+        B, C, H, W = self.x.shape
+        if p:
+            xp = np.zeros((B, C, H + 2 * p, W + 2 * p), dtype=dst.dtype)
+            xp[:, :, p:p + H, p:p + W] = self.x
+        else:
+            xp = np.ascontiguousarray(self.x, dtype=dst.dtype)
+        native.take(xp.reshape(-1), _im2col_index(self.x.shape, kh, kw, s, p),
+                    out=dst.reshape(self.shape))
+
+
 def col2im(cols: np.ndarray, x_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
     """Adjoint of :func:`im2col` (sums overlapping patches)."""
     B, C, H, W = x_shape
@@ -101,10 +159,14 @@ def grad_matrix(dy: np.ndarray) -> np.ndarray:
     return dy.transpose(0, 2, 3, 1).reshape(-1, dy.shape[1])
 
 
-def _lowered(x, w, stride, pad, cols):
+def _lowered(engine, x, w, stride, pad, cols):
     """(im2col(x), weight matrix), ``cols`` standing for im2col(x) if given (the caller
-    computed it already; only its shape is checked)."""
+    computed it already; only its shape is checked); for an engine that reads lowered
+    operands unbuilt (``engine.reads_im2col``, the scheduler's integer passes) an
+    :class:`Im2col` of an integer x."""
     if cols is None:
+        if getattr(engine, "reads_im2col", False) and x.dtype.kind in "iu":
+            return Im2col(x, w.shape[2], w.shape[3], stride, pad), conv_weight_matrix(w)
         return lower(x, w, stride, pad)
     ho = conv_out_size(x.shape[2], w.shape[2], stride, pad)
     wo = conv_out_size(x.shape[3], w.shape[3], stride, pad)
@@ -120,7 +182,7 @@ def conv2d_forward(engine, x, w, stride: int = 1, pad: int = 0, *, layer: str = 
     ``options``, e.g. ``bounded``, go to it; ``cols``: im2col(x) if the caller has it)."""
     x, w = np.asarray(x), np.asarray(w)
     Ho, Wo = check_conv(layer, x.shape, w.shape, stride, pad)
-    Y = engine.fc_forward(*_lowered(x, w, stride, pad, cols), layer, **options)
+    Y = engine.fc_forward(*_lowered(engine, x, w, stride, pad, cols), layer, **options)
     return Y.reshape(x.shape[0], Ho, Wo, w.shape[0]).transpose(0, 3, 1, 2)
 
 
@@ -135,8 +197,8 @@ def conv2d_backward(engine, x, w, dy, stride: int = 1, pad: int = 0, *, layer: s
     want = (x.shape[0], w.shape[0], Ho, Wo)
     if dy.shape != want:
         raise ValueError(f"{layer}: dy has shape {dy.shape}, expected {want}")
-    dcols, dW = engine.fc_backward(*_lowered(x, w, stride, pad, cols), grad_matrix(dy), layer,
-                                   need_dx=need_dx, **options)
+    dcols, dW = engine.fc_backward(*_lowered(engine, x, w, stride, pad, cols), grad_matrix(dy),
+                                   layer, need_dx=need_dx, **options)
     dw = dW.T.reshape(w.shape)
     dx = None
     if dcols is not None:

@@ -288,31 +288,25 @@ class QuantMemo:
 
 
 class _Lowered:
-    """im2col of the quantized inputs a convolution's bounds and its GEMM use, computed
-    once per quantized array (an operand requantized with other bits is another array):
-    ``cols(q)`` for the GEMM, ``abs_cols(q)`` = |im2col(q)| as float64 for the bounds
-    (im2col of |q|: the magnitudes of the input, not of its kh*kw times larger lowering).
-    Kept in ``memo`` for the arrays it holds (the forward pass's lowering serves the
-    backward pass), here for the others."""
+    """|im2col(q)| as float64 of the quantized inputs a convolution's bounds use
+    (``abs_cols(q)``: im2col of |q|, the magnitudes of the input, not of its kh*kw times
+    larger lowering), computed once per quantized array (an operand requantized with other
+    bits is another array).  Kept in ``memo`` for the arrays it holds (the forward pass's
+    serves the backward pass), here for the others.  (The GEMM reads the lowering of q
+    unbuilt: :class:`intergrad.conv.Im2col`.)"""
 
     def __init__(self, kh, kw, stride, pad, memo: QuantMemo):
         self.args = (kh, kw, stride, pad)
         self.memo = memo
-        self._cols: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
-
-    def _get(self, q: np.ndarray, absf: bool) -> np.ndarray:
-        hit = self._cols.get((id(q), absf))
-        if hit is None or hit[0] is not q:
-            a = self.memo.derived(q, ("im2col", absf, self.args),
-                                  lambda: im2col(_absf(q) if absf else q, *self.args))
-            hit = self._cols[(id(q), absf)] = (q, a)
-        return hit[1]
-
-    def cols(self, q: np.ndarray) -> np.ndarray:
-        return self._get(q, False)
+        self._cols: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def abs_cols(self, q: np.ndarray) -> np.ndarray:
-        return self._get(q, True)
+        hit = self._cols.get(id(q))
+        if hit is None or hit[0] is not q:
+            a = self.memo.derived(q, ("im2col", True, self.args),
+                                  lambda: im2col(_absf(q), *self.args))
+            hit = self._cols[id(q)] = (q, a)
+        return hit[1]
 
 
 def bits_over(bound: float, limit: float) -> int:
@@ -455,8 +449,7 @@ class DeviceEngine:
                                     schedule=self.schedule, bounded=True)
         return self._unscale_backward(q, dX, dW)
 
-    # -- convolution (lowered by intergrad.conv; the bounds are on the lowered operands,
-    #    and the lowered input of the last try is the GEMM's) ------------------------------
+    # -- convolution (lowered by intergrad.conv; the bounds are on the lowered operands) ---
     def conv_forward(self, x, w, layer="conv", *, stride=1, pad=0):
         check_conv(layer, np.shape(x), np.shape(w), stride, pad)
         cols = _Lowered(w.shape[2], w.shape[3], stride, pad, self.memo)
@@ -469,8 +462,7 @@ class DeviceEngine:
 
         q = self._quantize(layer, "fwd", {"X": x, "W": w}, [("X", "W", bound)])
         (qx, fx), (qw, fw) = q["X"], q["W"]
-        y = self.s.conv_forward(qx, qw, layer, stride=stride, pad=pad, cols=cols.cols(qx),
-                                bounded=True)
+        y = self.s.conv_forward(qx, qw, layer, stride=stride, pad=pad, bounded=True)
         return (y * 2.0 ** -(fx + fw)).astype(np.float32)
 
     def conv_backward(self, x, w, dy, layer="conv", *, stride=1, pad=0, need_dx=True):
@@ -495,7 +487,7 @@ class DeviceEngine:
         q = self._quantize(layer, "bwd", {"X": x, "W": w, "dY": dy}, prods)
         dx, dw = self.s.conv_backward(q["X"][0], q["W"][0], q["dY"][0], layer, stride=stride,
                                       pad=pad, need_dx=need_dx, schedule=self.schedule,
-                                      cols=cols.cols(q["X"][0]), bounded=True)
+                                      bounded=True)
         return self._unscale_backward(q, dx, dw)
 
     @staticmethod

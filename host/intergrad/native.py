@@ -562,24 +562,32 @@ def frame_index(src: np.ndarray, rows: np.ndarray, n_in: int, hdr0: int) -> np.n
     return g
 
 
-def take(vec: np.ndarray, idx: np.ndarray | Runs) -> np.ndarray:
-    """``vec[idx]``: a fresh array of idx's shape and vec's dtype.  ``vec`` 1-D; ``idx``
-    uint32 (:func:`index`) or its :class:`Runs` for the native path, which checks every
-    index (every run) as it reads."""
+def take(vec: np.ndarray, idx: np.ndarray | Runs, out: np.ndarray | None = None) -> np.ndarray:
+    """``vec[idx]``: a fresh array of idx's shape and vec's dtype, or written into ``out``
+    (an array of idx's shape and vec's dtype, C-contiguous, writeable; returned).  ``vec``
+    1-D; ``idx`` uint32 (:func:`index`) or its :class:`Runs` for the native path, which
+    checks every index (every run) as it reads."""
+    if out is not None and (out.shape != idx.shape or out.dtype != vec.dtype
+                            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"take: out must be a writeable C-contiguous {vec.dtype} array of "
+                         f"shape {idx.shape}, got {out.dtype} {out.shape}")
     lib = _library()
     t = _BY_SIZE.get(vec.dtype.itemsize) if vec.dtype.kind in "biuf" else None
     if isinstance(idx, Runs):
         if lib is None or t is None or not (vec.ndim == 1 and vec.size > 0
                                             and vec.flags.c_contiguous):
-            return take(vec, idx.index)
-        out = np.empty(idx.shape, dtype=vec.dtype)
+            return take(vec, idx.index, out)
+        out = np.empty(idx.shape, dtype=vec.dtype) if out is None else out
         if getattr(lib, f"ig_take_runs_{t}")(vec.ctypes.data, vec.size, idx.runs.ctypes.data,
                                              len(idx.runs), out.ctypes.data, out.size):
             raise _out_of_range(vec.size)
         return out
     if lib is None or t is None or not _native_ok(vec, idx):
-        return vec[idx]
-    out = np.empty(idx.shape, dtype=vec.dtype)
+        if out is None:
+            return vec[idx]
+        out[...] = vec[idx]
+        return out
+    out = np.empty(idx.shape, dtype=vec.dtype) if out is None else out
     if getattr(lib, f"ig_take_{t}")(vec.ctypes.data, vec.size, idx.ctypes.data, idx.size,
                                     out.ctypes.data):
         raise _out_of_range(vec.size)

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from . import spec
-from .conv import conv2d_backward, conv2d_forward
+from .conv import Im2col, conv2d_backward, conv2d_forward
 from .core import MODES, check_fits, put_data, put_weights, wrap
 from .driver import Accelerator
 from .engine import BackwardResult
@@ -200,6 +200,17 @@ class Scheduler:
         its largest magnitude (for :meth:`_headroom`).  An integer array in range is used
         as it is (no copy); anything else gets :func:`~intergrad.core.check_fits`'s
         conversion and errors."""
+        if isinstance(a, Im2col):   # unbuilt: the range of the entries it reads of x
+            seen = a.read()
+            if seen.dtype.kind in "iu" and seen.size:
+                lo, hi = int(seen.min()), int(seen.max())
+                if -(1 << (self.cfg.data_w - 1)) <= lo and hi < (1 << (self.cfg.data_w - 1)):
+                    top = max(-lo, hi, 0)
+                    if shape is not None and any(w is not None and g != w
+                                                 for g, w in zip(a.shape, shape)):
+                        a = np.asarray(a)    # the shape error below
+                    else:
+                        return a, top
         arr, top = np.asarray(a), None
         if arr.dtype.kind in "iu" and arr.size:
             lo, hi = int(arr.min()), int(arr.max())
@@ -231,6 +242,10 @@ class Scheduler:
                           stacklevel=3)
 
     # -- passes --------------------------------------------------------------------------
+    #: convolutions lowered as :class:`~intergrad.conv.Im2col` operands (their input lanes
+    #: gathered from the image, :mod:`intergrad.stream`), not as built im2col matrices
+    reads_im2col = True
+
     #: False: a pass's input beats are built and its output beats decoded whole, by numpy
     #: gathers (:mod:`intergrad.stream`); True: the per-job loop of :meth:`_run` (the same
     #: jobs and results; kept for comparison)
@@ -265,6 +280,8 @@ class Scheduler:
             return self._run_whole(layer, pass_, schedule, B, N, M, X, W, dY)
         cfg = self.cfg
         R = cfg.rows
+        if isinstance(X, Im2col):   # this loop slices it
+            X = np.asarray(X)
         jobs = plan_pass(cfg, pass_, B, N, M, self.double_buffer)
         before = self._counters_before() if self.record else None
         kind = MODES[PASS_MODE[pass_]]

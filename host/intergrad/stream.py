@@ -30,6 +30,7 @@ import functools
 import numpy as np
 
 from . import native
+from .conv import Im2col
 from .core import MODES
 from .plan import PASS_MODE, TileJob, pass_dims, plan_pass
 from .spec import ArrayConfig
@@ -224,7 +225,8 @@ def _operands(lay: PassLayout, X, W, dY) -> list:
         if a is None and name in lay.reads:
             raise ValueError(f"the {lay.pass_} pass reads {name}, got None")
         if a is not None:  # an operand the pass does not read is never indexed
-            a = np.asarray(a)
+            if not isinstance(a, Im2col):   # one written where it goes (_fill)
+                a = np.asarray(a)
             if a.shape != shape:
                 raise ValueError(f"operand of shape {a.shape}, the pass expects {shape}")
             out.append((pos, a))
@@ -235,7 +237,10 @@ def _operands(lay: PassLayout, X, W, dY) -> list:
 def _fill(dst: np.ndarray, operands) -> np.ndarray:
     dst[0] = 0
     for pos, a in operands:
-        dst[pos:pos + a.size] = a.ravel()   # into narrower integers: the low bits (a wrap)
+        if isinstance(a, Im2col):
+            a.write(dst[pos:pos + a.size])
+        else:
+            dst[pos:pos + a.size] = a.ravel()   # into narrower integers: the low bits (a wrap)
     return dst
 
 
