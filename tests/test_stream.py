@@ -365,3 +365,73 @@ def test_conv_operand_out_of_range_is_refused_alike(dev):
             sch.conv_forward(x, w, "c", stride=1, pad=1)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and "c: X" in msgs[0]
+
+
+# ------------------------------------------------------------- the decode's rectangles
+
+@pytest.mark.parametrize("double_buffer", [True, False], ids=["dbuf", "single"])
+def test_decode_rectangles_equal_the_index_gather(double_buffer):
+    """Every layout's result and dW decode as rectangles of output beats
+    (native.blocks / sum_blocks) gives exactly the index gather-and-sum (take_sum) on
+    random output beats of every integer width, for random pass shapes on two arrays; the
+    rectangles are found for the layouts the passes have (a result of one or two rows in
+    short rectangles is left to the index gather)."""
+    from intergrad import native
+    from intergrad.spec import ArrayConfig
+    if not native.available():
+        pytest.skip("native kernels not built")
+    rng = np.random.default_rng(51 + double_buffer)
+    found = fallback = 0
+    for cfg in (ArrayConfig(8, 8, 16, 32, 1), ArrayConfig(4, 6, 16, 32, 0)):
+        for _ in range(12):
+            B, N, M = (int(v) for v in rng.integers(1, [70, 30, 30]))
+            for p in PASSES:
+                lay = layout(cfg, p, B, N, M, double_buffer)
+                for idx, blk in ((lay.res_index, lay.res_blocks),
+                                 (None if lay.dw_index is None else lay.dw_index[None],
+                                  lay.dw_blocks)):
+                    if idx is None:
+                        continue
+                    if blk is None:   # rectangles of a row or two (B = 1): the index
+                        assert idx.shape[1] <= 2 or idx.size < 64, (cfg, p, B, N, M)
+                        fallback += 1
+                        continue
+                    found += 1
+                    for dt in (np.int8, np.int16, np.int32, np.int64):
+                        info = np.iinfo(dt)
+                        v = rng.integers(info.min, info.max, lay.out_beats * cfg.out_lanes,
+                                         dtype=dt, endpoint=True)
+                        got = native.sum_blocks(v, blk, idx.shape[1:], cfg.out_lanes)
+                        assert np.array_equal(got, v[idx].sum(axis=0, dtype=np.int64))
+    assert found > 50 and fallback < found // 4
+
+
+def test_decode_rectangles_refuse_what_is_not_one():
+    """native.blocks: an index with one position moved is cut into more rectangles that
+    still sum exactly what it gathers; a permutation (rectangles of one entry) is left to
+    the index; no rectangle crosses a beat's lanes; sum_blocks refuses a rectangle reaching
+    outside the vector."""
+    from intergrad import native
+    if not native.available():
+        pytest.skip("native kernels not built")
+    beats, lanes = 40, 8
+    pos = (np.arange(beats)[:, None] * lanes + np.arange(6)).astype(np.uint32)   # (40, 6)
+    blk = native.blocks(pos[None], lanes)
+    assert blk is not None and len(blk) == 1
+    v = np.arange(beats * lanes, dtype=np.int32) * 7 - 100
+    moved = pos.copy()
+    moved[17, 3] += 1          # one position off the rectangle
+    mb = native.blocks(moved[None], lanes)
+    assert mb is not None and len(mb) > 1
+    assert np.array_equal(native.sum_blocks(v, mb, pos.shape, lanes), v[moved])
+    rng = np.random.default_rng(3)
+    assert native.blocks(rng.permutation(pos.ravel()).reshape(pos.shape)[None], lanes) is None
+    run = np.arange(15, dtype=np.uint32).reshape(1, 1, 15)   # two beats' lanes in a row
+    two = native.blocks(run, lanes)            # cut where the second beat starts
+    assert two is not None and sorted(two[:, 3].tolist()) == [7, 8]
+    assert np.array_equal(native.sum_blocks(v, two, (1, 15), lanes), v[run[0]])
+    bad = np.array([[0, (beats - 5) * lanes, 6, 6]], dtype=np.uint32)   # 6 beats from 35
+    with pytest.raises(IndexError):
+        native.sum_blocks(v, bad, (6, 6), lanes)
+    ok = np.array([[0, 0, 2, 6]], dtype=np.uint32)
+    assert np.array_equal(native.sum_blocks(v, ok, (2, 6), lanes), v.reshape(-1, lanes)[:2, :6])

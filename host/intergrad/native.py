@@ -1,8 +1,10 @@
 """Native kernels of the host data path: the gathers that build a pass's input frames from
 its source vector (from the index, or from its runs where a frame is mostly contiguous
-operand rows: :func:`runs`) and im2col's, the ones that decode its output beats (and
-unpack output lanes that are not whole native integers, :func:`unpack_into`), col2im's sum,
-and the max-pool and average-pool layers' two passes.
+operand rows: :func:`runs`) and im2col's (also into a given array: the unbuilt lowering's
+writes), the ones that decode its output beats (by rectangles of beats where a layout's
+decode is made of them, :func:`blocks`, else by the index) and unpack output lanes that
+are not whole native integers (:func:`unpack_into`), col2im's sum, and the max-pool and
+average-pool layers' two passes.
 
 numpy's fancy indexing (``vec[index]``) reads an 8-byte index per element and goes through
 its generic iterator; these loops read 4-byte indices and write the result in place.  They
@@ -27,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Runs", "available", "avgpool_backward", "avgpool_forward", "col2im", "index",
-           "maxpool_backward", "maxpool_forward", "runs", "take", "take_sum", "unpack_into"]
+__all__ = ["Runs", "available", "avgpool_backward", "avgpool_forward", "blocks", "col2im",
+           "index", "maxpool_backward", "maxpool_forward", "runs", "sum_blocks", "take",
+           "take_sum", "unpack_into"]
 
 SRC = r"""
 #include <stddef.h>
@@ -167,6 +170,34 @@ extern "C" size_t ig_runs_rows(const uint32_t* __restrict src, size_t n_in,
             }                                                                         \
         }                                                                             \
         return bad != 0;                                                              \
+    }
+
+// out (n_out int64) += rectangles of v: n_blocks rows (d, s, L, W): for i < L, l < W,
+// out[d + i * out_stride + l] += v[s + i * v_stride + l] (a pass's result partials, each a
+// column tile's run of output beats, summed: intergrad.stream's blocks).  Every block is
+// checked first (one reaching outside v or out: nothing is added and the call returns 1).
+#define IG_SUM_BLOCKS(name, T)                                                        \
+    int name(const T* __restrict v, size_t nv, const uint32_t* __restrict blk,       \
+             size_t n_blocks, size_t v_stride, size_t out_stride,                    \
+             int64_t* __restrict out, size_t n_out) {                                 \
+        for (size_t b = 0; b < n_blocks; ++b) {                                       \
+            const uint64_t d = blk[4 * b], s = blk[4 * b + 1], L = blk[4 * b + 2],    \
+                           W = blk[4 * b + 3];                                        \
+            if (L == 0 || W == 0) continue;                                           \
+            if (W > v_stride || W > out_stride || s + (L - 1) * v_stride + W > nv ||  \
+                d + (L - 1) * out_stride + W > n_out)                                 \
+                return 1;                                                             \
+        }                                                                             \
+        for (size_t b = 0; b < n_blocks; ++b) {                                       \
+            const size_t d = blk[4 * b], s = blk[4 * b + 1], L = blk[4 * b + 2],      \
+                         W = blk[4 * b + 3];                                          \
+            for (size_t i = 0; i < L; ++i) {                                          \
+                const T* __restrict a = v + s + i * v_stride;                         \
+                int64_t* __restrict o = out + d + i * out_stride;                     \
+                for (size_t l = 0; l < W; ++l) o[l] += a[l];                          \
+            }                                                                         \
+        }                                                                             \
+        return 0;                                                                     \
     }
 
 // the adjoint of im2col: xp (B, C, Hp, Wp), zeroed, += cols (B*Ho*Wo, C*kh*kw; rows
@@ -358,11 +389,17 @@ IG_TAKE_SUM(ig_take_sum_i8, int8_t)
 IG_TAKE_SUM(ig_take_sum_i16, int16_t)
 IG_TAKE_SUM(ig_take_sum_i32, int32_t)
 IG_TAKE_SUM(ig_take_sum_i64, int64_t)
+IG_SUM_BLOCKS(ig_sum_blocks_i8, int8_t)
+IG_SUM_BLOCKS(ig_sum_blocks_i16, int16_t)
+IG_SUM_BLOCKS(ig_sum_blocks_i32, int32_t)
+IG_SUM_BLOCKS(ig_sum_blocks_i64, int64_t)
 }
 """
 
 _TYPES = {np.dtype(np.int8): "i8", np.dtype(np.int16): "i16", np.dtype(np.int32): "i32",
           np.dtype(np.int64): "i64"}
+#: the vectors :func:`sum_blocks` reads
+BLOCK_TYPES = frozenset(_TYPES)
 _COL2IM = {np.dtype(np.int32): "i32", np.dtype(np.int64): "i64",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _POOL = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -415,6 +452,8 @@ def _build() -> ctypes.CDLL:
         f.argtypes, f.restype = [p, sz, p, sz, p], ctypes.c_int
         f = getattr(cdll, f"ig_take_sum_{t}")
         f.argtypes, f.restype = [p, sz, p, sz, sz, p], ctypes.c_int
+        f = getattr(cdll, f"ig_sum_blocks_{t}")
+        f.argtypes, f.restype = [p, sz, p, sz, sz, sz, p, sz], ctypes.c_int
         f = getattr(cdll, f"ig_take_runs_{t}")
         f.argtypes, f.restype = [p, sz, p, sz, p, sz], ctypes.c_int
     for t in _COL2IM.values():
@@ -605,6 +644,55 @@ def take_sum(vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
     if getattr(lib, f"ig_take_sum_{_TYPES[vec.dtype]}")(vec.ctypes.data, vec.size,
                                                         idx.ctypes.data, idx.shape[0],
                                                         out.size, out.ctypes.data):
+        raise _out_of_range(vec.size)
+    return out
+
+
+def blocks(idx: np.ndarray, v_stride: int) -> np.ndarray | None:
+    """``idx`` (tiles, rows, cols: positions into a vector whose consecutive rows of
+    ``v_stride`` entries are a pass's output beats) as rectangles for :func:`sum_blocks`:
+    rows (d, s, L, W) uint32, each L rows of W consecutive positions from s, ``v_stride``
+    apart, that land at d, d + cols, ... of the (rows, cols) result; None when the native
+    kernels are not used or the rectangles would be short (then :func:`take_sum`).  Exact
+    by construction: within a column segment every row's positions step by 1 (and stay in
+    one beat: a segment is cut where a row reaches a beat's first lane), and within a run
+    of rows the segment's first positions step by ``v_stride``, so every position of the
+    run's rectangle is its first plus i * v_stride + l."""
+    if _library() is None or idx.ndim != 3 or idx.size == 0 or v_stride < 1:
+        return None
+    T, R, C = idx.shape
+    if R * C >= 1 << 32 or int(idx.max()) >= 1 << 32:
+        return None
+    a = idx.astype(np.int64)
+    # column segments where every row's positions run on by 1 within one beat's lanes
+    cut = ~(np.diff(a, axis=2) == 1).all(axis=1) | (a[:, :, 1:] % v_stride == 0).any(axis=1)
+    rects = []
+    for t in range(T):
+        starts = np.concatenate([[0], np.flatnonzero(cut[t]) + 1]).tolist()
+        for c0, c1 in zip(starts, starts[1:] + [C]):
+            col = a[t, :, c0]                                    # each row's first position
+            brk = (np.flatnonzero(np.diff(col) != v_stride) + 1).tolist()
+            for r0, r1 in zip([0] + brk, brk + [R]):             # runs of beats
+                rects.append((r0 * C + c0, int(col[r0]), r1 - r0, c1 - c0))
+    if len(rects) * 4 > idx.size:
+        return None   # short rectangles: the index reads as fast
+    blk = np.array(rects, dtype=np.uint32).reshape(-1, 4)
+    blk.setflags(write=False)
+    return blk
+
+
+def sum_blocks(vec: np.ndarray, blk: np.ndarray, shape: tuple, v_stride: int) -> np.ndarray:
+    """The (rows, cols) int64 sum over the tiles of :func:`blocks`' rectangles of ``vec``
+    (1-D, C-contiguous, an integer dtype): ``vec[idx].sum(axis=0, dtype=int64)`` for the
+    index the rectangles describe."""
+    lib = _library()
+    out = np.zeros(shape, dtype=np.int64)
+    t = _TYPES.get(vec.dtype)
+    if lib is None or t is None or vec.ndim != 1 or not vec.flags.c_contiguous:
+        raise ValueError("sum_blocks needs the native kernels and a contiguous integer vector")
+    if getattr(lib, f"ig_sum_blocks_{t}")(vec.ctypes.data, vec.size, blk.ctypes.data,
+                                          len(blk), v_stride, shape[1], out.ctypes.data,
+                                          out.size):
         raise _out_of_range(vec.size)
     return out
 

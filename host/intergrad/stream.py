@@ -60,6 +60,11 @@ class PassLayout:
     source: np.ndarray
     reads: frozenset      # the operands ("X", "W", "dY") the pass's lanes come from
     job_list: tuple = ()  # the jobs' Job records (tj.job for tj in jobs)
+    #: res_index / dw_index as rectangles of output beats (:func:`intergrad.native.blocks`:
+    #: the native decode reads them without the index), or None
+    res_blocks: np.ndarray | None = None
+    dw_blocks: np.ndarray | None = None
+    out_lanes: int = 0
 
     @property
     def in_beats(self) -> int:
@@ -202,12 +207,16 @@ def layout(cfg: ArrayConfig, pass_: str, B: int, N: int, M: int,
     for a in (in_off, out_off, idx, res_index, dw_index):
         if a is not None:
             a.setflags(write=False)
+    res_blocks = native.blocks(res_index, OL) if res_index is not None and \
+        res_index.dtype == np.uint32 else None
+    dw_blocks = native.blocks(dw_index[None], OL) if dw_index is not None and \
+        dw_index.dtype == np.uint32 else None
     return PassLayout(pass_, B, N, M, jobs, in_off, out_off, idx, res_index, dw_index,
                       np.zeros(y0 + B * M, dtype=np.int64),
                       frozenset({"X" if pass_ == "fwd" else "dY"}
                                 | ({"W"} if kind.uses_weights else set())
                                 | ({"X"} if kind.left_data else set())),
-                      tuple(tj.job for tj in jobs))
+                      tuple(tj.job for tj in jobs), res_blocks, dw_blocks, OL)
 
 
 def build_pass(lay: PassLayout, X=None, W=None, dY=None) -> np.ndarray:
@@ -281,10 +290,14 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
     if not np.issubdtype(flat.dtype, np.integer):
         flat = flat.astype(np.int64)
     flat = flat.ravel()   # integers of any width (a driver's native lanes): int64 gathered
+    rect = flat.flags.c_contiguous and flat.dtype in native.BLOCK_TYPES and \
+        flat.size == lay.out_beats * lay.out_lanes
     res = None
     if lay.res_index is not None:
         ri = lay.res_index
-        if ri.dtype == np.uint32:   # the native gather-and-sum (intergrad.native)
+        if rect and lay.res_blocks is not None:   # the rectangles of beats, summed natively
+            res = native.sum_blocks(flat, lay.res_blocks, ri.shape[1:], lay.out_lanes)
+        elif ri.dtype == np.uint32:   # the native gather-and-sum (intergrad.native)
             res = native.take_sum(flat, ri)
         elif len(ri) <= 3:   # a few column tiles' partials: added in place (no 3-D temporary)
             res = flat[ri[0]].astype(np.int64, copy=False)
@@ -299,8 +312,11 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
             res -= h
     dW = None
     if lay.dw_index is not None:
-        dW = (native.take_sum(flat, lay.dw_index[None]) if lay.dw_index.dtype == np.uint32
-              else flat[lay.dw_index].astype(np.int64, copy=False))
+        if rect and lay.dw_blocks is not None:
+            dW = native.sum_blocks(flat, lay.dw_blocks, lay.dw_index.shape, lay.out_lanes)
+        else:
+            dW = (native.take_sum(flat, lay.dw_index[None]) if lay.dw_index.dtype == np.uint32
+                  else flat[lay.dw_index].astype(np.int64, copy=False))
     return res, dW
 
 
