@@ -398,8 +398,6 @@ IG_SUM_BLOCKS(ig_sum_blocks_i64, int64_t)
 
 _TYPES = {np.dtype(np.int8): "i8", np.dtype(np.int16): "i16", np.dtype(np.int32): "i32",
           np.dtype(np.int64): "i64"}
-#: the vectors :func:`sum_blocks` reads
-BLOCK_TYPES = frozenset(_TYPES)
 _COL2IM = {np.dtype(np.int32): "i32", np.dtype(np.int64): "i64",
            np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _POOL = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -681,15 +679,17 @@ def blocks(idx: np.ndarray, v_stride: int) -> np.ndarray | None:
     return blk
 
 
-def sum_blocks(vec: np.ndarray, blk: np.ndarray, shape: tuple, v_stride: int) -> np.ndarray:
+def sum_blocks(vec: np.ndarray, blk: np.ndarray | None, shape: tuple,
+               v_stride: int) -> np.ndarray | None:
     """The (rows, cols) int64 sum over the tiles of :func:`blocks`' rectangles of ``vec``
     (1-D, C-contiguous, an integer dtype): ``vec[idx].sum(axis=0, dtype=int64)`` for the
-    index the rectangles describe."""
+    index the rectangles describe; None where it is not used (no rectangles, no native
+    kernels, another vector: the caller's :func:`take_sum` then)."""
     lib = _library()
-    out = np.zeros(shape, dtype=np.int64)
     t = _TYPES.get(vec.dtype)
-    if lib is None or t is None or vec.ndim != 1 or not vec.flags.c_contiguous:
-        raise ValueError("sum_blocks needs the native kernels and a contiguous integer vector")
+    if blk is None or lib is None or t is None or vec.ndim != 1 or not vec.flags.c_contiguous:
+        return None
+    out = np.zeros(shape, dtype=np.int64)
     if getattr(lib, f"ig_sum_blocks_{t}")(vec.ctypes.data, vec.size, blk.ctypes.data,
                                           len(blk), v_stride, shape[1], out.ctypes.data,
                                           out.size):

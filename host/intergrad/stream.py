@@ -290,20 +290,18 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
     if not np.issubdtype(flat.dtype, np.integer):
         flat = flat.astype(np.int64)
     flat = flat.ravel()   # integers of any width (a driver's native lanes): int64 gathered
-    rect = flat.flags.c_contiguous and flat.dtype in native.BLOCK_TYPES and \
-        flat.size == lay.out_beats * lay.out_lanes
     res = None
     if lay.res_index is not None:
         ri = lay.res_index
-        if rect and lay.res_blocks is not None:   # the rectangles of beats, summed natively
-            res = native.sum_blocks(flat, lay.res_blocks, ri.shape[1:], lay.out_lanes)
-        elif ri.dtype == np.uint32:   # the native gather-and-sum (intergrad.native)
+        # the rectangles of beats summed natively, where the layout has them
+        res = native.sum_blocks(flat, lay.res_blocks, ri.shape[1:], lay.out_lanes)
+        if res is None and ri.dtype == np.uint32:   # the native gather-and-sum
             res = native.take_sum(flat, ri)
-        elif len(ri) <= 3:   # a few column tiles' partials: added in place (no 3-D temporary)
+        elif res is None and len(ri) <= 3:   # a few column tiles' partials: added in place
             res = flat[ri[0]].astype(np.int64, copy=False)
             for t in range(1, len(ri)):
                 res += flat[ri[t]]
-        else:
+        elif res is None:
             res = flat[ri].sum(axis=0, dtype=np.int64)
         if acc_w < 64:   # core.wrap's two's-complement wrap, in place on this fresh array
             h = np.int64(1) << np.int64(acc_w - 1)
@@ -312,9 +310,8 @@ def decode_pass(lay: PassLayout, out: np.ndarray, acc_w: int):
             res -= h
     dW = None
     if lay.dw_index is not None:
-        if rect and lay.dw_blocks is not None:
-            dW = native.sum_blocks(flat, lay.dw_blocks, lay.dw_index.shape, lay.out_lanes)
-        else:
+        dW = native.sum_blocks(flat, lay.dw_blocks, lay.dw_index.shape, lay.out_lanes)
+        if dW is None:
             dW = (native.take_sum(flat, lay.dw_index[None]) if lay.dw_index.dtype == np.uint32
                   else flat[lay.dw_index].astype(np.int64, copy=False))
     return res, dW
