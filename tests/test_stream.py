@@ -318,6 +318,12 @@ def test_conv_passes_equal_with_the_lowering_built(dev, per_job, monkeypatch):
     hardware counters, and the same accumulator-headroom warnings, forward and backward,
     on random shapes, strides and padding (whole passes and the per-job loop)."""
     import warnings
+    from intergrad.conv import Im2col
+    used = []   # the unbuilt lowering's writes (whole passes) or builds (the per-job loop)
+    for name in ("write", "__array__"):
+        orig = getattr(Im2col, name)
+        monkeypatch.setattr(Im2col, name, lambda self, *a, _o=orig, _n=name, **k:
+                            used.append(_n) or _o(self, *a, **k))
     acc = Accelerator(dev)
     new, old = Scheduler(acc), Scheduler(acc)
     old.reads_im2col = False
@@ -344,6 +350,8 @@ def test_conv_passes_equal_with_the_lowering_built(dev, per_job, monkeypatch):
         assert w1 == w0
         warned += bool(w1)
     assert warned > 0   # the headroom check was exercised
+    # the new scheduler took the unbuilt path (the built one never makes an Im2col)
+    assert used and set(used) == ({"__array__"} if per_job else {"write"})
     for rn, ro in zip(new.report, old.report):
         assert rn.counters == ro.counters, (rn.layer, rn.pass_)
     assert len(new.report) == len(old.report) > 0
